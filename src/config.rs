@@ -1,0 +1,360 @@
+//! User-facing TOML configuration: plain serde with `deny_unknown_fields`
+//! and defaults, validated once with errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::group::GroupKind;
+
+/// Configuration errors; every message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type (toml's message names the key).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config path.
+        path: PathBuf,
+        /// What toml said.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("invalid value for `{key}`: {message}")]
+    Value {
+        /// Dotted key, e.g. `model.kernel`.
+        key: &'static str,
+        /// Why it is wrong.
+        message: String,
+    },
+}
+
+/// Which autoencoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Plain convolutional autoencoder (the paper's baseline).
+    Baseline,
+    /// Equivariant autoencoder; average and Gram pooling read its V.
+    Equivariant,
+    /// Equivariant autoencoder with equivariant attention (paper 4.2).
+    Attention,
+}
+
+/// Which data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// MNIST digits, augmented by random rotations and reflections.
+    Mnist,
+    /// Fashion-MNIST, augmented the same way.
+    FashionMnist,
+    /// NDSB 2015 plankton (`train/<class>/<id>.jpg`).
+    Plankton,
+    /// Generated shapes; needs no download (tests, quick checks).
+    Synthetic,
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Data set.
+    pub dataset: DatasetKind,
+    /// Folder holding the data (`scripts/fetch_data.sh` fills `data/`).
+    pub root: PathBuf,
+    /// Use at most this many training images (0 = all).
+    pub train_limit: usize,
+    /// Use at most this many test images (0 = all).
+    pub test_limit: usize,
+    /// Side of the square canvas the models see.
+    pub image_size: usize,
+    /// Randomly rotate (any angle) and reflect every image.
+    pub augment: bool,
+    /// Fraction of the training images held out for validation.
+    pub validation_fraction: f64,
+    /// Seed of augmentation and splits.
+    pub seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::Mnist,
+            root: PathBuf::from("data"),
+            train_limit: 0,
+            test_limit: 0,
+            image_size: 32,
+            augment: true,
+            validation_fraction: 0.1,
+            seed: 0,
+        }
+    }
+}
+
+/// `[model]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Autoencoder kind.
+    pub kind: ModelKind,
+    /// Symmetry group (ignored by the baseline).
+    pub group: GroupKind,
+    /// Channels per group element at each encoder stage (the baseline uses
+    /// them as plain channels).
+    pub channels: Vec<usize>,
+    /// Odd kernel size of the stage convolutions.
+    pub kernel: usize,
+    /// Columns of V after the spatial network.
+    pub latent: usize,
+    /// Widths of the group-linear layers after it; the last is m, the
+    /// columns of V. Empty: m = latent.
+    pub group_linear: Vec<usize>,
+    /// Code size: the baseline's embedding, or the attention model's
+    /// compressed invariant code (0 = keep Q uncompressed).
+    pub code: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Equivariant,
+            group: GroupKind::D4,
+            channels: vec![8, 16, 32, 32],
+            kernel: 3,
+            latent: 32,
+            group_linear: vec![32],
+            code: 64,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Columns m of V.
+    pub fn columns(&self) -> usize {
+        self.group_linear.last().copied().unwrap_or(self.latent)
+    }
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Weight of the attention entropy regulariser (paper Eq. 16).
+    pub entropy_weight: f64,
+    /// Seed of weight initialisation and batch order.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 5,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            entropy_weight: 0.01,
+            seed: 0,
+        }
+    }
+}
+
+/// A whole run's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Run name (run directory `runs/<name>`).
+    pub name: String,
+    /// Data.
+    pub data: DataConfig,
+    /// Model.
+    pub model: ModelConfig,
+    /// Training.
+    pub train: TrainConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "default".into(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The built-in default: a small D4 model on 6,000 augmented MNIST
+    /// images, a few minutes on two cores.
+    pub fn builtin_default() -> Self {
+        let mut c = Config::default();
+        c.name = "default_d4".into();
+        c.data.train_limit = 6000;
+        c.data.test_limit = 2000;
+        c.train.epochs = 3;
+        c
+    }
+
+    /// Parse and validate TOML text; `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read, parse and validate a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Check every value that parses but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Value {
+                key,
+                message: message.into(),
+            })
+        }
+        let (d, m, t) = (&self.data, &self.model, &self.train);
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return bad("name", "must be a non-empty file name without slashes");
+        }
+        if !(8..=256).contains(&d.image_size) {
+            return bad(
+                "data.image_size",
+                format!("{} is outside 8..=256", d.image_size),
+            );
+        }
+        if !(0.0..0.9).contains(&d.validation_fraction) {
+            return bad("data.validation_fraction", "must be in [0, 0.9)");
+        }
+        if m.kernel % 2 == 0 || m.kernel == 0 {
+            return bad(
+                "model.kernel",
+                format!(
+                    "{} is even; group convolutions need an odd kernel so that the filter rotates about its centre pixel",
+                    m.kernel
+                ),
+            );
+        }
+        if m.channels.is_empty() || m.channels.contains(&0) {
+            return bad(
+                "model.channels",
+                "needs at least one stage, each with channels > 0",
+            );
+        }
+        let stages = m.channels.len();
+        if d.image_size % (1 << stages) != 0 || d.image_size >> stages < 1 {
+            return bad(
+                "model.channels",
+                format!(
+                    "{stages} stages halve the image {stages} times, but data.image_size = {} is not divisible by {}",
+                    d.image_size,
+                    1 << stages
+                ),
+            );
+        }
+        if m.latent == 0 || m.group_linear.contains(&0) {
+            return bad("model.latent", "latent and group_linear widths must be > 0");
+        }
+        if m.kind == ModelKind::Baseline && m.code == 0 {
+            return bad("model.code", "the baseline needs a code size > 0");
+        }
+        if t.epochs == 0 {
+            return bad("train.epochs", "must be > 0");
+        }
+        if t.batch_size == 0 {
+            return bad("train.batch_size", "must be > 0");
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return bad(
+                "train.learning_rate",
+                format!("{} must be positive", t.learning_rate),
+            );
+        }
+        if !(t.entropy_weight >= 0.0 && t.entropy_weight.is_finite()) {
+            return bad("train.entropy_weight", "must be >= 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[model]\nkernal = 3\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `kernal`"), "{err}");
+    }
+
+    #[test]
+    fn even_kernel_is_rejected() {
+        let err = parse("[model]\nkernel = 4\n").unwrap_err().to_string();
+        assert!(
+            err.contains("`model.kernel`") && err.contains("odd"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn negative_learning_rate_is_rejected() {
+        let err = parse("[train]\nlearning_rate = -0.1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`train.learning_rate`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_group_is_rejected() {
+        let err = parse("[model]\ngroup = \"D5\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `D5`") && err.contains("group"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_rejected() {
+        let err = parse("[train]\nepochs = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epochs"), "{err}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let c = Config::builtin_default();
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+}

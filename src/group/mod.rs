@@ -1,0 +1,350 @@
+//! Finite rotation/reflection groups as plain Rust: no tensors here.
+//!
+//! `C_n` holds the rotations `R^k` by `k * 360/n` degrees; `D_n` adds the
+//! reflection `M` (mirror along the vertical axis, `x -> -x`) with
+//! `M R M = R^-1`. An element is `(k, s)` = `R^k M^s`; it is stored as the
+//! index `s * n + k`, so the rotations come first.
+//!
+//! Conventions (see `shared/reference/math.md`):
+//! - composition `(k1,s1)(k2,s2) = (k1 + (-1)^s1 k2 mod n, s1 xor s2)`;
+//! - left regular representation `[lambda(t) V]_g = V_{t^-1 g}`;
+//! - right regular representation `[rho(h) V]_g = V_{g h}`.
+
+pub mod action;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The groups of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// 90-degree rotations (the paper's p4, on the pixel grid).
+    #[serde(alias = "p4")]
+    C4,
+    /// 90-degree rotations and reflections (p4m).
+    #[serde(alias = "p4m")]
+    D4,
+    /// 30-degree rotations.
+    C12,
+    /// 30-degree rotations and reflections (24 elements).
+    D12,
+}
+
+impl GroupKind {
+    /// Every group the project knows, in a fixed order.
+    pub const ALL: [GroupKind; 4] = [GroupKind::C4, GroupKind::D4, GroupKind::C12, GroupKind::D12];
+
+    /// The group itself.
+    pub fn group(self) -> Group {
+        match self {
+            GroupKind::C4 => Group::cyclic(4),
+            GroupKind::D4 => Group::dihedral(4),
+            GroupKind::C12 => Group::cyclic(12),
+            GroupKind::D12 => Group::dihedral(12),
+        }
+    }
+
+    /// The group whose elements act exactly on the pixel grid and that the
+    /// spatial network is built for: C4 for C4/C12, D4 for D4, C4 for D12
+    /// (D12 mirrors the input itself, see `model::multi`).
+    pub fn grid_group(self) -> Group {
+        match self {
+            GroupKind::D4 => Group::dihedral(4),
+            _ => Group::cyclic(4),
+        }
+    }
+
+    /// Lower-case name used in configs and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKind::C4 => "c4",
+            GroupKind::D4 => "d4",
+            GroupKind::C12 => "c12",
+            GroupKind::D12 => "d12",
+        }
+    }
+}
+
+impl fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for GroupKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "c4" | "p4" => Ok(GroupKind::C4),
+            "d4" | "p4m" => Ok(GroupKind::D4),
+            "c12" => Ok(GroupKind::C12),
+            "d12" => Ok(GroupKind::D12),
+            other => Err(format!(
+                "unknown group '{other}' (expected one of c4, p4, d4, p4m, c12, d12)"
+            )),
+        }
+    }
+}
+
+/// One element `R^k M^s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Element {
+    /// Rotation power k, in 0..n.
+    pub rotation: usize,
+    /// Whether the mirror M is applied (first, before the rotation).
+    pub reflection: bool,
+}
+
+/// A cyclic group `C_n` or dihedral group `D_n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// Number of rotations n.
+    pub n: usize,
+    /// Whether the group contains reflections (D_n).
+    pub dihedral: bool,
+}
+
+impl Group {
+    /// `C_n`.
+    pub fn cyclic(n: usize) -> Self {
+        assert!(n > 0, "a cyclic group needs n > 0");
+        Group { n, dihedral: false }
+    }
+
+    /// `D_n`.
+    pub fn dihedral(n: usize) -> Self {
+        assert!(n > 0, "a dihedral group needs n > 0");
+        Group { n, dihedral: true }
+    }
+
+    /// |G|.
+    pub fn order(&self) -> usize {
+        if self.dihedral {
+            2 * self.n
+        } else {
+            self.n
+        }
+    }
+
+    /// The element with index `i` (`i = s * n + k`).
+    pub fn element(&self, i: usize) -> Element {
+        assert!(i < self.order(), "element index {i} out of range");
+        Element {
+            rotation: i % self.n,
+            reflection: i >= self.n,
+        }
+    }
+
+    /// Index of an element.
+    pub fn index(&self, e: Element) -> usize {
+        assert!(e.rotation < self.n && (self.dihedral || !e.reflection));
+        e.rotation + if e.reflection { self.n } else { 0 }
+    }
+
+    /// Every element, in index order (tests iterate over all of them).
+    pub fn elements(&self) -> impl Iterator<Item = Element> + '_ {
+        (0..self.order()).map(|i| self.element(i))
+    }
+
+    /// The identity's index (always 0).
+    pub fn identity(&self) -> usize {
+        0
+    }
+
+    /// Index of `R^k`.
+    pub fn rotation(&self, k: usize) -> usize {
+        k % self.n
+    }
+
+    /// Index of `M` (only in dihedral groups).
+    pub fn mirror(&self) -> Option<usize> {
+        self.dihedral.then_some(self.n)
+    }
+
+    /// Generators: `R`, and `M` for dihedral groups.
+    pub fn generators(&self) -> Vec<usize> {
+        let mut g = vec![self.rotation(1)];
+        g.extend(self.mirror());
+        g
+    }
+
+    /// Index of `a b`.
+    pub fn compose(&self, a: usize, b: usize) -> usize {
+        let (ea, eb) = (self.element(a), self.element(b));
+        let k = if ea.reflection {
+            (ea.rotation + self.n - eb.rotation) % self.n
+        } else {
+            (ea.rotation + eb.rotation) % self.n
+        };
+        self.index(Element {
+            rotation: k,
+            reflection: ea.reflection ^ eb.reflection,
+        })
+    }
+
+    /// Index of `a^-1`. Reflections are their own inverses.
+    pub fn inverse(&self, a: usize) -> usize {
+        let e = self.element(a);
+        if e.reflection {
+            a
+        } else {
+            self.index(Element {
+                rotation: (self.n - e.rotation) % self.n,
+                reflection: false,
+            })
+        }
+    }
+
+    /// `table[a][b] = a b`.
+    pub fn cayley_table(&self) -> Vec<Vec<usize>> {
+        (0..self.order())
+            .map(|a| (0..self.order()).map(|b| self.compose(a, b)).collect())
+            .collect()
+    }
+
+    /// Left regular action as a row gather: `[lambda(t) V]_g = V[perm[g]]`
+    /// with `perm[g] = t^-1 g`.
+    pub fn left_regular_perm(&self, t: usize) -> Vec<usize> {
+        let ti = self.inverse(t);
+        (0..self.order()).map(|g| self.compose(ti, g)).collect()
+    }
+
+    /// Right regular action as a row gather: `[rho(h) V]_g = V[perm[g]]`
+    /// with `perm[g] = g h`.
+    pub fn right_regular_perm(&self, h: usize) -> Vec<usize> {
+        (0..self.order()).map(|g| self.compose(g, h)).collect()
+    }
+
+    /// Angle of the rotation part in degrees, counter-clockwise.
+    pub fn angle_degrees(&self, a: usize) -> f64 {
+        self.element(a).rotation as f64 * 360.0 / self.n as f64
+    }
+
+    /// Whether the element acts exactly on a square pixel grid
+    /// (a multiple of 90 degrees, with or without the mirror).
+    pub fn is_grid_exact(&self, a: usize) -> bool {
+        (self.element(a).rotation * 4) % self.n == 0
+    }
+
+    /// Human-readable name such as `R^3 M`.
+    pub fn element_name(&self, a: usize) -> String {
+        let e = self.element(a);
+        match (e.rotation, e.reflection) {
+            (0, false) => "e".to_string(),
+            (0, true) => "M".to_string(),
+            (k, false) => format!("R^{k}"),
+            (k, true) => format!("R^{k} M"),
+        }
+    }
+}
+
+/// Apply a row gather `perm` to a row-major `rows x cols` matrix:
+/// `out[g] = v[perm[g]]`.
+pub fn permute_rows(v: &[f32], cols: usize, perm: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(v.len());
+    for &p in perm {
+        out.extend_from_slice(&v[p * cols..(p + 1) * cols]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One shared check of the group axioms and regular representations.
+    fn check_group(g: &Group) {
+        let n = g.order();
+        let e = g.identity();
+        let table = g.cayley_table();
+        for a in 0..n {
+            // identity and inverse
+            assert_eq!(g.compose(e, a), a);
+            assert_eq!(g.compose(a, e), a);
+            assert_eq!(g.compose(a, g.inverse(a)), e);
+            assert_eq!(g.compose(g.inverse(a), a), e);
+            // Cayley table rows are permutations (Latin square)
+            let mut row = table[a].clone();
+            row.sort_unstable();
+            assert_eq!(row, (0..n).collect::<Vec<_>>());
+            for b in 0..n {
+                for c in 0..n {
+                    // associativity
+                    assert_eq!(g.compose(g.compose(a, b), c), g.compose(a, g.compose(b, c)));
+                }
+            }
+        }
+    }
+
+    /// perm composition as gathers: applying `p` after `q` gathers with q[p[g]].
+    fn after(p: &[usize], q: &[usize]) -> Vec<usize> {
+        // out = P(Q(V)); Q(V)[g] = V[q[g]]; P(W)[g] = W[p[g]] = V[q[p[g]]]
+        p.iter().map(|&i| q[i]).collect()
+    }
+
+    fn check_regular(g: &Group) {
+        let n = g.order();
+        for a in 0..n {
+            for b in 0..n {
+                // lambda(a) lambda(b) = lambda(ab)
+                let lab = after(&g.left_regular_perm(a), &g.left_regular_perm(b));
+                assert_eq!(lab, g.left_regular_perm(g.compose(a, b)));
+                // rho(a) rho(b) = rho(ab)
+                let rab = after(&g.right_regular_perm(a), &g.right_regular_perm(b));
+                assert_eq!(rab, g.right_regular_perm(g.compose(a, b)));
+                // left and right regular actions commute
+                let lr = after(&g.left_regular_perm(a), &g.right_regular_perm(b));
+                let rl = after(&g.right_regular_perm(b), &g.left_regular_perm(a));
+                assert_eq!(lr, rl);
+            }
+        }
+    }
+
+    #[test]
+    fn every_group_satisfies_axioms_and_regular_reps() {
+        for kind in GroupKind::ALL {
+            let g = kind.group();
+            check_group(&g);
+            check_regular(&g);
+        }
+    }
+
+    #[test]
+    fn orders_and_relations() {
+        assert_eq!(GroupKind::C4.group().order(), 4);
+        assert_eq!(GroupKind::D4.group().order(), 8);
+        assert_eq!(GroupKind::C12.group().order(), 12);
+        assert_eq!(GroupKind::D12.group().order(), 24);
+        for kind in [GroupKind::D4, GroupKind::D12] {
+            let g = kind.group();
+            let (r, m) = (g.rotation(1), g.mirror().unwrap());
+            // M R M = R^-1
+            assert_eq!(g.compose(g.compose(m, r), m), g.inverse(r));
+            assert_eq!(g.compose(m, m), 0);
+        }
+        let d4 = GroupKind::D4.group();
+        // D4 is not abelian
+        assert_ne!(d4.compose(1, 4), d4.compose(4, 1));
+    }
+
+    #[test]
+    fn cayley_table_of_c4_is_addition_mod_4() {
+        let t = GroupKind::C4.group().cayley_table();
+        for (a, row) in t.iter().enumerate() {
+            for (b, &ab) in row.iter().enumerate() {
+                assert_eq!(ab, (a + b) % 4);
+            }
+        }
+    }
+
+    #[test]
+    fn group_names_parse() {
+        assert_eq!("p4m".parse::<GroupKind>().unwrap(), GroupKind::D4);
+        assert_eq!("D12".parse::<GroupKind>().unwrap(), GroupKind::D12);
+        let err = "d5".parse::<GroupKind>().unwrap_err();
+        assert!(err.contains("unknown group 'd5'"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! eqae: rotation- and reflection-invariant image features from
+//! group-equivariant autoencoders.
+//!
+//! The crate is layered so that nothing imports upwards:
+//! - [`group`]: finite groups C4, D4, C12, D12 and their action on images (no tensors);
+//! - [`nn`]: equivariant layers built on burn;
+//! - [`model`]: encoders, decoders and autoencoders for each group, plus the baseline;
+//! - [`config`]: the TOML configuration;
+//! - [`data`], [`train`], [`eval`], [`cli`]: data sets, training, probes, command line.
+
+pub mod config;
+pub mod group;
+pub mod model;
+pub mod nn;

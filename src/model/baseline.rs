@@ -1,0 +1,103 @@
+//! The paper's baseline: a plain convolutional autoencoder of similar size
+//! (3x3 conv + ReLU + 2x2 average pool per stage, a linear code, and the
+//! mirror decoder). Its code is neither equivariant nor invariant.
+//!
+//! Symbols: B batch, C channels, S image size, s = S / 2^stages, D code size.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::module::avg_pool2d;
+use burn::tensor::ops::AvgPoolOptions;
+use burn::tensor::{Device, Tensor};
+
+use crate::config::ModelConfig;
+
+/// Plain convolutional autoencoder.
+#[derive(Module, Debug)]
+pub struct BaselineAutoencoder {
+    enc_convs: Vec<Conv2d>,
+    enc_linear: Linear,
+    dec_linear: Linear,
+    dec_ups: Vec<ConvTranspose2d>,
+    dec_convs: Vec<Conv2d>,
+    final_size: usize,
+    last_channels: usize,
+}
+
+impl BaselineAutoencoder {
+    /// Build from a model config. Channels are widened by `sqrt(|G|)`-free
+    /// defaults: the config's channels are used as plain channel counts
+    /// times 4, close to the parameter count of the D4 model.
+    pub fn new(config: &ModelConfig, image_size: usize, device: &Device) -> Self {
+        let c: Vec<usize> = config.channels.iter().map(|c| c * 4).collect();
+        let k = config.kernel;
+        let same = |ci: usize, co: usize| {
+            Conv2dConfig::new([ci, co], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+                .init(device)
+        };
+        let mut enc_convs = vec![same(1, c[0])];
+        enc_convs.extend(c.windows(2).map(|w| same(w[0], w[1])));
+        let final_size = image_size >> c.len();
+        let last = *c.last().unwrap();
+        let flat = last * final_size * final_size;
+        let dec_ups = (0..c.len())
+            .rev()
+            .map(|i| {
+                ConvTranspose2dConfig::new([c[i], c[i]], [2, 2])
+                    .with_stride([2, 2])
+                    .init(device)
+            })
+            .collect();
+        let dec_convs = (0..c.len())
+            .rev()
+            .map(|i| same(c[i], if i > 0 { c[i - 1] } else { 1 }))
+            .collect();
+        BaselineAutoencoder {
+            enc_convs,
+            enc_linear: LinearConfig::new(flat, config.code).init(device),
+            dec_linear: LinearConfig::new(config.code, flat).init(device),
+            dec_ups,
+            dec_convs,
+            final_size,
+            last_channels: last,
+        }
+    }
+
+    /// # Shapes
+    /// `[B, 1, S, S] -> [B, D]`
+    pub fn encode(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut h = x;
+        for conv in &self.enc_convs {
+            h = avg_pool2d(relu(conv.forward(h)), AvgPoolOptions::new([2, 2]));
+        }
+        let b = h.dims()[0];
+        // # Shapes: [B, C, s, s] -> [B, C*s*s] -> [B, D]
+        self.enc_linear.forward(h.reshape([b as i32, -1]))
+    }
+
+    /// # Shapes
+    /// `[B, D] -> [B, 1, S, S]`
+    pub fn decode(&self, code: Tensor<2>) -> Tensor<4> {
+        let b = code.dims()[0];
+        let s = self.final_size;
+        // # Shapes: [B, D] -> [B, C*s*s] -> [B, C, s, s]
+        let mut h = relu(self.dec_linear.forward(code)).reshape([b, self.last_channels, s, s]);
+        let last = self.dec_convs.len() - 1;
+        for (i, (up, conv)) in self.dec_ups.iter().zip(&self.dec_convs).enumerate() {
+            h = conv.forward(relu(up.forward(h)));
+            if i < last {
+                h = relu(h);
+            }
+        }
+        sigmoid(h)
+    }
+
+    /// Reconstruction and code.
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<2>) {
+        let code = self.encode(x);
+        (self.decode(code.clone()), code)
+    }
+}

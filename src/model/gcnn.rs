@@ -1,0 +1,161 @@
+//! The spatial G-CNN for a group H acting exactly on the grid (C4 = p4 or
+//! D4 = p4m): an encoder from images to `V0 in R^{|H| x L}` and its mirror
+//! decoder.
+//!
+//! Encoder stage: 3x3 group conv (lifting first), ReLU, 2x2 average pool.
+//! After the stages a `s x s`, stride `s` group conv collapses the last
+//! `s x s` map to one pixel. Pooling and the collapse act on even sizes, so
+//! their sampling grids are symmetric about the centre and the whole network
+//! is exactly equivariant for every element of H.
+//!
+//! Symbols: B batch, N = |H|, L latent columns, S image size.
+
+use burn::module::Module;
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::module::avg_pool2d;
+use burn::tensor::ops::AvgPoolOptions;
+use burn::tensor::{Device, Tensor};
+
+use crate::group::Group;
+use crate::nn::{GroupConv, GroupConvTranspose, LiftingConv};
+
+/// Shape settings shared by the encoder and decoder.
+#[derive(Clone, Debug)]
+pub struct GcnnShape {
+    /// Channels per group element at each stage.
+    pub channels: Vec<usize>,
+    /// Odd kernel of the stage convolutions.
+    pub kernel: usize,
+    /// Columns L of V0.
+    pub latent: usize,
+    /// Input image side S (divisible by 2^stages).
+    pub image_size: usize,
+}
+
+impl GcnnShape {
+    /// Side of the map that the collapse convolution sees.
+    pub fn final_size(&self) -> usize {
+        self.image_size >> self.channels.len()
+    }
+}
+
+/// Images `[B, 1, S, S]` to `V0 [B, N, L]`.
+#[derive(Module, Debug)]
+pub struct GcnnEncoder {
+    lift: LiftingConv,
+    stages: Vec<GroupConv>,
+    collapse: GroupConv,
+    n: usize,
+}
+
+impl GcnnEncoder {
+    /// Build the encoder for grid group `h`.
+    pub fn new(h: &Group, shape: &GcnnShape, device: &Device) -> Self {
+        let c = &shape.channels;
+        let lift = LiftingConv::new(h, 1, c[0], shape.kernel, device);
+        let stages = c
+            .windows(2)
+            .map(|w| GroupConv::new(h, w[0], w[1], shape.kernel, device))
+            .collect();
+        let collapse = GroupConv::strided(
+            h,
+            *c.last().unwrap(),
+            shape.latent,
+            shape.final_size(),
+            device,
+        );
+        GcnnEncoder {
+            lift,
+            stages,
+            collapse,
+            n: h.order(),
+        }
+    }
+
+    /// # Shapes
+    /// `[B, 1, S, S] -> [B, N, L]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
+        let pool = |t| avg_pool2d(t, AvgPoolOptions::new([2, 2]));
+        let mut h = pool(relu(self.lift.forward(x)));
+        for conv in &self.stages {
+            h = pool(relu(conv.forward(h)));
+        }
+        // # Shapes: [B, L*N, s, s] -> [B, L*N, 1, 1]
+        let v = self.collapse.forward(h);
+        let [b, ln, _, _] = v.dims();
+        // -> [B, L, N] -> [B, N, L]
+        v.reshape([b, ln / self.n, self.n]).swap_dims(1, 2)
+    }
+}
+
+/// One decoder stage: upsample by 2 with a transposed group conv, then a
+/// same-padded group conv.
+#[derive(Module, Debug)]
+struct DecoderStage {
+    up: GroupConvTranspose,
+    conv: GroupConv,
+}
+
+/// `V0 [B, N, L]` to images `[B, 1, S, S]`, equivariant:
+/// `decoder(lambda(t) V0) = t . decoder(V0)`.
+#[derive(Module, Debug)]
+pub struct GcnnDecoder {
+    expand: GroupConvTranspose,
+    stages: Vec<DecoderStage>,
+    n: usize,
+}
+
+impl GcnnDecoder {
+    /// Build the decoder mirroring [`GcnnEncoder::new`].
+    pub fn new(h: &Group, shape: &GcnnShape, device: &Device) -> Self {
+        let c = &shape.channels;
+        let expand = GroupConvTranspose::new(
+            h,
+            shape.latent,
+            *c.last().unwrap(),
+            shape.final_size(),
+            device,
+        );
+        let stages = (0..c.len())
+            .rev()
+            .map(|i| DecoderStage {
+                up: GroupConvTranspose::new(h, c[i], c[i], 2, device),
+                conv: GroupConv::new(
+                    h,
+                    c[i],
+                    if i > 0 { c[i - 1] } else { 1 },
+                    shape.kernel,
+                    device,
+                ),
+            })
+            .collect();
+        GcnnDecoder {
+            expand,
+            stages,
+            n: h.order(),
+        }
+    }
+
+    /// # Shapes
+    /// `[B, N, L] -> [B, 1, S, S]`
+    pub fn forward(&self, v: Tensor<3>) -> Tensor<4> {
+        let [b, n, l] = v.dims();
+        // # Shapes: [B, N, L] -> [B, L, N] -> [B, L*N, 1, 1]
+        let mut h = relu(
+            self.expand
+                .forward(v.swap_dims(1, 2).reshape([b, l * n, 1, 1])),
+        );
+        let last = self.stages.len() - 1;
+        for (i, stage) in self.stages.iter().enumerate() {
+            h = stage.conv.forward(relu(stage.up.forward(h)));
+            if i < last {
+                h = relu(h);
+            }
+        }
+        // The last conv has one channel per group element; averaging over the
+        // group gives an image that transforms as an image.
+        // # Shapes: [B, 1*N, S, S] -> [B, 1, S, S]
+        debug_assert_eq!(h.dims()[1], self.n);
+        sigmoid(h.mean_dim(1))
+    }
+}

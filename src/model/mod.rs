@@ -1,0 +1,69 @@
+//! Autoencoders: the equivariant ones for each group (with or without
+//! equivariant attention) and the plain convolutional baseline.
+
+pub mod baseline;
+pub mod branches;
+pub mod equivariant;
+pub mod gcnn;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+pub use baseline::BaselineAutoencoder;
+pub use equivariant::{Encoding, EquivariantAutoencoder};
+
+use crate::config::{ModelConfig, ModelKind};
+
+/// Any of the project's autoencoders.
+#[derive(Module, Debug)]
+pub enum Autoencoder {
+    /// Plain convolutional autoencoder.
+    Baseline(BaselineAutoencoder),
+    /// Equivariant autoencoder (with or without attention).
+    Equivariant(EquivariantAutoencoder),
+}
+
+/// One forward pass: reconstruction, the attention weights when there are
+/// any, and the features the loss may need.
+pub struct Forward {
+    /// Reconstructed images `[B, 1, S, S]`.
+    pub reconstruction: Tensor<4>,
+    /// Attention weights `[B, N]` (attention models only).
+    pub weights: Option<Tensor<2>>,
+}
+
+impl Autoencoder {
+    /// Build the model a config describes.
+    pub fn new(config: &ModelConfig, image_size: usize, device: &Device) -> Self {
+        match config.kind {
+            ModelKind::Baseline => {
+                Autoencoder::Baseline(BaselineAutoencoder::new(config, image_size, device))
+            }
+            ModelKind::Equivariant | ModelKind::Attention => {
+                Autoencoder::Equivariant(EquivariantAutoencoder::new(config, image_size, device))
+            }
+        }
+    }
+
+    /// Reconstruct a batch.
+    pub fn forward(&self, x: Tensor<4>) -> Forward {
+        match self {
+            Autoencoder::Baseline(m) => Forward {
+                reconstruction: m.forward(x).0,
+                weights: None,
+            },
+            Autoencoder::Equivariant(m) => {
+                let (reconstruction, enc) = m.forward(x);
+                Forward {
+                    reconstruction,
+                    weights: enc.weights,
+                }
+            }
+        }
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> usize {
+        self.num_params()
+    }
+}

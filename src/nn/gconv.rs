@@ -1,0 +1,229 @@
+//! Group convolutions on the pixel grid for a group H that acts exactly on
+//! it (C4 = p4, D4 = p4m), done as ordinary conv2d with a filter bank
+//! expanded from the base filter by an index table built once in `init`.
+//!
+//! Feature maps on H are stored as `[B, C * N, S, S]` with channel
+//! `c * N + h` (N = |H|). Symbols in `# Shapes` lines: B batch, Co/Ci output
+//! and input channels per group element, N = |H|, Nin = 1 (lifting) or N,
+//! k kernel size, S spatial size.
+
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::filter_bank::filter_bank_indices;
+use crate::group::Group;
+
+/// A base filter and the index table that expands it into a filter bank.
+#[derive(Module, Debug)]
+pub struct FilterBank {
+    /// Base filters `[Co, Ci, Nin * k * k]`.
+    pub weight: Param<Tensor<3>>,
+    /// One bias per output channel, shared over the group `[Co]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Gather table over the last weight axis, `[N * Nin * k * k]`.
+    index: Tensor<1, Int>,
+    n: usize,
+    n_in: usize,
+    kernel: usize,
+}
+
+impl FilterBank {
+    fn new(
+        group: &Group,
+        lifting: bool,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Self {
+        let n = group.order();
+        let n_in = if lifting { 1 } else { n };
+        let fan_in = c_in * n_in * kernel * kernel;
+        let init = Initializer::KaimingUniform {
+            gain: 1.0,
+            fan_out_only: false,
+        };
+        let weight = init.init_with(
+            [c_out, c_in, n_in * kernel * kernel],
+            Some(fan_in),
+            Some(c_out * kernel * kernel),
+            device,
+        );
+        let bias = bias.then(|| Initializer::Zeros.init([c_out], device));
+        let idx = filter_bank_indices(group, lifting, kernel);
+        let len = idx.len();
+        let index = Tensor::from_data(TensorData::new(idx, [len]), device);
+        FilterBank {
+            weight,
+            bias,
+            index,
+            n,
+            n_in,
+            kernel,
+        }
+    }
+
+    /// The expanded filter bank `[Co * N, Ci * Nin, k, k]`.
+    pub fn expanded_weight(&self) -> Tensor<4> {
+        let [c_out, c_in, _] = self.weight.dims();
+        let (n, n_in, k) = (self.n, self.n_in, self.kernel);
+        self.weight
+            .val()
+            // # Shapes: [Co, Ci, Nin*k*k] -> [Co, Ci, N*Nin*k*k]
+            .select(2, self.index.clone())
+            // -> [Co, Ci, N, Nin*k*k]
+            .reshape([c_out, c_in, n, n_in * k * k])
+            // -> [Co, N, Ci, Nin*k*k]
+            .swap_dims(1, 2)
+            // -> [Co*N, Ci*Nin, k, k]
+            .reshape([c_out * n, c_in * n_in, k, k])
+    }
+
+    /// Bias repeated over the group `[Co * N]`.
+    pub fn expanded_bias(&self) -> Option<Tensor<1>> {
+        self.bias.as_ref().map(|b| {
+            let c_out = b.dims()[0];
+            // # Shapes: [Co] -> [Co, 1] -> [Co, N] -> [Co*N]
+            b.val()
+                .reshape([c_out, 1])
+                .repeat_dim(1, self.n)
+                .reshape([c_out * self.n])
+        })
+    }
+}
+
+/// Lifting convolution: image channels to feature maps on H (`P4ConvZ2`).
+#[derive(Module, Debug)]
+pub struct LiftingConv {
+    bank: FilterBank,
+    padding: usize,
+}
+
+impl LiftingConv {
+    /// A `k x k` lifting convolution with symmetric "same" padding (k odd).
+    pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
+        assert!(
+            kernel % 2 == 1,
+            "same-padded group convolutions need an odd kernel"
+        );
+        LiftingConv {
+            bank: FilterBank::new(group, true, c_in, c_out, kernel, true, device),
+            padding: kernel / 2,
+        }
+    }
+
+    /// # Shapes
+    /// `[B, Ci, S, S] -> [B, Co * N, S, S]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let p = self.padding;
+        conv2d(
+            x,
+            self.bank.expanded_weight(),
+            self.bank.expanded_bias(),
+            ConvOptions::new([1, 1], [p, p], [1, 1], 1),
+        )
+    }
+}
+
+/// Group convolution: feature maps on H to feature maps on H (`P4ConvP4`).
+///
+/// `stride == kernel` with no padding gives an exactly equivariant
+/// downsampling on even sizes (the sampled grid is symmetric about the
+/// centre); otherwise the kernel is odd and padded symmetrically.
+#[derive(Module, Debug)]
+pub struct GroupConv {
+    bank: FilterBank,
+    padding: usize,
+    stride: usize,
+}
+
+impl GroupConv {
+    /// A `k x k` group convolution with "same" padding (k odd).
+    pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
+        assert!(
+            kernel % 2 == 1,
+            "same-padded group convolutions need an odd kernel"
+        );
+        GroupConv {
+            bank: FilterBank::new(group, false, c_in, c_out, kernel, true, device),
+            padding: kernel / 2,
+            stride: 1,
+        }
+    }
+
+    /// A `k x k`, stride `k` group convolution without padding (downsampling).
+    pub fn strided(
+        group: &Group,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        device: &Device,
+    ) -> Self {
+        GroupConv {
+            bank: FilterBank::new(group, false, c_in, c_out, kernel, true, device),
+            padding: 0,
+            stride: kernel,
+        }
+    }
+
+    /// # Shapes
+    /// `[B, Ci * N, S, S] -> [B, Co * N, S', S']`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let (p, s) = (self.padding, self.stride);
+        conv2d(
+            x,
+            self.bank.expanded_weight(),
+            self.bank.expanded_bias(),
+            ConvOptions::new([s, s], [p, p], [1, 1], 1),
+        )
+    }
+}
+
+/// Transposed group convolution with `stride == kernel` (upsampling by k),
+/// the decoder's mirror of [`GroupConv::strided`]. It is the adjoint of an
+/// equivariant convolution under permutation representations, hence
+/// equivariant itself.
+#[derive(Module, Debug)]
+pub struct GroupConvTranspose {
+    /// Filter bank of the adjoint convolution (`Co` to `Ci`).
+    bank: FilterBank,
+    bias: Param<Tensor<1>>,
+    n: usize,
+    stride: usize,
+}
+
+impl GroupConvTranspose {
+    /// Upsample by `kernel` with a `kernel x kernel` transposed group convolution.
+    pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
+        GroupConvTranspose {
+            bank: FilterBank::new(group, false, c_out, c_in, kernel, false, device),
+            bias: Initializer::Zeros.init([c_out], device),
+            n: group.order(),
+            stride: kernel,
+        }
+    }
+
+    /// # Shapes
+    /// `[B, Ci * N, S, S] -> [B, Co * N, k S, k S]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let c_out = self.bias.dims()[0];
+        // # Shapes: [Co] -> [Co, N] -> [Co*N]
+        let bias = self
+            .bias
+            .val()
+            .reshape([c_out, 1])
+            .repeat_dim(1, self.n)
+            .reshape([c_out * self.n]);
+        let s = self.stride;
+        conv_transpose2d(
+            x,
+            self.bank.expanded_weight(),
+            Some(bias),
+            ConvTransposeOptions::new([s, s], [0, 0], [0, 0], [1, 1], 1),
+        )
+    }
+}
