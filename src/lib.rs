@@ -9,6 +9,7 @@
 //! - [`data`], [`train`], [`eval`], [`cli`]: data sets, training, probes, command line.
 
 pub mod config;
+pub mod data;
 pub mod group;
 pub mod model;
 pub mod nn;

@@ -1,0 +1,65 @@
+//! Augmentation: every image rotated by a uniformly random angle (bilinear,
+//! about the centre, onto a canvas large enough that the content is not
+//! cut) and mirrored with probability 1/2. Each image's draw comes from its
+//! own seeded generator, so the result is the same on every run, machine
+//! and thread count.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::group::action::rotate_bilinear;
+
+/// The transform drawn for one image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draw {
+    /// Counter-clockwise angle in degrees, in [0, 360).
+    pub degrees: f64,
+    /// Mirror before rotating.
+    pub mirror: bool,
+}
+
+/// The draw for image `index` under `seed`.
+pub fn draw(seed: u64, index: usize) -> Draw {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    Draw {
+        degrees: rng.gen_range(0.0..360.0),
+        mirror: rng.gen_bool(0.5),
+    }
+}
+
+/// Place `n` images of `src x src` pixels onto `canvas x canvas`, rotated
+/// and mirrored at random when `augment` is set (else only centred).
+/// Returns `n * canvas * canvas` values.
+pub fn augment_images(images: &[f32], src: usize, canvas: usize, augment: bool, seed: u64) -> Vec<f32> {
+    let per = src * src;
+    assert_eq!(images.len() % per, 0, "image buffer is not a multiple of {src}x{src}");
+    images
+        .par_chunks(per)
+        .enumerate()
+        .flat_map_iter(|(i, img)| {
+            let d = if augment {
+                draw(seed, i)
+            } else {
+                Draw {
+                    degrees: 0.0,
+                    mirror: false,
+                }
+            };
+            rotate_bilinear(img, src, src, d.degrees, d.mirror, canvas, canvas)
+        })
+        .collect()
+}
+
+/// Exact 90-degree rotations (counter-clockwise, `quarter_turns` times) of
+/// a square image, for tests.
+pub fn rotate90(img: &[f32], size: usize, quarter_turns: usize) -> Vec<f32> {
+    let g = crate::group::Group::cyclic(4);
+    crate::group::action::transform_square(img, size, &g, quarter_turns % 4)
+}
+
+/// Exact mirror (`x -> -x`) of a square image, for tests.
+pub fn flip(img: &[f32], size: usize) -> Vec<f32> {
+    let g = crate::group::Group::dihedral(4);
+    crate::group::action::transform_square(img, size, &g, 4)
+}

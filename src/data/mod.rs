@@ -1,0 +1,258 @@
+//! Data sets: MNIST and Fashion-MNIST (IDX), NDSB 2015 plankton, a plain
+//! folder of images, and generated shapes for tests. Every loader returns
+//! images as `f32` in [0, 1] on a square canvas, background 0.
+
+pub mod augment;
+pub mod folder;
+pub mod idx;
+pub mod plankton;
+pub mod synthetic;
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{DataConfig, DatasetKind};
+
+/// Errors of the data layer; each names the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file was read but its contents are wrong.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A data set is not where the config says.
+    #[error("{what} not found at {path}: {hint}")]
+    Missing {
+        /// What was looked for.
+        what: String,
+        /// Where.
+        path: PathBuf,
+        /// How to get it.
+        hint: String,
+    },
+}
+
+impl DataError {
+    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+        DataError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Images with labels, row-major, `len * size * size` values.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// Pixels in [0, 1].
+    pub images: Vec<f32>,
+    /// Side of the square images.
+    pub size: usize,
+    /// Class index per image.
+    pub labels: Vec<usize>,
+    /// Class names, indexed by label.
+    pub class_names: Vec<String>,
+    /// Source file per image, when images came from files.
+    pub file_names: Option<Vec<String>>,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let p = self.size * self.size;
+        &self.images[i * p..(i + 1) * p]
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.size * self.size);
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            size: self.size,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+            file_names: self
+                .file_names
+                .as_ref()
+                .map(|f| indices.iter().map(|&i| f[i].clone()).collect()),
+        }
+    }
+
+    /// The first `limit` images (all when `limit == 0`).
+    pub fn take(self, limit: usize) -> Dataset {
+        if limit == 0 || limit >= self.len() {
+            return self;
+        }
+        self.subset(&(0..limit).collect::<Vec<_>>())
+    }
+
+    /// Place every image onto a `canvas x canvas` square, rotated and
+    /// mirrored at random when `augment` is set.
+    pub fn augmented(&self, canvas: usize, augment: bool, seed: u64) -> Dataset {
+        Dataset {
+            images: augment::augment_images(&self.images, self.size, canvas, augment, seed),
+            size: canvas,
+            ..self.clone()
+        }
+    }
+
+    /// Images per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.class_names.len()];
+        for &l in &self.labels {
+            counts[l] += 1;
+        }
+        counts
+    }
+}
+
+/// Train, validation and test sets, ready for a model.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    /// Training images.
+    pub train: Dataset,
+    /// Held-out part of the training images.
+    pub validation: Dataset,
+    /// Test images.
+    pub test: Dataset,
+}
+
+/// Seeded stratified split: `fraction` of each class goes to the second set.
+pub fn stratified_split(data: &Dataset, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for class in 0..data.class_names.len() {
+        let mut idx: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == class).collect();
+        idx.shuffle(&mut rng);
+        let k = (idx.len() as f64 * fraction).round() as usize;
+        second.extend_from_slice(&idx[..k]);
+        first.extend_from_slice(&idx[k..]);
+    }
+    first.sort_unstable();
+    second.sort_unstable();
+    (data.subset(&first), data.subset(&second))
+}
+
+/// The IDX file `name` under `dir`, plain or with `.gz`.
+fn idx_path(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
+    for candidate in [dir.join(name), dir.join(format!("{name}.gz"))] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(DataError::Missing {
+        what: name.to_string(),
+        path: dir.to_path_buf(),
+        hint: "run scripts/fetch_data.sh first".into(),
+    })
+}
+
+/// Load an IDX image/label pair as a [`Dataset`].
+pub fn load_idx_pair(images: &Path, labels: &Path, class_names: Vec<String>) -> Result<Dataset, DataError> {
+    let (pixels, n, rows, cols) = idx::parse_images(&idx::read_maybe_gz(images)?, images)?;
+    let lab = idx::parse_labels(&idx::read_maybe_gz(labels)?, labels)?;
+    if rows != cols || rows == 0 {
+        return Err(DataError::format(images, format!("images are {rows}x{cols}, expected square")));
+    }
+    if lab.len() != n {
+        return Err(DataError::format(
+            labels,
+            format!("{} labels but {} has {n} images", lab.len(), images.display()),
+        ));
+    }
+    if let Some(&bad) = lab.iter().find(|&&l| l as usize >= class_names.len()) {
+        return Err(DataError::format(labels, format!("label {bad} out of range 0..{}", class_names.len())));
+    }
+    Ok(Dataset {
+        images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        size: rows,
+        labels: lab.into_iter().map(usize::from).collect(),
+        class_names,
+        file_names: None,
+    })
+}
+
+fn load_idx_set(dir: &Path, names: &[&str]) -> Result<(Dataset, Dataset), DataError> {
+    let classes: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let train = load_idx_pair(
+        &idx_path(dir, "train-images-idx3-ubyte")?,
+        &idx_path(dir, "train-labels-idx1-ubyte")?,
+        classes.clone(),
+    )?;
+    let test = load_idx_pair(
+        &idx_path(dir, "t10k-images-idx3-ubyte")?,
+        &idx_path(dir, "t10k-labels-idx1-ubyte")?,
+        classes,
+    )?;
+    Ok((train, test))
+}
+
+const FASHION: [&str; 10] = [
+    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+];
+
+/// Load the raw (unaugmented, uncanvassed) train and test sets.
+pub fn load_raw(config: &DataConfig) -> Result<(Dataset, Dataset), DataError> {
+    let root = &config.root;
+    match config.dataset {
+        DatasetKind::Mnist => {
+            let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+            let names: Vec<&str> = digits.iter().map(|s| s.as_str()).collect();
+            load_idx_set(&root.join("mnist"), &names)
+        }
+        DatasetKind::FashionMnist => load_idx_set(&root.join("fashion-mnist"), &FASHION),
+        DatasetKind::Plankton => {
+            let all = plankton::load_plankton(&root.join("plankton"), config.image_size)?;
+            Ok(stratified_split(&all, 0.2, config.seed))
+        }
+        DatasetKind::Synthetic => Ok((
+            synthetic::shapes(2000, 28, config.seed),
+            synthetic::shapes(500, 28, config.seed + 1),
+        )),
+    }
+}
+
+/// Load, limit, augment and split as the config says. The training and
+/// test sets are augmented with different seeds derived from `seed`.
+pub fn load_splits(config: &DataConfig) -> Result<Splits, DataError> {
+    let (train, test) = load_raw(config)?;
+    let train = train.take(config.train_limit);
+    let test = test.take(config.test_limit);
+    let s = config.image_size;
+    let train = train.augmented(s, config.augment, config.seed.wrapping_mul(2));
+    let test = test.augmented(s, config.augment, config.seed.wrapping_mul(2) + 1);
+    let (train, validation) = stratified_split(&train, config.validation_fraction, config.seed);
+    Ok(Splits {
+        train,
+        validation,
+        test,
+    })
+}
