@@ -6,10 +6,13 @@
 //! - [`nn`]: equivariant layers built on burn;
 //! - [`model`]: encoders, decoders and autoencoders for each group, plus the baseline;
 //! - [`config`]: the TOML configuration;
-//! - [`data`], [`train`], [`eval`], [`cli`]: data sets, training, probes, command line.
+//! - [`data`], [`train`], [`cli`]: data sets, training, command line.
 
+pub mod cli;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod group;
 pub mod model;
 pub mod nn;
+pub mod train;

@@ -33,7 +33,11 @@ fn idx_round_trip_plain_and_gzip() {
     let labels = vec![0u8, 2, 1];
     for (suffix, enc) in [("", false), (".gz", true)] {
         let (img, lab) = (encode_images(&pixels, 3, 4, 4), encode_labels(&labels));
-        let (img, lab) = if enc { (gz(&img), gz(&lab)) } else { (img, lab) };
+        let (img, lab) = if enc {
+            (gz(&img), gz(&lab))
+        } else {
+            (img, lab)
+        };
         let ip = write(dir.path(), &format!("img{suffix}"), &img);
         let lp = write(dir.path(), &format!("lab{suffix}"), &lab);
         let d = load_idx_pair(&ip, &lp, classes(3)).unwrap();
@@ -48,7 +52,9 @@ fn err_of(images: &[u8], labels: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let ip = write(dir.path(), "images.idx", images);
     let lp = write(dir.path(), "labels.idx", labels);
-    load_idx_pair(&ip, &lp, classes(10)).unwrap_err().to_string()
+    load_idx_pair(&ip, &lp, classes(10))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -58,7 +64,10 @@ fn idx_errors_are_clear() {
 
     let truncated = &good_img[..good_img.len() - 4];
     let e = err_of(truncated, &good_lab);
-    assert!(e.contains("images.idx") && e.contains("truncated data"), "{e}");
+    assert!(
+        e.contains("images.idx") && e.contains("truncated data"),
+        "{e}"
+    );
 
     let mut wrong_magic = good_img.clone();
     wrong_magic[3] = 0x99;
@@ -66,7 +75,10 @@ fn idx_errors_are_clear() {
     assert!(e.contains("wrong magic number 0x00000899"), "{e}");
 
     let e = err_of(&good_img, &encode_labels(&[1, 2, 3]));
-    assert!(e.contains("3 labels but") && e.contains("has 2 images"), "{e}");
+    assert!(
+        e.contains("3 labels but") && e.contains("has 2 images"),
+        "{e}"
+    );
 
     let e = err_of(&[], &good_lab);
     assert!(e.contains("images.idx: file is empty"), "{e}");
@@ -90,11 +102,18 @@ fn missing_files_name_the_fix() {
         ..DataConfig::default()
     };
     let e = load_splits(&config).unwrap_err().to_string();
-    assert!(e.contains("train-images-idx3-ubyte not found") && e.contains("scripts/fetch_data.sh"), "{e}");
+    assert!(
+        e.contains("train-images-idx3-ubyte not found") && e.contains("scripts/fetch_data.sh"),
+        "{e}"
+    );
 
-    let e = load_idx_pair(&dir.path().join("nope"), &dir.path().join("nope2"), classes(2))
-        .unwrap_err()
-        .to_string();
+    let e = load_idx_pair(
+        &dir.path().join("nope"),
+        &dir.path().join("nope2"),
+        classes(2),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("cannot read") && e.contains("nope"), "{e}");
 }
 
@@ -132,7 +151,10 @@ fn corrupt_image_error_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "broken.png", b"\x89PNG not really");
     let e = folder::load_image(&p, 8).unwrap_err().to_string();
-    assert!(e.contains("broken.png") && e.contains("cannot decode image"), "{e}");
+    assert!(
+        e.contains("broken.png") && e.contains("cannot decode image"),
+        "{e}"
+    );
 }
 
 fn write_plankton_fixture(root: &Path) {
@@ -174,7 +196,9 @@ fn plankton_layout_loads_with_sorted_labels_and_stratified_split() {
 #[test]
 fn missing_plankton_names_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let e = plankton::load_plankton(dir.path(), 32).unwrap_err().to_string();
+    let e = plankton::load_plankton(dir.path(), 32)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("train.zip"), "{e}");
 }
 

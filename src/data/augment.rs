@@ -21,7 +21,8 @@ pub struct Draw {
 
 /// The draw for image `index` under `seed`.
 pub fn draw(seed: u64, index: usize) -> Draw {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     Draw {
         degrees: rng.gen_range(0.0..360.0),
         mirror: rng.gen_bool(0.5),
@@ -31,9 +32,19 @@ pub fn draw(seed: u64, index: usize) -> Draw {
 /// Place `n` images of `src x src` pixels onto `canvas x canvas`, rotated
 /// and mirrored at random when `augment` is set (else only centred).
 /// Returns `n * canvas * canvas` values.
-pub fn augment_images(images: &[f32], src: usize, canvas: usize, augment: bool, seed: u64) -> Vec<f32> {
+pub fn augment_images(
+    images: &[f32],
+    src: usize,
+    canvas: usize,
+    augment: bool,
+    seed: u64,
+) -> Vec<f32> {
     let per = src * src;
-    assert_eq!(images.len() % per, 0, "image buffer is not a multiple of {src}x{src}");
+    assert_eq!(
+        images.len() % per,
+        0,
+        "image buffer is not a multiple of {src}x{src}"
+    );
     images
         .par_chunks(per)
         .enumerate()

@@ -17,7 +17,11 @@ const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "PNG"];
 fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .map(|e| EXTENSIONS.contains(&e) || e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+        .map(|e| {
+            EXTENSIONS.contains(&e)
+                || e.eq_ignore_ascii_case("jpg")
+                || e.eq_ignore_ascii_case("jpeg")
+        })
         .unwrap_or(false)
 }
 
@@ -44,7 +48,12 @@ pub fn square_and_resize(img: &GrayImage, size: usize) -> Vec<f32> {
     let background = (border.iter().sum::<f32>() / border.len() as f32).round() as u8;
     let side = w.max(h);
     let mut canvas = GrayImage::from_pixel(side, side, image::Luma([background]));
-    image::imageops::overlay(&mut canvas, img, ((side - w) / 2) as i64, ((side - h) / 2) as i64);
+    image::imageops::overlay(
+        &mut canvas,
+        img,
+        ((side - w) / 2) as i64,
+        ((side - h) / 2) as i64,
+    );
     let resized = image::imageops::resize(&canvas, size as u32, size as u32, FilterType::Triangle);
     let invert = background > 127;
     resized
@@ -76,7 +85,8 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Decode many files in parallel; the first failure is returned.
 pub fn load_files(files: &[PathBuf], size: usize) -> Result<Vec<f32>, DataError> {
-    let images: Result<Vec<Vec<f32>>, DataError> = files.par_iter().map(|f| load_image(f, size)).collect();
+    let images: Result<Vec<Vec<f32>>, DataError> =
+        files.par_iter().map(|f| load_image(f, size)).collect();
     Ok(images?.concat())
 }
 

@@ -37,7 +37,14 @@ fn header(bytes: &[u8], path: &Path, magic: u32, dims: usize) -> Result<Vec<usiz
             format!("truncated header: {} bytes, need {need}", bytes.len()),
         ));
     }
-    let word = |k: usize| u32::from_be_bytes([bytes[4 * k], bytes[4 * k + 1], bytes[4 * k + 2], bytes[4 * k + 3]]);
+    let word = |k: usize| {
+        u32::from_be_bytes([
+            bytes[4 * k],
+            bytes[4 * k + 1],
+            bytes[4 * k + 2],
+            bytes[4 * k + 3],
+        ])
+    };
     let found = word(0);
     if found != magic {
         return Err(DataError::format(
@@ -64,7 +71,10 @@ fn header(bytes: &[u8], path: &Path, magic: u32, dims: usize) -> Result<Vec<usiz
 }
 
 /// Images `n x rows x cols` as bytes, checked against the header.
-pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
+pub fn parse_images(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
     let shape = header(bytes, path, IMAGES_MAGIC, 3)?;
     Ok((bytes[16..].to_vec(), shape[0], shape[1], shape[2]))
 }

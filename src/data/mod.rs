@@ -150,7 +150,9 @@ pub fn stratified_split(data: &Dataset, fraction: f64, seed: u64) -> (Dataset, D
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for class in 0..data.class_names.len() {
-        let mut idx: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == class).collect();
+        let mut idx: Vec<usize> = (0..data.len())
+            .filter(|&i| data.labels[i] == class)
+            .collect();
         idx.shuffle(&mut rng);
         let k = (idx.len() as f64 * fraction).round() as usize;
         second.extend_from_slice(&idx[..k]);
@@ -176,20 +178,34 @@ fn idx_path(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
 }
 
 /// Load an IDX image/label pair as a [`Dataset`].
-pub fn load_idx_pair(images: &Path, labels: &Path, class_names: Vec<String>) -> Result<Dataset, DataError> {
+pub fn load_idx_pair(
+    images: &Path,
+    labels: &Path,
+    class_names: Vec<String>,
+) -> Result<Dataset, DataError> {
     let (pixels, n, rows, cols) = idx::parse_images(&idx::read_maybe_gz(images)?, images)?;
     let lab = idx::parse_labels(&idx::read_maybe_gz(labels)?, labels)?;
     if rows != cols || rows == 0 {
-        return Err(DataError::format(images, format!("images are {rows}x{cols}, expected square")));
+        return Err(DataError::format(
+            images,
+            format!("images are {rows}x{cols}, expected square"),
+        ));
     }
     if lab.len() != n {
         return Err(DataError::format(
             labels,
-            format!("{} labels but {} has {n} images", lab.len(), images.display()),
+            format!(
+                "{} labels but {} has {n} images",
+                lab.len(),
+                images.display()
+            ),
         ));
     }
     if let Some(&bad) = lab.iter().find(|&&l| l as usize >= class_names.len()) {
-        return Err(DataError::format(labels, format!("label {bad} out of range 0..{}", class_names.len())));
+        return Err(DataError::format(
+            labels,
+            format!("label {bad} out of range 0..{}", class_names.len()),
+        ));
     }
     Ok(Dataset {
         images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
@@ -216,7 +232,16 @@ fn load_idx_set(dir: &Path, names: &[&str]) -> Result<(Dataset, Dataset), DataEr
 }
 
 const FASHION: [&str; 10] = [
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
 ];
 
 /// Load the raw (unaugmented, uncanvassed) train and test sets.

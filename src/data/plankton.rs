@@ -16,7 +16,8 @@ pub fn load_plankton(root: &Path, size: usize) -> Result<Dataset, DataError> {
         return Err(DataError::Missing {
             what: "plankton train/ folder".into(),
             path: train,
-            hint: "unzip the NDSB 2015 competition's train.zip into data/plankton (see README)".into(),
+            hint: "unzip the NDSB 2015 competition's train.zip into data/plankton (see README)"
+                .into(),
         });
     }
     let read = std::fs::read_dir(&train).map_err(|source| DataError::Io {

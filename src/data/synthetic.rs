@@ -35,7 +35,9 @@ pub fn shapes(n: usize, size: usize, seed: u64) -> Dataset {
                 let (u, v) = (x as f32 - c, c - y as f32);
                 let val: f32 = centres
                     .iter()
-                    .map(|(cu, cv)| (-((u - cu).powi(2) + (v - cv).powi(2)) / (2.0 * width * width)).exp())
+                    .map(|(cu, cv)| {
+                        (-((u - cu).powi(2) + (v - cv).powi(2)) / (2.0 * width * width)).exp()
+                    })
                     .sum();
                 images.push(val.min(1.0));
             }

@@ -6,8 +6,10 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{relu, sigmoid};
+use std::f64::consts::SQRT_2;
+
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
@@ -33,10 +35,20 @@ impl BaselineAutoencoder {
     pub fn new(config: &ModelConfig, image_size: usize, device: &Device) -> Self {
         let c: Vec<usize> = config.channels.iter().map(|c| c * 4).collect();
         let k = config.kernel;
+        // He initialisation (burn's default is scaled for linear layers).
+        let he = |gain: f64| Initializer::KaimingUniform {
+            gain,
+            fan_out_only: false,
+        };
+        // Zero biases: burn draws them like the weights, which at He scale
+        // drowns the sparse image signal.
         let same = |ci: usize, co: usize| {
-            Conv2dConfig::new([ci, co], [k, k])
+            let mut conv = Conv2dConfig::new([ci, co], [k, k])
                 .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
-                .init(device)
+                .with_initializer(he(SQRT_2))
+                .init(device);
+            conv.bias = Some(Initializer::Zeros.init([co], device));
+            conv
         };
         let mut enc_convs = vec![same(1, c[0])];
         enc_convs.extend(c.windows(2).map(|w| same(w[0], w[1])));
@@ -58,7 +70,9 @@ impl BaselineAutoencoder {
         BaselineAutoencoder {
             enc_convs,
             enc_linear: LinearConfig::new(flat, config.code).init(device),
-            dec_linear: LinearConfig::new(config.code, flat).init(device),
+            dec_linear: LinearConfig::new(config.code, flat)
+                .with_initializer(he(SQRT_2))
+                .init(device),
             dec_ups,
             dec_convs,
             final_size,
@@ -92,7 +106,7 @@ impl BaselineAutoencoder {
                 h = relu(h);
             }
         }
-        sigmoid(h)
+        h
     }
 
     /// Reconstruction and code.

@@ -138,9 +138,9 @@ pub struct Encoding {
 /// Equivariant autoencoder for C4, D4, C12 or D12.
 #[derive(Module, Debug)]
 pub struct EquivariantAutoencoder {
-    branches: Branches,
-    encoder: GcnnEncoder,
-    enc_linear: Vec<GroupLinear>,
+    pub(crate) branches: Branches,
+    pub(crate) encoder: GcnnEncoder,
+    pub(crate) enc_linear: Vec<GroupLinear>,
     attention: Option<EquivariantAttention>,
     dec_linear: Vec<GroupLinear>,
     decoder: GcnnDecoder,

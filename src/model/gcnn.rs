@@ -11,7 +11,7 @@
 //! Symbols: B batch, N = |H|, L latent columns, S image size.
 
 use burn::module::Module;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
@@ -42,9 +42,9 @@ impl GcnnShape {
 /// Images `[B, 1, S, S]` to `V0 [B, N, L]`.
 #[derive(Module, Debug)]
 pub struct GcnnEncoder {
-    lift: LiftingConv,
-    stages: Vec<GroupConv>,
-    collapse: GroupConv,
+    pub(crate) lift: LiftingConv,
+    pub(crate) stages: Vec<GroupConv>,
+    pub(crate) collapse: GroupConv,
     n: usize,
 }
 
@@ -156,6 +156,6 @@ impl GcnnDecoder {
         // group gives an image that transforms as an image.
         // # Shapes: [B, 1*N, S, S] -> [B, 1, S, S]
         debug_assert_eq!(h.dims()[1], self.n);
-        sigmoid(h.mean_dim(1))
+        h.mean_dim(1)
     }
 }

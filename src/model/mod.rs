@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod branches;
+pub mod check;
 pub mod equivariant;
 pub mod gcnn;
 

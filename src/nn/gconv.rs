@@ -31,6 +31,9 @@ pub struct FilterBank {
 }
 
 impl FilterBank {
+    /// `fan_in` is the number of inputs each output sums over, for He
+    /// initialisation (variance 2 / fan_in, right for ReLU networks).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         group: &Group,
         lifting: bool,
@@ -38,13 +41,13 @@ impl FilterBank {
         c_out: usize,
         kernel: usize,
         bias: bool,
+        fan_in: usize,
         device: &Device,
     ) -> Self {
         let n = group.order();
         let n_in = if lifting { 1 } else { n };
-        let fan_in = c_in * n_in * kernel * kernel;
         let init = Initializer::KaimingUniform {
-            gain: 1.0,
+            gain: std::f64::consts::SQRT_2,
             fan_out_only: false,
         };
         let weight = init.init_with(
@@ -111,7 +114,16 @@ impl LiftingConv {
             "same-padded group convolutions need an odd kernel"
         );
         LiftingConv {
-            bank: FilterBank::new(group, true, c_in, c_out, kernel, true, device),
+            bank: FilterBank::new(
+                group,
+                true,
+                c_in,
+                c_out,
+                kernel,
+                true,
+                c_in * kernel * kernel,
+                device,
+            ),
             padding: kernel / 2,
         }
     }
@@ -149,7 +161,16 @@ impl GroupConv {
             "same-padded group convolutions need an odd kernel"
         );
         GroupConv {
-            bank: FilterBank::new(group, false, c_in, c_out, kernel, true, device),
+            bank: FilterBank::new(
+                group,
+                false,
+                c_in,
+                c_out,
+                kernel,
+                true,
+                c_in * group.order() * kernel * kernel,
+                device,
+            ),
             padding: kernel / 2,
             stride: 1,
         }
@@ -164,7 +185,16 @@ impl GroupConv {
         device: &Device,
     ) -> Self {
         GroupConv {
-            bank: FilterBank::new(group, false, c_in, c_out, kernel, true, device),
+            bank: FilterBank::new(
+                group,
+                false,
+                c_in,
+                c_out,
+                kernel,
+                true,
+                c_in * group.order() * kernel * kernel,
+                device,
+            ),
             padding: 0,
             stride: kernel,
         }
@@ -200,7 +230,18 @@ impl GroupConvTranspose {
     /// Upsample by `kernel` with a `kernel x kernel` transposed group convolution.
     pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
         GroupConvTranspose {
-            bank: FilterBank::new(group, false, c_out, c_in, kernel, false, device),
+            // With stride == kernel every output pixel sees one tap of each
+            // input channel: the fan-in is Ci * N, not Ci * N * k * k.
+            bank: FilterBank::new(
+                group,
+                false,
+                c_out,
+                c_in,
+                kernel,
+                false,
+                c_in * group.order(),
+                device,
+            ),
             bias: Initializer::Zeros.init([c_out], device),
             n: group.order(),
             stride: kernel,

@@ -33,7 +33,7 @@ impl GroupLinear {
     pub fn new(group: &Group, c_in: usize, c_out: usize, device: &Device) -> Self {
         let n = group.order();
         let init = Initializer::KaimingUniform {
-            gain: 1.0,
+            gain: std::f64::consts::SQRT_2,
             fan_out_only: false,
         };
         let weight = init.init_with([n, c_in * c_out], Some(n * c_in), Some(n * c_out), device);

@@ -1,0 +1,46 @@
+//! The command line: clap subcommands, one `run` function each.
+
+pub mod check;
+pub mod progress;
+pub mod train;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Invariant image features from group-equivariant autoencoders.
+#[derive(Parser, Debug)]
+#[command(name = "eqae", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an autoencoder (the built-in default when no --config is given).
+    Train(train::TrainArgs),
+    /// Measure the equivariance error of a model, layer by layer.
+    Check(check::CheckArgs),
+}
+
+/// Dispatch a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Check(args) => check::run(args),
+    }
+}
+
+/// The config at `path`, or the built-in default.
+pub fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::builtin_default(),
+    })
+}

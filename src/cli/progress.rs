@@ -1,0 +1,25 @@
+//! One factory for progress bars: styled on a terminal, hidden for quiet runs.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress bar of `len` steps, hidden when `quiet`.
+pub fn bar(len: u64, quiet: bool, prefix: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
+/// Print a line without breaking a visible bar.
+pub fn println(line: &str) {
+    eprintln!("{line}");
+}

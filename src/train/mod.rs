@@ -1,0 +1,300 @@
+//! Training: Adam on the reconstruction loss (plus the attention entropy
+//! regulariser, paper Eq. 16), a held-out validation split, a checkpoint
+//! every epoch, resume, and a clean stop on a non-finite loss.
+
+pub mod picture;
+pub mod run_dir;
+
+use std::io::Write;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cli::progress;
+use crate::config::Config;
+use crate::data::{Dataset, Splits};
+use crate::model::Autoencoder;
+pub use run_dir::RunDir;
+
+/// How to run a training.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Hide progress bars (logs only).
+    pub quiet: bool,
+    /// Continue from the run's latest checkpoint.
+    pub resume: bool,
+    /// Stop after this many epochs in total (simulates an interruption in tests).
+    pub stop_after: Option<usize>,
+}
+
+/// What a training reached.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    /// Epochs completed in total.
+    pub epochs: usize,
+    /// Mean training loss of the last epoch.
+    pub train_loss: f64,
+    /// Validation reconstruction loss (MSE) after the last epoch.
+    pub validation_loss: f64,
+    /// Training images per second in the last epoch.
+    pub images_per_second: f64,
+}
+
+/// `[B, 1, S, S]` tensor of the images at `indices`.
+pub fn batch_tensor(data: &Dataset, indices: &[usize], device: &Device) -> Tensor<4> {
+    let s = data.size;
+    let mut buf = Vec::with_capacity(indices.len() * s * s);
+    for &i in indices {
+        buf.extend_from_slice(data.image(i));
+    }
+    Tensor::from_data(TensorData::new(buf, [indices.len(), 1, s, s]), device)
+}
+
+/// Mean entropy `H(w) = -sum_t w_t log w_t` over the batch.
+///
+/// # Shapes
+/// `[B, N] -> [1]`
+pub fn attention_entropy(w: Tensor<2>) -> Tensor<1> {
+    let plogp = w.clone() * (w + 1e-12).log();
+    plogp.sum_dim(1).mean().neg()
+}
+
+/// Mean squared reconstruction error of a whole data set, without autodiff.
+pub fn reconstruction_loss(
+    model: &Autoencoder,
+    data: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> f64 {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let (mut total, mut count) = (0.0f64, 0usize);
+    let all: Vec<usize> = (0..data.len()).collect();
+    for chunk in all.chunks(batch) {
+        let x = batch_tensor(data, chunk, &device);
+        let out = model.forward(x.clone());
+        let se: f32 = (out.reconstruction - x).powi_scalar(2).sum().into_scalar();
+        total += se as f64;
+        count += chunk.len() * data.size * data.size;
+    }
+    total / count.max(1) as f64
+}
+
+/// Train a model as `config` says, writing everything into `run`.
+pub fn train(
+    config: &Config,
+    run: &RunDir,
+    data: &Splits,
+    device: &Device,
+    opts: &TrainOptions,
+) -> Result<TrainSummary> {
+    std::fs::create_dir_all(&run.root)
+        .with_context(|| format!("cannot create {}", run.root.display()))?;
+    let t = &config.train;
+    if data.train.is_empty() {
+        bail!("the training set is empty");
+    }
+    let device = device.clone().autodiff();
+    device.seed(t.seed);
+    let mut model = Autoencoder::new(&config.model, config.data.image_size, &device);
+    let mut optim: ModuleOptimizer = AdamConfig::new().init();
+    let mut start_epoch = 0;
+
+    match (opts.resume, run.latest_checkpoint()?) {
+        (true, Some((epoch, dir))) => {
+            let saved = run.load_config()?;
+            if saved.model != config.model || saved.data != config.data {
+                bail!(
+                    "--resume: the model or data config differs from the one saved in {}; start a new run name instead",
+                    run.config().display()
+                );
+            }
+            model = model
+                .try_load_file(dir.join("model.bpk"))
+                .with_context(|| format!("cannot load checkpoint {}", dir.display()))?;
+            optim = optim
+                .load(dir.join("optimizer.bpk"))
+                .with_context(|| format!("cannot load optimizer state {}", dir.display()))?;
+            start_epoch = epoch;
+            log(
+                opts,
+                &format!("resuming {} after epoch {epoch}", run.root.display()),
+            );
+        }
+        (true, None) => log(opts, "--resume: no checkpoint yet, starting from scratch"),
+        (false, Some(_)) => bail!(
+            "{} already holds a run; pass --resume to continue it, or choose another name",
+            run.root.display()
+        ),
+        (false, None) => {}
+    }
+    if start_epoch == 0 {
+        RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+        std::fs::write(
+            run.metrics(),
+            "epoch,train_loss,validation_loss,seconds,images_per_second,attention_entropy\n",
+        )?;
+    }
+    log(
+        opts,
+        &format!(
+            "{}: {} parameters, {} training / {} validation images",
+            config.name,
+            model.parameter_count(),
+            data.train.len(),
+            data.validation.len()
+        ),
+    );
+
+    let last_epoch = opts.stop_after.unwrap_or(t.epochs).min(t.epochs);
+    let mut summary = TrainSummary {
+        epochs: start_epoch,
+        train_loss: f64::NAN,
+        validation_loss: f64::NAN,
+        images_per_second: 0.0,
+    };
+    for epoch in start_epoch..last_epoch {
+        let mut order: Vec<usize> = (0..data.train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            t.seed.wrapping_add(1000 + epoch as u64),
+        ));
+        let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(|c| c.to_vec()).collect();
+        let bar = progress::bar(
+            batches.len() as u64,
+            opts.quiet,
+            &format!("epoch {}/{}", epoch + 1, t.epochs),
+        );
+        let started = Instant::now();
+        let (mut loss_sum, mut entropy_sum, mut steps) = (0.0f64, 0.0f64, 0usize);
+        let mut seen = 0usize;
+
+        // Batches are assembled on a background thread while the model trains.
+        let (tx, rx) = sync_channel::<(Vec<f32>, usize)>(2);
+        let train_set = &data.train;
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                for idx in &batches {
+                    let mut buf = Vec::with_capacity(idx.len() * train_set.size * train_set.size);
+                    for &i in idx {
+                        buf.extend_from_slice(train_set.image(i));
+                    }
+                    if tx.send((buf, idx.len())).is_err() {
+                        break;
+                    }
+                }
+            });
+            let s = train_set.size;
+            for (step, (buf, n)) in rx.iter().enumerate() {
+                let x = Tensor::<4>::from_data(TensorData::new(buf, [n, 1, s, s]), &device);
+                let out = model.forward(x.clone());
+                let mse = (out.reconstruction - x).powi_scalar(2).mean();
+                let mut loss = mse;
+                if let Some(w) = out.weights {
+                    let h = attention_entropy(w);
+                    entropy_sum += h.clone().into_scalar::<f32>() as f64;
+                    loss = loss + h * t.entropy_weight;
+                }
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                if !value.is_finite() {
+                    bar.abandon();
+                    let kept = match run.latest_checkpoint()? {
+                        Some((e, dir)) => format!(
+                            "the last good checkpoint (epoch {e}) is kept in {}",
+                            dir.display()
+                        ),
+                        None => "no checkpoint was written yet".to_string(),
+                    };
+                    bail!(
+                        "loss became {value} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
+                        epoch + 1,
+                        step + 1
+                    );
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(t.learning_rate, model.clone(), grads);
+                loss_sum += value;
+                steps += 1;
+                seen += n;
+                let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss {:.5}  {rate:.0} img/s",
+                    loss_sum / steps as f64
+                ));
+                bar.inc(1);
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        let val = if data.validation.is_empty() {
+            f64::NAN
+        } else {
+            reconstruction_loss(&model, &data.validation, 256, &device)
+        };
+        let entropy = if entropy_sum > 0.0 {
+            format!("{:.6}", entropy_sum / steps as f64)
+        } else {
+            String::new()
+        };
+        summary = TrainSummary {
+            epochs: epoch + 1,
+            train_loss: loss_sum / steps.max(1) as f64,
+            validation_loss: val,
+            images_per_second: seen as f64 / seconds,
+        };
+        let mut csv = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.metrics())?;
+        writeln!(
+            csv,
+            "{},{:.6},{:.6},{:.2},{:.1},{}",
+            epoch + 1,
+            summary.train_loss,
+            val,
+            seconds,
+            summary.images_per_second,
+            entropy
+        )?;
+        run.save_checkpoint(epoch + 1, &model, &optim)?;
+        let shown = if data.validation.is_empty() {
+            &data.train
+        } else {
+            &data.validation
+        };
+        picture::save_reconstructions(&model, shown, 8, &device, &run.reconstructions())?;
+        log(
+            opts,
+            &format!(
+                "epoch {}/{}: train loss {:.5}, validation MSE {:.5}, {:.1}s, {:.0} img/s",
+                epoch + 1,
+                t.epochs,
+                summary.train_loss,
+                val,
+                seconds,
+                summary.images_per_second
+            ),
+        );
+    }
+    if summary.epochs == t.epochs {
+        model
+            .clone()
+            .save_file(run.model())
+            .context("cannot save final weights")?;
+    }
+    Ok(summary)
+}
+
+fn log(opts: &TrainOptions, line: &str) {
+    if opts.quiet {
+        eprintln!("{line}");
+    } else {
+        progress::println(line);
+    }
+}
