@@ -171,6 +171,30 @@ impl Default for TrainConfig {
     }
 }
 
+/// `[features]`: how invariant features are read from V.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureConfig {
+    /// Right-regular elements h of the Gram features `<u_i, rho(h) u_j>`,
+    /// by name: "e", "R^k", "M", "R^k M", or "all". Empty: e, R^1, and M
+    /// when the group has reflections.
+    pub gram_elements: Vec<String>,
+    /// Diagonals of each Gram matrix to keep (|i - j| < band); 0 keeps all.
+    pub gram_band: usize,
+    /// Add the rotation autocorrelations `<u_i, lambda(R^j) u_i>`, j = 1..=n/2.
+    pub autocorrelation: bool,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        FeatureConfig {
+            gram_elements: Vec::new(),
+            gram_band: 8,
+            autocorrelation: true,
+        }
+    }
+}
+
 /// A whole run's configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -183,6 +207,8 @@ pub struct Config {
     pub model: ModelConfig,
     /// Training.
     pub train: TrainConfig,
+    /// Invariant features.
+    pub features: FeatureConfig,
 }
 
 impl Default for Config {
@@ -192,6 +218,7 @@ impl Default for Config {
             data: DataConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
+            features: FeatureConfig::default(),
         }
     }
 }
@@ -284,6 +311,11 @@ impl Config {
         }
         if m.kind == ModelKind::Baseline && m.code == 0 {
             return bad("model.code", "the baseline needs a code size > 0");
+        }
+        if m.kind != ModelKind::Baseline {
+            if let Err(e) = crate::invariant::parse_elements(&m.group.group(), &self.features.gram_elements) {
+                return bad("features.gram_elements", e);
+            }
         }
         if t.epochs == 0 {
             return bad("train.epochs", "must be > 0");

@@ -1,6 +1,8 @@
 //! The command line: clap subcommands, one `run` function each.
 
 pub mod check;
+pub mod embed;
+pub mod eval;
 pub mod progress;
 pub mod train;
 
@@ -27,6 +29,11 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Measure the equivariance error of a model, layer by layer.
     Check(check::CheckArgs),
+    /// Write invariant features of a split or an image folder as .npy.
+    Embed(embed::EmbedArgs),
+    /// Probe frozen features (logistic regression, MLP, kNN, k-means), or
+    /// reproduce the paper's tables with --table.
+    Eval(eval::EvalArgs),
 }
 
 /// Dispatch a parsed command line.
@@ -34,6 +41,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Check(args) => check::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

@@ -1,0 +1,205 @@
+//! Probes on frozen features: multinomial logistic regression
+//! (linfa-logistic), a small fully connected network (burn), k-nearest
+//! neighbours, and k-means clustering scored by Hungarian-matched accuracy
+//! (pathfinding's Kuhn-Munkres) and normalised mutual information.
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use linfa::prelude::*;
+use linfa_clustering::KMeans;
+use linfa_logistic::MultiLogisticRegression;
+use ndarray::{Array1, Array2, Axis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// Scores of every probe, in [0, 1].
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeScores {
+    /// Test accuracy of multinomial logistic regression.
+    pub logistic: f64,
+    /// Test accuracy of the small fully connected network.
+    pub mlp: f64,
+    /// Test accuracy of k-nearest neighbours (k = 5, Euclidean).
+    pub knn: f64,
+    /// Accuracy of k-means clusters (k = classes) after Hungarian matching.
+    pub kmeans_accuracy: f64,
+    /// Normalised mutual information of k-means clusters and labels.
+    pub nmi: f64,
+}
+
+/// Standardise with the training set's mean and standard deviation.
+pub fn standardize(train: &Array2<f32>, test: &Array2<f32>) -> (Array2<f64>, Array2<f64>) {
+    let tr = train.mapv(f64::from);
+    let te = test.mapv(f64::from);
+    let mean = tr.mean_axis(Axis(0)).expect("non-empty");
+    let std = tr.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-8 { s } else { 1.0 });
+    ((&tr - &mean) / &std, (&te - &mean) / &std)
+}
+
+fn accuracy(pred: &[usize], truth: &[usize]) -> f64 {
+    pred.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / truth.len().max(1) as f64
+}
+
+/// Multinomial logistic regression (L2 `alpha`), test accuracy.
+pub fn logistic(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &[usize]) -> Result<f64> {
+    let data = linfa::Dataset::new(train.clone(), Array1::from(y_train.to_vec()));
+    let model = MultiLogisticRegression::default()
+        .alpha(1e-3)
+        .max_iterations(150)
+        .fit(&data)
+        .context("logistic regression did not fit")?;
+    let pred = model.predict(test);
+    Ok(accuracy(pred.as_slice().expect("contiguous"), y_test))
+}
+
+#[derive(Module, Debug)]
+struct Mlp {
+    hidden: Linear,
+    out: Linear,
+}
+
+/// A small fully connected network (one hidden layer of 256, ReLU, Adam),
+/// test accuracy.
+pub fn mlp(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &[usize], classes: usize, seed: u64) -> f64 {
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    let f = train.ncols();
+    let mut model = Mlp {
+        hidden: LinearConfig::new(f, 256).init(&device),
+        out: LinearConfig::new(256, classes).init(&device),
+    };
+    let mut optim = AdamConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4))).init();
+    let rows = |idx: &[usize], x: &Array2<f64>, device: &Device| {
+        let mut buf = Vec::with_capacity(idx.len() * f);
+        for &i in idx {
+            buf.extend(x.row(i).iter().map(|&v| v as f32));
+        }
+        Tensor::<2>::from_data(TensorData::new(buf, [idx.len(), f]), device)
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..train.nrows()).collect();
+    for _epoch in 0..40 {
+        order.shuffle(&mut rng);
+        for idx in order.chunks(128) {
+            let x = rows(idx, train, &device);
+            let labels: Vec<i64> = idx.iter().map(|&i| y_train[i] as i64).collect();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
+            let logits = model.out.forward(relu(model.hidden.forward(x)));
+            let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(logits, y);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model.clone(), grads);
+        }
+    }
+    let model = model.valid();
+    let plain = Device::flex();
+    let all: Vec<usize> = (0..test.nrows()).collect();
+    let mut pred = Vec::with_capacity(test.nrows());
+    for idx in all.chunks(512) {
+        let logits = model.out.forward(relu(model.hidden.forward(rows(idx, test, &plain))));
+        let am: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_into_vec().expect("ints");
+        pred.extend(am.into_iter().map(|v| v as usize));
+    }
+    accuracy(&pred, y_test)
+}
+
+/// k-nearest-neighbour accuracy (majority of the k nearest training rows).
+pub fn knn(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &[usize], k: usize, classes: usize) -> f64 {
+    let tr_sq: Array1<f64> = train.map_axis(Axis(1), |r| r.dot(&r));
+    let mut pred = Vec::with_capacity(test.nrows());
+    for chunk in 0..test.nrows().div_ceil(256) {
+        let rows = test.slice(ndarray::s![chunk * 256..((chunk + 1) * 256).min(test.nrows()), ..]);
+        // squared distances up to the test row's own norm: |b|^2 - 2 a.b
+        let d = &tr_sq - &(rows.dot(&train.t()) * 2.0);
+        for row in d.rows() {
+            let mut idx: Vec<usize> = (0..row.len()).collect();
+            let kk = k.min(idx.len());
+            idx.select_nth_unstable_by(kk - 1, |&a, &b| row[a].total_cmp(&row[b]));
+            let mut votes = vec![0usize; classes];
+            for &i in &idx[..kk] {
+                votes[y_train[i]] += 1;
+            }
+            pred.push((0..classes).max_by_key(|&c| votes[c]).unwrap_or(0));
+        }
+    }
+    accuracy(&pred, y_test)
+}
+
+/// k-means with k = `classes`; returns (Hungarian-matched accuracy, NMI).
+pub fn kmeans(x: &Array2<f64>, labels: &[usize], classes: usize, seed: u64) -> Result<(f64, f64)> {
+    let data = linfa::DatasetBase::from(x.clone());
+    let model = KMeans::params_with_rng(classes, ChaCha8Rng::seed_from_u64(seed))
+        .max_n_iterations(200)
+        .n_runs(3)
+        .fit(&data)
+        .context("k-means did not converge")?;
+    let clusters = model.predict(x);
+    let clusters = clusters.as_slice().expect("contiguous");
+    Ok((matched_accuracy(clusters, labels, classes), nmi(clusters, labels, classes)))
+}
+
+/// Accuracy of clusters after the best one-to-one cluster-to-class map.
+pub fn matched_accuracy(clusters: &[usize], labels: &[usize], classes: usize) -> f64 {
+    let mut counts = vec![vec![0i64; classes]; classes];
+    for (&c, &l) in clusters.iter().zip(labels) {
+        counts[c][l] += 1;
+    }
+    let weights = pathfinding::matrix::Matrix::from_rows(counts).expect("square");
+    let (total, _) = pathfinding::kuhn_munkres::kuhn_munkres(&weights);
+    total as f64 / labels.len().max(1) as f64
+}
+
+/// Normalised mutual information `I(C; L) / sqrt(H(C) H(L))`.
+pub fn nmi(clusters: &[usize], labels: &[usize], classes: usize) -> f64 {
+    let n = labels.len() as f64;
+    let mut joint = vec![vec![0f64; classes]; classes];
+    let (mut pc, mut pl) = (vec![0f64; classes], vec![0f64; classes]);
+    for (&c, &l) in clusters.iter().zip(labels) {
+        joint[c][l] += 1.0 / n;
+        pc[c] += 1.0 / n;
+        pl[l] += 1.0 / n;
+    }
+    let h = |p: &[f64]| -p.iter().filter(|&&v| v > 0.0).map(|v| v * v.ln()).sum::<f64>();
+    let mut mi = 0.0;
+    for c in 0..classes {
+        for l in 0..classes {
+            if joint[c][l] > 0.0 {
+                mi += joint[c][l] * (joint[c][l] / (pc[c] * pl[l])).ln();
+            }
+        }
+    }
+    let denom = (h(&pc) * h(&pl)).sqrt();
+    if denom > 0.0 {
+        mi / denom
+    } else {
+        0.0
+    }
+}
+
+/// Every probe: train on `train`, score on `test` (features standardised
+/// with the training statistics; clustering runs on the test features).
+pub fn run_all(
+    train: &Array2<f32>,
+    y_train: &[usize],
+    test: &Array2<f32>,
+    y_test: &[usize],
+    classes: usize,
+    seed: u64,
+) -> Result<ProbeScores> {
+    let (tr, te) = standardize(train, test);
+    let (kmeans_accuracy, nmi) = kmeans(&te, y_test, classes, seed)?;
+    Ok(ProbeScores {
+        logistic: logistic(&tr, y_train, &te, y_test)?,
+        mlp: mlp(&tr, y_train, &te, y_test, classes, seed),
+        knn: knn(&tr, y_train, &te, y_test, 5, classes),
+        kmeans_accuracy,
+        nmi,
+    })
+}

@@ -1,0 +1,140 @@
+//! Invariant heads over the equivariant embedding `V [B, N, m]` (paper
+//! section 4.1, math.md): every head `f` satisfies `f(lambda(t) V) = f(V)`.
+//!
+//! - average pooling: the mean row, `m` features;
+//! - Gram pooling: `q^h_ij = sum_g V[g,i] V[g h, j] = (V^T rho(h) V)_ij`
+//!   for chosen right-regular elements h (which commute with every
+//!   lambda(t)), keeping a band of diagonals; plus the rotation
+//!   autocorrelations `<u_i, lambda(R^j) u_i>` (the P' features, invariant
+//!   in D_n because conjugation by M inverts R^j).
+//!
+//! Feature counts for `m` columns, `k` Gram elements and band `b`
+//! (0 = full): each involution h (e, M, R^k M, R^{n/2}) gives the upper band
+//! `sum_{d<b} (m - d)`; any other h gives both sides `m + 2 sum_{0<d<b}(m-d)`
+//! (since `q^h_ij = q^{h^-1}_ji`); autocorrelation adds `m * n/2`.
+//! With the defaults (e, R, M; band 8; m = 32): 228 + 424 + 228 = 880 Gram
+//! features, plus 64 (D4) or 192 (D12) autocorrelations: 944 and 1072.
+//!
+//! Symbols: B batch, N = |G|, m columns, F features.
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::group::Group;
+
+/// Parse element names ("e", "R^k", "M", "R^k M", or "all").
+pub fn parse_elements(group: &Group, names: &[String]) -> Result<Vec<usize>, String> {
+    if names.is_empty() {
+        let mut default = vec![group.identity(), group.rotation(1)];
+        default.extend(group.mirror());
+        return Ok(default);
+    }
+    if names.iter().any(|n| n == "all") {
+        return Ok((0..group.order()).collect());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let found = (0..group.order())
+            .find(|&a| group.element_name(a) == *name || (name == "R" && a == group.rotation(1) && group.n > 1));
+        match found {
+            Some(a) if !out.contains(&a) => out.push(a),
+            Some(_) => {}
+            None => {
+                return Err(format!(
+                    "'{name}' is not an element of this group (expected e, R^k with k < {}{}, or all)",
+                    group.n,
+                    if group.dihedral { ", M, R^k M" } else { "" }
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Average pooling: the mean row of V.
+///
+/// # Shapes
+/// `[B, N, m] -> [B, m]`
+pub fn average_pooling(v: Tensor<3>) -> Tensor<2> {
+    let [b, _, m] = v.dims();
+    v.mean_dim(1).reshape([b, m])
+}
+
+/// Gram pooling with chosen right-regular elements and a band.
+#[derive(Clone, Debug)]
+pub struct GramPooling {
+    group: Group,
+    elements: Vec<usize>,
+    band: usize,
+    autocorrelation: bool,
+}
+
+impl GramPooling {
+    /// Gram pooling over `group` for the right-regular `elements`.
+    pub fn new(group: Group, elements: Vec<usize>, band: usize, autocorrelation: bool) -> Self {
+        GramPooling {
+            group,
+            elements,
+            band,
+            autocorrelation,
+        }
+    }
+
+    /// Flat indices `(i, j)` kept from the `m x m` matrix of element `h`.
+    fn kept_entries(&self, h: usize, m: usize) -> Vec<i64> {
+        let band = if self.band == 0 { m } else { self.band };
+        let involution = self.group.inverse(h) == h;
+        let mut idx = Vec::new();
+        for i in 0..m {
+            for j in 0..m {
+                let d = i.abs_diff(j);
+                // for involutions q^h is symmetric: keep the upper band only
+                if d < band && (!involution || j >= i) {
+                    idx.push((i * m + j) as i64);
+                }
+            }
+        }
+        idx
+    }
+
+    /// Rotations j = 1..=n/2 used for the autocorrelation features.
+    fn autocorrelation_shifts(&self) -> Vec<usize> {
+        if self.autocorrelation {
+            (1..=self.group.n / 2).map(|j| self.group.rotation(j)).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Number of features for V with `m` columns.
+    pub fn feature_count(&self, m: usize) -> usize {
+        self.elements.iter().map(|&h| self.kept_entries(h, m).len()).sum::<usize>()
+            + self.autocorrelation_shifts().len() * m
+    }
+
+    /// # Shapes
+    /// `[B, N, m] -> [B, F]`
+    pub fn features(&self, v: Tensor<3>) -> Tensor<2> {
+        let [b, n, m] = v.dims();
+        let device = v.device();
+        let gather = |perm: Vec<usize>| {
+            let p: Vec<i64> = perm.into_iter().map(|x| x as i64).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(p, [n]), &device)
+        };
+        let vt = v.clone().swap_dims(1, 2);
+        let mut parts = Vec::new();
+        for &h in &self.elements {
+            // # Shapes: rho(h) V [B, N, m]; V^T rho(h) V [B, m, m] -> [B, m*m] -> [B, kept]
+            let vh = v.clone().select(1, gather(self.group.right_regular_perm(h)));
+            let q = vt.clone().matmul(vh).reshape([b, m * m]);
+            let keep = self.kept_entries(h, m);
+            let len = keep.len();
+            parts.push(q.select(1, Tensor::<1, Int>::from_data(TensorData::new(keep, [len]), &device)));
+        }
+        for r in self.autocorrelation_shifts() {
+            // # Shapes: sum_g V[g, i] (lambda(R^j) V)[g, i] -> [B, 1, m] -> [B, m]
+            let vr = v.clone().select(1, gather(self.group.left_regular_perm(r)));
+            parts.push((v.clone() * vr).sum_dim(1).reshape([b, m]));
+        }
+        Tensor::cat(parts, 1)
+    }
+}

@@ -1,0 +1,96 @@
+//! Every invariant head against every group element, and Gram features
+//! against a direct computation.
+
+use burn::tensor::{Distribution, Tensor, TensorData};
+use eqae::group::GroupKind;
+use eqae::invariant::{average_pooling, parse_elements, GramPooling};
+use eqae::nn::transform::{act_on_rows, relative_error, to_vec};
+
+mod common;
+use common::device;
+
+const EXACT: f64 = 1e-5;
+
+fn random_v(n: usize, m: usize) -> Tensor<3> {
+    Tensor::random([3, n, m], Distribution::Normal(0.0, 1.0), &device())
+}
+
+#[test]
+fn average_pooling_is_invariant_for_every_element() {
+    for kind in GroupKind::ALL {
+        let g = kind.group();
+        let v = random_v(g.order(), 6);
+        let f = average_pooling(v.clone());
+        for t in 0..g.order() {
+            let err = relative_error(&average_pooling(act_on_rows(&v, &g, t)), &f);
+            assert!(err < EXACT, "{kind} {}: {err}", g.element_name(t));
+        }
+    }
+}
+
+#[test]
+fn gram_pooling_is_invariant_for_every_element() {
+    for kind in GroupKind::ALL {
+        let g = kind.group();
+        for band in [0, 2] {
+            let head = GramPooling::new(g.clone(), (0..g.order()).collect(), band, true);
+            let v = random_v(g.order(), 5);
+            let f = head.features(v.clone());
+            assert_eq!(f.dims()[1], head.feature_count(5));
+            for t in 0..g.order() {
+                let err = relative_error(&head.features(act_on_rows(&v, &g, t)), &f);
+                assert!(err < EXACT, "{kind} band {band} {}: {err}", g.element_name(t));
+            }
+        }
+    }
+}
+
+#[test]
+fn left_regular_gram_features_would_not_be_invariant() {
+    // Sanity check that the test above can fail: <u_i, lambda(R) u_j> is
+    // not invariant in the non-abelian D4.
+    let g = GroupKind::D4.group();
+    let v = random_v(8, 3);
+    let r = g.rotation(1);
+    let lam = |v: &Tensor<3>| {
+        let vr = act_on_rows(v, &g, r);
+        v.clone().swap_dims(1, 2).matmul(vr)
+    };
+    let m = g.mirror().unwrap();
+    let err = relative_error(&lam(&act_on_rows(&v, &g, m)), &lam(&v));
+    assert!(err > 0.1, "{err}");
+}
+
+#[test]
+fn gram_features_match_a_direct_computation() {
+    let g = GroupKind::C4.group();
+    // V[g, c] for 4 rows, 2 columns
+    let rows = [[1.0f32, 2.0], [3.0, -1.0], [0.5, 4.0], [-2.0, 1.0]];
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    let v = Tensor::<3>::from_data(TensorData::new(flat, [1, 4, 2]), &device());
+    let h = g.rotation(1);
+    let head = GramPooling::new(g.clone(), vec![0, h], 0, false);
+    let got = to_vec(&head.features(v));
+    // identity: upper triangle of V^T V
+    let dot = |i: usize, j: usize, shift: usize| -> f32 { (0..4).map(|k| rows[k][i] * rows[(k + shift) % 4][j]).sum() };
+    let mut want = vec![dot(0, 0, 0), dot(0, 1, 0), dot(1, 1, 0)];
+    // h = R: q_ij = sum_g V[g, i] V[g + 1, j], all four entries (not an involution)
+    want.extend([dot(0, 0, 1), dot(0, 1, 1), dot(1, 0, 1), dot(1, 1, 1)]);
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn element_names_parse_and_errors_are_clear() {
+    let d4 = GroupKind::D4.group();
+    let names = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(parse_elements(&d4, &names(&["e", "R^1", "M"])).unwrap(), vec![0, 1, 4]);
+    assert_eq!(parse_elements(&d4, &[]).unwrap(), vec![0, 1, 4]);
+    assert_eq!(parse_elements(&d4, &names(&["all"])).unwrap().len(), 8);
+    let c4 = GroupKind::C4.group();
+    assert_eq!(parse_elements(&c4, &[]).unwrap(), vec![0, 1]);
+    let err = parse_elements(&c4, &names(&["M"])).unwrap_err();
+    assert!(err.contains("'M' is not an element"), "{err}");
+}
