@@ -258,10 +258,14 @@ pub fn load_raw(config: &DataConfig) -> Result<(Dataset, Dataset), DataError> {
             let all = plankton::load_plankton(&root.join("plankton"), config.image_size)?;
             Ok(stratified_split(&all, 0.2, config.seed))
         }
-        DatasetKind::Synthetic => Ok((
-            synthetic::shapes(2000, 28, config.seed),
-            synthetic::shapes(500, 28, config.seed + 1),
-        )),
+        DatasetKind::Synthetic => {
+            // shapes a little smaller than the canvas, so rotations keep them whole
+            let side = config.image_size * 7 / 8;
+            Ok((
+                synthetic::shapes(2000, side, config.seed),
+                synthetic::shapes(500, side, config.seed + 1),
+            ))
+        }
     }
 }
 
