@@ -313,7 +313,9 @@ impl Config {
             return bad("model.code", "the baseline needs a code size > 0");
         }
         if m.kind != ModelKind::Baseline {
-            if let Err(e) = crate::invariant::parse_elements(&m.group.group(), &self.features.gram_elements) {
+            if let Err(e) =
+                crate::invariant::parse_elements(&m.group.group(), &self.features.gram_elements)
+            {
                 return bad("features.gram_elements", e);
             }
         }

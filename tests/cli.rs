@@ -23,7 +23,10 @@ fn config_typo_is_one_clear_line() {
     std::fs::write(dir.path().join("bad.toml"), "[model]\nkernal = 3\n").unwrap();
     let err = stderr_of(&["train", "--config", "bad.toml"], dir.path());
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.starts_with("Error: invalid config bad.toml") && err.contains("unknown field `kernal`"), "{err}");
+    assert!(
+        err.starts_with("Error: invalid config bad.toml") && err.contains("unknown field `kernal`"),
+        "{err}"
+    );
 
     std::fs::write(dir.path().join("even.toml"), "[model]\nkernel = 4\n").unwrap();
     let err = stderr_of(&["check", "--config", "even.toml"], dir.path());
@@ -44,12 +47,26 @@ fn missing_data_points_at_the_fetch_script() {
 #[test]
 fn check_reports_exact_equivariance() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("d4.toml"), "[model]\ngroup = \"d4\"\nchannels = [2, 4]\n").unwrap();
-    let out = eqae().current_dir(dir.path()).args(["check", "--config", "d4.toml", "--json", "check.json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        dir.path().join("d4.toml"),
+        "[model]\ngroup = \"d4\"\nchannels = [2, 4]\n",
+    )
+    .unwrap();
+    let out = eqae()
+        .current_dir(dir.path())
+        .args(["check", "--config", "d4.toml", "--json", "check.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("worst error over exact elements"), "{text}");
-    let rows: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("check.json")).unwrap()).unwrap();
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("check.json")).unwrap())
+            .unwrap();
     for row in rows.as_array().unwrap() {
         assert!(row["error"].as_f64().unwrap() < 1e-5, "{row}");
     }
@@ -75,16 +92,31 @@ epochs = 1
 batch_size = 32
 "#;
     std::fs::write(dir.path().join("toy.toml"), config).unwrap();
-    let out = eqae().current_dir(dir.path()).args(["train", "--config", "toy.toml", "--quiet"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = eqae()
+        .current_dir(dir.path())
+        .args(["train", "--config", "toy.toml", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (head, width) in [("gram", 10 + 16 + 8), ("average", 4), ("v", 16)] {
         let npy = format!("{head}.npy");
         let out = eqae()
             .current_dir(dir.path())
-            .args(["embed", "--run", "runs/toy", "--split", "test", "--head", head, "--out", &npy, "--quiet"])
+            .args([
+                "embed", "--run", "runs/toy", "--split", "test", "--head", head, "--out", &npy,
+                "--quiet",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let f: Array2<f32> = ndarray_npy::read_npy(dir.path().join(&npy)).unwrap();
         assert_eq!(f.dim(), (40, width), "{head}");
         let py = std::process::Command::new("python3")
@@ -96,23 +128,42 @@ batch_size = 32
             .output()
             .expect("python3 is needed for this test (CI installs numpy)");
         let printed = String::from_utf8_lossy(&py.stdout);
-        assert_eq!(printed.trim(), format!("(40, {width}) float32 (40,)"), "{}", String::from_utf8_lossy(&py.stderr));
+        assert_eq!(
+            printed.trim(),
+            format!("(40, {width}) float32 (40,)"),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
     }
     // a folder of images, with file names beside the features
     let imgs = dir.path().join("imgs");
     std::fs::create_dir(&imgs).unwrap();
     for i in 0..3 {
-        image::GrayImage::from_fn(20, 12, |x, y| image::Luma([((x * y + i) % 255) as u8])).save(imgs.join(format!("{i}.png"))).unwrap();
+        image::GrayImage::from_fn(20, 12, |x, y| image::Luma([((x * y + i) % 255) as u8]))
+            .save(imgs.join(format!("{i}.png")))
+            .unwrap();
     }
     let out = eqae()
         .current_dir(dir.path())
-        .args(["embed", "--run", "runs/toy", "--images", "imgs", "--out", "mine.npy", "--quiet"])
+        .args([
+            "embed", "--run", "runs/toy", "--images", "imgs", "--out", "mine.npy", "--quiet",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let f: Array2<f32> = ndarray_npy::read_npy(dir.path().join("mine.npy")).unwrap();
     assert_eq!(f.nrows(), 3);
-    assert_eq!(std::fs::read_to_string(dir.path().join("mine_files.txt")).unwrap().lines().count(), 3);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("mine_files.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -134,7 +185,13 @@ fn probes_separate_separable_classes() {
     let (xtr, ytr) = make(300, 1);
     let (xte, yte) = make(150, 2);
     let s = run_all(&xtr, &ytr, &xte, &yte, 3, 0).unwrap();
-    for (name, v) in [("logistic", s.logistic), ("mlp", s.mlp), ("knn", s.knn), ("kmeans", s.kmeans_accuracy), ("nmi", s.nmi)] {
+    for (name, v) in [
+        ("logistic", s.logistic),
+        ("mlp", s.mlp),
+        ("knn", s.knn),
+        ("kmeans", s.kmeans_accuracy),
+        ("nmi", s.nmi),
+    ] {
         assert!(v > 0.97, "{name}: {v}");
     }
 }

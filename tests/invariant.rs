@@ -39,7 +39,11 @@ fn gram_pooling_is_invariant_for_every_element() {
             assert_eq!(f.dims()[1], head.feature_count(5));
             for t in 0..g.order() {
                 let err = relative_error(&head.features(act_on_rows(&v, &g, t)), &f);
-                assert!(err < EXACT, "{kind} band {band} {}: {err}", g.element_name(t));
+                assert!(
+                    err < EXACT,
+                    "{kind} band {band} {}: {err}",
+                    g.element_name(t)
+                );
             }
         }
     }
@@ -72,7 +76,9 @@ fn gram_features_match_a_direct_computation() {
     let head = GramPooling::new(g.clone(), vec![0, h], 0, false);
     let got = to_vec(&head.features(v));
     // identity: upper triangle of V^T V
-    let dot = |i: usize, j: usize, shift: usize| -> f32 { (0..4).map(|k| rows[k][i] * rows[(k + shift) % 4][j]).sum() };
+    let dot = |i: usize, j: usize, shift: usize| -> f32 {
+        (0..4).map(|k| rows[k][i] * rows[(k + shift) % 4][j]).sum()
+    };
     let mut want = vec![dot(0, 0, 0), dot(0, 1, 0), dot(1, 1, 0)];
     // h = R: q_ij = sum_g V[g, i] V[g + 1, j], all four entries (not an involution)
     want.extend([dot(0, 0, 1), dot(0, 1, 1), dot(1, 0, 1), dot(1, 1, 1)]);
@@ -86,7 +92,10 @@ fn gram_features_match_a_direct_computation() {
 fn element_names_parse_and_errors_are_clear() {
     let d4 = GroupKind::D4.group();
     let names = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    assert_eq!(parse_elements(&d4, &names(&["e", "R^1", "M"])).unwrap(), vec![0, 1, 4]);
+    assert_eq!(
+        parse_elements(&d4, &names(&["e", "R^1", "M"])).unwrap(),
+        vec![0, 1, 4]
+    );
     assert_eq!(parse_elements(&d4, &[]).unwrap(), vec![0, 1, 4]);
     assert_eq!(parse_elements(&d4, &names(&["all"])).unwrap().len(), 8);
     let c4 = GroupKind::C4.group();

@@ -76,7 +76,10 @@ fn loss_falls_and_run_directory_is_complete() {
         }
         if kind == ModelKind::Attention {
             let entropy = csv.lines().nth(1).unwrap().split(',').nth(5).unwrap();
-            assert!(entropy.parse::<f64>().unwrap() > 0.0, "entropy column: {csv}");
+            assert!(
+                entropy.parse::<f64>().unwrap() > 0.0,
+                "entropy column: {csv}"
+            );
         }
         // the saved config is the resolved one and loads back
         assert_eq!(run.load_config().unwrap(), config);
@@ -102,7 +105,10 @@ fn resume_reproduces_an_uninterrupted_run() {
 
     let parts = RunDir::new(dir.path().join("parts"));
     train(&config, &parts, &data, &device(), &quiet(false, Some(1))).unwrap();
-    assert!(!parts.model().exists(), "an interrupted run has no final weights");
+    assert!(
+        !parts.model().exists(),
+        "an interrupted run has no final weights"
+    );
     assert_eq!(parts.latest_checkpoint().unwrap().unwrap().0, 1);
     // without --resume an existing run is refused
     let err = train(&config, &parts, &data, &device(), &quiet(false, None)).unwrap_err();
@@ -110,7 +116,11 @@ fn resume_reproduces_an_uninterrupted_run() {
     train(&config, &parts, &data, &device(), &quiet(true, None)).unwrap();
 
     let (a, b) = (outputs(&whole, &config), outputs(&parts, &config));
-    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     // same seed, same batches, same optimiser state: identical results
     assert!(diff <= 1e-6, "resumed run differs by {diff}");
 
@@ -118,15 +128,26 @@ fn resume_reproduces_an_uninterrupted_run() {
     let again = RunDir::new(dir.path().join("again"));
     train(&config, &again, &data, &device(), &quiet(false, None)).unwrap();
     let c = outputs(&again, &config);
-    let control = a.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-    assert!(control <= 1e-6, "two uninterrupted runs differ by {control}");
+    let control = a
+        .iter()
+        .zip(&c)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        control <= 1e-6,
+        "two uninterrupted runs differ by {control}"
+    );
     // and a different seed really gives different weights
     let mut other = config.clone();
     other.train.seed = 1;
     let third = RunDir::new(dir.path().join("other"));
     train(&other, &third, &data, &device(), &quiet(false, None)).unwrap();
     let d = outputs(&third, &other);
-    let seed_diff = a.iter().zip(&d).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let seed_diff = a
+        .iter()
+        .zip(&d)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(seed_diff > 1e-3, "seed had no effect: {seed_diff}");
     let csv = std::fs::read_to_string(parts.metrics()).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
@@ -142,7 +163,9 @@ fn nan_in_the_data_stops_training_cleanly() {
     // first epoch clean, so a checkpoint exists; then poison one image
     train(&config, &run, &data, &device(), &quiet(false, Some(1))).unwrap();
     data.train.images[5] = f32::NAN;
-    let err = train(&config, &run, &data, &device(), &quiet(true, None)).unwrap_err().to_string();
+    let err = train(&config, &run, &data, &device(), &quiet(true, None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("loss became NaN at epoch 2"), "{err}");
     assert!(err.contains("last good checkpoint (epoch 1)"), "{err}");
     assert_eq!(run.latest_checkpoint().unwrap().unwrap().0, 1);

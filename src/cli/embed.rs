@@ -77,15 +77,22 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    write_npy(&args.out, &features).with_context(|| format!("cannot write {}", args.out.display()))?;
+    write_npy(&args.out, &features)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let stem = args.out.with_extension("");
     let labels = Array1::from(data.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
     if args.images.is_none() {
         write_npy(format!("{}_labels.npy", stem.display()), &labels)?;
-        std::fs::write(format!("{}_classes.txt", stem.display()), data.class_names.join("\n") + "\n")?;
+        std::fs::write(
+            format!("{}_classes.txt", stem.display()),
+            data.class_names.join("\n") + "\n",
+        )?;
     }
     if let Some(files) = &data.file_names {
-        std::fs::write(format!("{}_files.txt", stem.display()), files.join("\n") + "\n")?;
+        std::fs::write(
+            format!("{}_files.txt", stem.display()),
+            files.join("\n") + "\n",
+        )?;
     }
     println!(
         "{} images -> {} features ({:?}) in {:.1}s ({:.0} images/s): {}",

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::data::load_splits;
 use crate::eval::features::{extract, Head};
 use crate::eval::probes::run_all;
-use crate::eval::table::{markdown, reproduce, Preset, RowResult, TableOptions};
+use crate::eval::table::{figures, markdown, reproduce, Preset, RowResult, TableOptions};
 use crate::train::RunDir;
 
 /// Arguments of `eqae eval`.
@@ -39,6 +39,10 @@ pub struct EvalArgs {
     /// Folder for reports (JSON and Markdown).
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
+    /// Also draw PCA, t-SNE and explained-variance pictures of the test
+    /// features (with --run; table reproductions always draw them).
+    #[arg(long)]
+    pub plots: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -69,6 +73,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let mut results = Vec::new();
+    let mut figure_rows = Vec::new();
     for dir in &args.run {
         let run = RunDir::new(dir);
         let config = run.load_config()?;
@@ -83,7 +88,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let f_train = extract(&model, &config, head, &data.train, &device, args.quiet)?;
             let f_test = extract(&model, &config, head, &data.test, &device, args.quiet)?;
             let classes = data.train.class_names.len();
-            let scores = run_all(&f_train, &data.train.labels, &f_test, &data.test.labels, classes, config.train.seed)?;
+            let scores = run_all(
+                &f_train,
+                &data.train.labels,
+                &f_test,
+                &data.test.labels,
+                classes,
+                config.train.seed,
+            )?;
+            if args.plots {
+                figure_rows.push((
+                    format!("{} {}", config.name, head.label()),
+                    f_test.clone(),
+                    data.test.labels.clone(),
+                ));
+            }
             results.push(RowResult {
                 model: head.label().into(),
                 group: if config.model.kind == crate::config::ModelKind::Baseline {
@@ -100,10 +119,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
             });
         }
     }
+    if args.plots {
+        figures(&figure_rows, &args.out, "eval")?;
+    }
     let md = markdown(0, Preset::Full, &results);
-    std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(
+        args.out.join("eval.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
     std::fs::write(args.out.join("eval.md"), &md)?;
     println!("{md}");
-    println!("written {} and {}", args.out.join("eval.json").display(), args.out.join("eval.md").display());
+    println!(
+        "written {} and {}",
+        args.out.join("eval.json").display(),
+        args.out.join("eval.md").display()
+    );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The command line: clap subcommands, one `run` function each.
 
+pub mod bench;
 pub mod check;
 pub mod embed;
 pub mod eval;
@@ -29,6 +30,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Measure the equivariance error of a model, layer by layer.
     Check(check::CheckArgs),
+    /// Time one training step of each model: images/s, GFLOP/s, peak memory.
+    Bench(bench::BenchArgs),
     /// Write invariant features of a split or an image folder as .npy.
     Embed(embed::EmbedArgs),
     /// Probe frozen features (logistic regression, MLP, kNN, k-means), or
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Check(args) => check::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
     }

@@ -54,14 +54,27 @@ impl Head {
 }
 
 /// Features `[len, F]` of every image in `data`.
-pub fn extract(model: &Autoencoder, config: &Config, head: Head, data: &Dataset, device: &Device, quiet: bool) -> Result<Array2<f32>> {
+pub fn extract(
+    model: &Autoencoder,
+    config: &Config,
+    head: Head,
+    data: &Dataset,
+    device: &Device,
+    quiet: bool,
+) -> Result<Array2<f32>> {
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let gram = match (&model, head) {
         (Autoencoder::Equivariant(m), Head::Gram) => {
             let g = m.group().group();
-            let elements = parse_elements(&g, &config.features.gram_elements).map_err(anyhow::Error::msg)?;
-            Some(GramPooling::new(g, elements, config.features.gram_band, config.features.autocorrelation))
+            let elements =
+                parse_elements(&g, &config.features.gram_elements).map_err(anyhow::Error::msg)?;
+            Some(GramPooling::new(
+                g,
+                elements,
+                config.features.gram_band,
+                config.features.autocorrelation,
+            ))
         }
         _ => None,
     };
@@ -74,7 +87,9 @@ pub fn extract(model: &Autoencoder, config: &Config, head: Head, data: &Dataset,
         let f = match (&model, head) {
             (Autoencoder::Baseline(m), Head::Code) => m.encode(x),
             (Autoencoder::Equivariant(m), Head::Average) => average_pooling(m.embed(x)),
-            (Autoencoder::Equivariant(m), Head::Gram) => gram.as_ref().expect("gram head").features(m.embed(x)),
+            (Autoencoder::Equivariant(m), Head::Gram) => {
+                gram.as_ref().expect("gram head").features(m.embed(x))
+            }
             (Autoencoder::Equivariant(m), Head::V) => {
                 let v = m.embed(x);
                 let [b, n, c] = v.dims();

@@ -38,7 +38,9 @@ pub fn standardize(train: &Array2<f32>, test: &Array2<f32>) -> (Array2<f64>, Arr
     let tr = train.mapv(f64::from);
     let te = test.mapv(f64::from);
     let mean = tr.mean_axis(Axis(0)).expect("non-empty");
-    let std = tr.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-8 { s } else { 1.0 });
+    let std = tr
+        .std_axis(Axis(0), 0.0)
+        .mapv(|s| if s > 1e-8 { s } else { 1.0 });
     ((&tr - &mean) / &std, (&te - &mean) / &std)
 }
 
@@ -47,7 +49,12 @@ fn accuracy(pred: &[usize], truth: &[usize]) -> f64 {
 }
 
 /// Multinomial logistic regression (L2 `alpha`), test accuracy.
-pub fn logistic(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &[usize]) -> Result<f64> {
+pub fn logistic(
+    train: &Array2<f64>,
+    y_train: &[usize],
+    test: &Array2<f64>,
+    y_test: &[usize],
+) -> Result<f64> {
     let data = linfa::Dataset::new(train.clone(), Array1::from(y_train.to_vec()));
     let model = MultiLogisticRegression::default()
         .alpha(1e-3)
@@ -66,7 +73,14 @@ struct Mlp {
 
 /// A small fully connected network (one hidden layer of 256, ReLU, Adam),
 /// test accuracy.
-pub fn mlp(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &[usize], classes: usize, seed: u64) -> f64 {
+pub fn mlp(
+    train: &Array2<f64>,
+    y_train: &[usize],
+    test: &Array2<f64>,
+    y_test: &[usize],
+    classes: usize,
+    seed: u64,
+) -> f64 {
     let device = Device::flex().autodiff();
     device.seed(seed);
     let f = train.ncols();
@@ -74,7 +88,9 @@ pub fn mlp(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &
         hidden: LinearConfig::new(f, 256).init(&device),
         out: LinearConfig::new(256, classes).init(&device),
     };
-    let mut optim = AdamConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4))).init();
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4)))
+        .init();
     let rows = |idx: &[usize], x: &Array2<f64>, device: &Device| {
         let mut buf = Vec::with_capacity(idx.len() * f);
         for &i in idx {
@@ -103,19 +119,36 @@ pub fn mlp(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &
     let all: Vec<usize> = (0..test.nrows()).collect();
     let mut pred = Vec::with_capacity(test.nrows());
     for idx in all.chunks(512) {
-        let logits = model.out.forward(relu(model.hidden.forward(rows(idx, test, &plain))));
-        let am: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_into_vec().expect("ints");
+        let logits = model
+            .out
+            .forward(relu(model.hidden.forward(rows(idx, test, &plain))));
+        let am: Vec<i64> = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .expect("ints");
         pred.extend(am.into_iter().map(|v| v as usize));
     }
     accuracy(&pred, y_test)
 }
 
 /// k-nearest-neighbour accuracy (majority of the k nearest training rows).
-pub fn knn(train: &Array2<f64>, y_train: &[usize], test: &Array2<f64>, y_test: &[usize], k: usize, classes: usize) -> f64 {
+pub fn knn(
+    train: &Array2<f64>,
+    y_train: &[usize],
+    test: &Array2<f64>,
+    y_test: &[usize],
+    k: usize,
+    classes: usize,
+) -> f64 {
     let tr_sq: Array1<f64> = train.map_axis(Axis(1), |r| r.dot(&r));
     let mut pred = Vec::with_capacity(test.nrows());
     for chunk in 0..test.nrows().div_ceil(256) {
-        let rows = test.slice(ndarray::s![chunk * 256..((chunk + 1) * 256).min(test.nrows()), ..]);
+        let rows = test.slice(ndarray::s![
+            chunk * 256..((chunk + 1) * 256).min(test.nrows()),
+            ..
+        ]);
         // squared distances up to the test row's own norm: |b|^2 - 2 a.b
         let d = &tr_sq - &(rows.dot(&train.t()) * 2.0);
         for row in d.rows() {
@@ -142,7 +175,10 @@ pub fn kmeans(x: &Array2<f64>, labels: &[usize], classes: usize, seed: u64) -> R
         .context("k-means did not converge")?;
     let clusters = model.predict(x);
     let clusters = clusters.as_slice().expect("contiguous");
-    Ok((matched_accuracy(clusters, labels, classes), nmi(clusters, labels, classes)))
+    Ok((
+        matched_accuracy(clusters, labels, classes),
+        nmi(clusters, labels, classes),
+    ))
 }
 
 /// Accuracy of clusters after the best one-to-one cluster-to-class map.
@@ -166,7 +202,12 @@ pub fn nmi(clusters: &[usize], labels: &[usize], classes: usize) -> f64 {
         pc[c] += 1.0 / n;
         pl[l] += 1.0 / n;
     }
-    let h = |p: &[f64]| -p.iter().filter(|&&v| v > 0.0).map(|v| v * v.ln()).sum::<f64>();
+    let h = |p: &[f64]| {
+        -p.iter()
+            .filter(|&&v| v > 0.0)
+            .map(|v| v * v.ln())
+            .sum::<f64>()
+    };
     let mut mi = 0.0;
     for c in 0..classes {
         for l in 0..classes {

@@ -56,8 +56,20 @@ pub fn paper_rows(table: u8) -> Vec<PaperRow> {
             r("plankton_baseline", Head::Code, None, 44.3, 53.3),
             r("plankton_d4_gram", Head::Average, Some(D4), 48.0, 56.1),
             r("plankton_d12_gram", Head::Average, Some(D12), 53.9, 58.3),
-            r("plankton_d4_attention", Head::Attention, Some(D4), 49.1, 58.0),
-            r("plankton_d12_attention", Head::Attention, Some(D12), 49.5, 57.8),
+            r(
+                "plankton_d4_attention",
+                Head::Attention,
+                Some(D4),
+                49.1,
+                58.0,
+            ),
+            r(
+                "plankton_d12_attention",
+                Head::Attention,
+                Some(D12),
+                49.5,
+                57.8,
+            ),
             r("plankton_d4_gram", Head::Gram, Some(D4), 55.2, 57.8),
             r("plankton_d12_gram", Head::Gram, Some(D12), 55.7, 62.2),
         ],
@@ -132,6 +144,8 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     std::fs::create_dir_all(&opts.out)?;
     let mut data_cache: BTreeMap<String, Splits> = BTreeMap::new();
     let mut results = Vec::new();
+    // seed 0's test features of every row, for the figures
+    let mut figure_rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)> = Vec::new();
     for seed in 0..opts.seeds {
         let mut trained: BTreeMap<&str, (Config, crate::model::Autoencoder)> = BTreeMap::new();
         for row in &rows {
@@ -153,7 +167,8 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                         resume: true,
                         stop_after: None,
                     };
-                    train(&config, &run, data, device, &topts).with_context(|| format!("training {}", config.name))?;
+                    train(&config, &run, data, device, &topts)
+                        .with_context(|| format!("training {}", config.name))?;
                 }
                 let model = run.load_model(&config, device)?;
                 trained.insert(row.config, (config, model));
@@ -163,10 +178,31 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             let f_train = extract(model, config, row.head, &data.train, device, opts.quiet)?;
             let f_test = extract(model, config, row.head, &data.test, device, opts.quiet)?;
             let classes = data.train.class_names.len();
-            let scores = run_all(&f_train, &data.train.labels, &f_test, &data.test.labels, classes, seed)?;
+            let scores = run_all(
+                &f_train,
+                &data.train.labels,
+                &f_test,
+                &data.test.labels,
+                classes,
+                seed,
+            )?;
+            if seed == 0 {
+                let group = row
+                    .group
+                    .map(|g| format!(" {}", g.name().to_uppercase()))
+                    .unwrap_or_default();
+                figure_rows.push((
+                    format!("{}{group}", row.head.label()),
+                    f_test.clone(),
+                    data.test.labels.clone(),
+                ));
+            }
             let result = RowResult {
                 model: row.head.label().to_string(),
-                group: row.group.map(|g| g.name().to_uppercase()).unwrap_or_else(|| "-".into()),
+                group: row
+                    .group
+                    .map(|g| g.name().to_uppercase())
+                    .unwrap_or_else(|| "-".into()),
                 config: row.config.to_string(),
                 seed,
                 features: f_train.ncols(),
@@ -189,7 +225,46 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             write_report(opts, &results)?;
         }
     }
+    let stem = format!("table{}_{preset_name}", opts.table);
+    figures(&figure_rows, &opts.out, &stem)?;
     Ok(results)
+}
+
+/// PCA and t-SNE scatter plots of the first row (the baseline) and the
+/// last row (the paper's best, Gram pooling D12), and the explained
+/// variance ratio of every row (paper Figures 1, 7 and 8).
+pub fn figures(
+    rows: &[(String, ndarray::Array2<f32>, Vec<usize>)],
+    out: &Path,
+    stem: &str,
+) -> Result<()> {
+    use super::plots::{explained_variance, pca, scatter, tsne};
+    use super::probes::standardize;
+    let mut curves = Vec::new();
+    for (k, (name, features, labels)) in rows.iter().enumerate() {
+        let n = features.nrows().min(1500);
+        let (x, _) = standardize(features, &features.slice(ndarray::s![..0, ..]).to_owned());
+        let x = x.slice(ndarray::s![..n, ..]).to_owned();
+        let (proj, ratio) = pca(&x, 2, 20)?;
+        curves.push((name.clone(), ratio));
+        if k == 0 || k + 1 == rows.len() {
+            let slug = name.to_lowercase().replace(' ', "_");
+            scatter(
+                &proj,
+                &labels[..n],
+                &format!("PCA: {name}"),
+                &out.join(format!("{stem}_pca_{slug}.png")),
+            )?;
+            let emb = tsne(&x, 0)?;
+            scatter(
+                &emb,
+                &labels[..n],
+                &format!("t-SNE: {name}"),
+                &out.join(format!("{stem}_tsne_{slug}.png")),
+            )?;
+        }
+    }
+    explained_variance(&curves, &out.join(format!("{stem}_explained_variance.png")))
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -208,8 +283,17 @@ pub fn markdown(table: u8, preset: Preset, results: &[RowResult]) -> String {
         2 => format!("Table 2 (Plankton, preset {preset:?}"),
         _ => "Evaluation (".to_string(),
     };
-    let _ = writeln!(out, "{title}, mean ± std over {seeds} seed(s); accuracies in %)\n");
-    let paper = |v: f64| if v.is_nan() { "–".to_string() } else { format!("{v:.1}") };
+    let _ = writeln!(
+        out,
+        "{title}, mean ± std over {seeds} seed(s); accuracies in %)\n"
+    );
+    let paper = |v: f64| {
+        if v.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
     let _ = writeln!(
         out,
         "| Model | Group | Features | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
@@ -222,7 +306,10 @@ pub fn markdown(table: u8, preset: Preset, results: &[RowResult]) -> String {
             continue;
         }
         seen.push(key);
-        let same: Vec<&RowResult> = results.iter().filter(|x| x.config == r.config && x.model == r.model).collect();
+        let same: Vec<&RowResult> = results
+            .iter()
+            .filter(|x| x.config == r.config && x.model == r.model)
+            .collect();
         let stat = |f: &dyn Fn(&RowResult) -> f64, scale: f64| {
             let (m, s) = mean_std(&same.iter().map(|x| f(x) * scale).collect::<Vec<_>>());
             format!("{m:.1} ± {s:.1}")
@@ -249,9 +336,19 @@ pub fn markdown(table: u8, preset: Preset, results: &[RowResult]) -> String {
 }
 
 fn write_report(opts: &TableOptions, results: &[RowResult]) -> Result<()> {
-    let stem = format!("table{}_{}", opts.table, format!("{:?}", opts.preset).to_lowercase());
-    write(&opts.out.join(format!("{stem}.json")), &serde_json::to_string_pretty(results)?)?;
-    write(&opts.out.join(format!("{stem}.md")), &markdown(opts.table, opts.preset, results))
+    let stem = format!(
+        "table{}_{}",
+        opts.table,
+        format!("{:?}", opts.preset).to_lowercase()
+    );
+    write(
+        &opts.out.join(format!("{stem}.json")),
+        &serde_json::to_string_pretty(results)?,
+    )?;
+    write(
+        &opts.out.join(format!("{stem}.md")),
+        &markdown(opts.table, opts.preset, results),
+    )
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

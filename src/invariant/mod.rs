@@ -33,18 +33,17 @@ pub fn parse_elements(group: &Group, names: &[String]) -> Result<Vec<usize>, Str
     }
     let mut out = Vec::new();
     for name in names {
-        let found = (0..group.order())
-            .find(|&a| group.element_name(a) == *name || (name == "R" && a == group.rotation(1) && group.n > 1));
+        let found = (0..group.order()).find(|&a| {
+            group.element_name(a) == *name || (name == "R" && a == group.rotation(1) && group.n > 1)
+        });
         match found {
             Some(a) if !out.contains(&a) => out.push(a),
             Some(_) => {}
-            None => {
-                return Err(format!(
-                    "'{name}' is not an element of this group (expected e, R^k with k < {}{}, or all)",
-                    group.n,
-                    if group.dihedral { ", M, R^k M" } else { "" }
-                ))
-            }
+            None => return Err(format!(
+                "'{name}' is not an element of this group (expected e, R^k with k < {}{}, or all)",
+                group.n,
+                if group.dihedral { ", M, R^k M" } else { "" }
+            )),
         }
     }
     Ok(out)
@@ -99,7 +98,9 @@ impl GramPooling {
     /// Rotations j = 1..=n/2 used for the autocorrelation features.
     fn autocorrelation_shifts(&self) -> Vec<usize> {
         if self.autocorrelation {
-            (1..=self.group.n / 2).map(|j| self.group.rotation(j)).collect()
+            (1..=self.group.n / 2)
+                .map(|j| self.group.rotation(j))
+                .collect()
         } else {
             Vec::new()
         }
@@ -107,7 +108,10 @@ impl GramPooling {
 
     /// Number of features for V with `m` columns.
     pub fn feature_count(&self, m: usize) -> usize {
-        self.elements.iter().map(|&h| self.kept_entries(h, m).len()).sum::<usize>()
+        self.elements
+            .iter()
+            .map(|&h| self.kept_entries(h, m).len())
+            .sum::<usize>()
             + self.autocorrelation_shifts().len() * m
     }
 
@@ -124,11 +128,16 @@ impl GramPooling {
         let mut parts = Vec::new();
         for &h in &self.elements {
             // # Shapes: rho(h) V [B, N, m]; V^T rho(h) V [B, m, m] -> [B, m*m] -> [B, kept]
-            let vh = v.clone().select(1, gather(self.group.right_regular_perm(h)));
+            let vh = v
+                .clone()
+                .select(1, gather(self.group.right_regular_perm(h)));
             let q = vt.clone().matmul(vh).reshape([b, m * m]);
             let keep = self.kept_entries(h, m);
             let len = keep.len();
-            parts.push(q.select(1, Tensor::<1, Int>::from_data(TensorData::new(keep, [len]), &device)));
+            parts.push(q.select(
+                1,
+                Tensor::<1, Int>::from_data(TensorData::new(keep, [len]), &device),
+            ));
         }
         for r in self.autocorrelation_shifts() {
             // # Shapes: sum_g V[g, i] (lambda(R^j) V)[g, i] -> [B, 1, m] -> [B, m]

@@ -257,6 +257,25 @@ impl EquivariantAutoencoder {
         (self.decode(v), enc)
     }
 
+    /// Expand every filter bank and group-linear weight once (what a
+    /// forward pass does before its convolutions); for the benchmark's split.
+    pub fn expand_all_filters(&self) -> Vec<f32> {
+        let enc = &self.encoder;
+        let mut sums = vec![
+            enc.lift.expanded_weight().sum(),
+            enc.collapse.expanded_weight().sum(),
+        ];
+        sums.extend(enc.stages.iter().map(|c| c.expanded_weight().sum()));
+        sums.extend(self.decoder.expanded_weights().into_iter().map(|w| w.sum()));
+        sums.extend(
+            self.enc_linear
+                .iter()
+                .chain(&self.dec_linear)
+                .map(|l| l.expanded_weight().sum()),
+        );
+        sums.into_iter().map(|s| s.into_scalar::<f32>()).collect()
+    }
+
     /// The attention block, if this is an attention model.
     pub fn attention(&self) -> Option<&EquivariantAttention> {
         self.attention.as_ref()

@@ -136,6 +136,16 @@ impl GcnnDecoder {
         }
     }
 
+    /// Every expanded filter bank of the decoder (for the benchmark).
+    pub fn expanded_weights(&self) -> Vec<Tensor<4>> {
+        let mut w = vec![self.expand.expanded_weight()];
+        for s in &self.stages {
+            w.push(s.up.expanded_weight());
+            w.push(s.conv.expanded_weight());
+        }
+        w
+    }
+
     /// # Shapes
     /// `[B, N, L] -> [B, 1, S, S]`
     pub fn forward(&self, v: Tensor<3>) -> Tensor<4> {

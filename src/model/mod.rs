@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod branches;
 pub mod check;
 pub mod equivariant;
+pub mod flops;
 pub mod gcnn;
 
 use burn::module::Module;

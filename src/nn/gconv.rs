@@ -128,6 +128,11 @@ impl LiftingConv {
         }
     }
 
+    /// The expanded filter bank.
+    pub fn expanded_weight(&self) -> Tensor<4> {
+        self.bank.expanded_weight()
+    }
+
     /// # Shapes
     /// `[B, Ci, S, S] -> [B, Co * N, S, S]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -200,6 +205,11 @@ impl GroupConv {
         }
     }
 
+    /// The expanded filter bank.
+    pub fn expanded_weight(&self) -> Tensor<4> {
+        self.bank.expanded_weight()
+    }
+
     /// # Shapes
     /// `[B, Ci * N, S, S] -> [B, Co * N, S', S']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -246,6 +256,11 @@ impl GroupConvTranspose {
             n: group.order(),
             stride: kernel,
         }
+    }
+
+    /// The expanded filter bank (of the adjoint convolution).
+    pub fn expanded_weight(&self) -> Tensor<4> {
+        self.bank.expanded_weight()
     }
 
     /// # Shapes

@@ -1,0 +1,168 @@
+//! `eqae bench`: one training step (forward, backward, Adam) of each
+//! encoder-decoder at a fixed batch on 32x32 inputs: images/s, achieved
+//! GFLOP/s, the time spent expanding filter banks, and peak memory. Each
+//! model runs in its own process so that its peak resident memory is its own.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Distribution, Tensor};
+use clap::Args;
+
+use crate::config::{ModelConfig, ModelKind};
+use crate::group::GroupKind;
+use crate::model::flops::forward_flops;
+use crate::model::Autoencoder;
+
+/// Arguments of `eqae bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Models to time: baseline, c4, d4, c12, d12 (default: all).
+    #[arg(long, num_args = 1..)]
+    pub model: Vec<String>,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed steps after two warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Channels per group element at each stage.
+    #[arg(long, num_args = 1.., default_values_t = vec![4usize, 8, 16, 16])]
+    pub channels: Vec<usize>,
+    /// cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Write one JSON line per model here (appending).
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+fn model_config(name: &str, channels: &[usize]) -> Result<ModelConfig> {
+    let mut c = ModelConfig {
+        channels: channels.to_vec(),
+        ..ModelConfig::default()
+    };
+    if name == "baseline" {
+        c.kind = ModelKind::Baseline;
+    } else {
+        c.group = name.parse::<GroupKind>().map_err(anyhow::Error::msg)?;
+    }
+    Ok(c)
+}
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Run `eqae bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let models = if args.model.is_empty() {
+        ["baseline", "c4", "d4", "c12", "d12"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.model.clone()
+    };
+    if models.len() > 1 {
+        // one process per model: separate peak memory
+        println!(
+            "{:<9} {:>9} {:>10} {:>9} {:>13} {:>12} {:>9}",
+            "model", "params", "ms/step", "img/s", "GFLOP/s", "expand ms", "peak MiB"
+        );
+        let exe = std::env::current_exe()?;
+        for m in &models {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args([
+                "bench",
+                "--model",
+                m,
+                "--batch",
+                &args.batch.to_string(),
+                "--steps",
+                &args.steps.to_string(),
+            ]);
+            cmd.arg("--channels")
+                .args(args.channels.iter().map(|c| c.to_string()));
+            cmd.args(["--device", &args.device]);
+            if let Some(j) = &args.json {
+                cmd.arg("--json").arg(j);
+            }
+            let status = cmd.status().context("cannot start a benchmark process")?;
+            if !status.success() {
+                bail!("benchmark of {m} failed");
+            }
+        }
+        return Ok(());
+    }
+    let name = &models[0];
+    let config = model_config(name, &args.channels)?;
+    let device = crate::device::select(&args.device)?.autodiff();
+    device.seed(0);
+    let mut model = Autoencoder::new(&config, 32, &device);
+    let mut optim = AdamConfig::new().init();
+    let x = Tensor::<4>::random(
+        [args.batch, 1, 32, 32],
+        Distribution::Uniform(0.0, 1.0),
+        &device,
+    );
+    let mut step = |model: Autoencoder| {
+        let out = model.forward(x.clone());
+        let loss = (out.reconstruction - x.clone()).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(1e-3, model, grads);
+        let _ = device.sync();
+        model
+    };
+    for _ in 0..2 {
+        model = step(model);
+    }
+    let started = Instant::now();
+    for _ in 0..args.steps {
+        model = step(model);
+    }
+    let per_step = started.elapsed().as_secs_f64() / args.steps as f64;
+    // Filter expansion alone, forward only (its backward is a scatter of the same size).
+    let expand = match &model {
+        Autoencoder::Equivariant(m) => {
+            let t = Instant::now();
+            for _ in 0..args.steps {
+                m.expand_all_filters();
+            }
+            let _ = device.sync();
+            t.elapsed().as_secs_f64() / args.steps as f64
+        }
+        Autoencoder::Baseline(_) => 0.0,
+    };
+    let flops = 3.0 * forward_flops(&config, 32) * args.batch as f64;
+    let peak = peak_rss_mib().unwrap_or(f64::NAN);
+    println!(
+        "{:<9} {:>9} {:>10.1} {:>9.1} {:>13.1} {:>12.2} {:>9.0}",
+        name,
+        model.parameter_count(),
+        per_step * 1e3,
+        args.batch as f64 / per_step,
+        flops / per_step / 1e9,
+        expand * 1e3,
+        peak
+    );
+    if let Some(path) = &args.json {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "model": name, "batch": args.batch, "device": args.device,
+            "ms_per_step": per_step * 1e3, "images_per_second": args.batch as f64 / per_step,
+            "gflops": flops / per_step / 1e9, "expand_ms": expand * 1e3, "peak_mib": peak,
+            "parameters": model.parameter_count(),
+        });
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}

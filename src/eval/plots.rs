@@ -1,0 +1,168 @@
+//! Pictures of embeddings (plotters, bitmap backend, a font shipped in
+//! `assets/` so that no system fonts are needed): PCA and t-SNE scatter
+//! plots coloured by class (paper Figures 1 and 7) and the explained
+//! variance ratio of the first principal components (Figure 8).
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Context, Result};
+use linfa::traits::{Fit, Transformer};
+use linfa::DatasetBase;
+use linfa_reduction::Pca;
+use linfa_tsne::TSneParams;
+use ndarray::{Array2, Axis};
+use plotters::prelude::*;
+use rand::SeedableRng;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .unwrap_or_else(|_| panic!("the shipped font assets/DejaVuSans.ttf is valid"));
+    });
+}
+
+/// PCA projection onto the first `k` components and the explained variance
+/// ratio of the first `max_components` components.
+pub fn pca(
+    features: &Array2<f64>,
+    k: usize,
+    max_components: usize,
+) -> Result<(Array2<f64>, Vec<f64>)> {
+    let mc = max_components
+        .min(features.ncols())
+        .min(features.nrows())
+        .max(k);
+    let model = Pca::params(mc)
+        .fit(&DatasetBase::from(features.clone()))
+        .map_err(|e| anyhow!("PCA failed: {e}"))?;
+    // linfa's ratio is relative to the kept components; Figure 8 wants the
+    // share of the total variance.
+    let total: f64 = features.var_axis(Axis(0), 1.0).sum().max(1e-30);
+    let dof = (features.nrows() as f64 - 1.0).max(1.0);
+    let ratio = model
+        .singular_values()
+        .iter()
+        .map(|s| s * s / dof / total)
+        .collect();
+    let projected = model.transform(DatasetBase::from(features.clone())).records;
+    Ok((projected.slice(ndarray::s![.., ..k]).to_owned(), ratio))
+}
+
+/// 2-D t-SNE (Barnes-Hut, linfa-tsne), seeded.
+pub fn tsne(features: &Array2<f64>, seed: u64) -> Result<Array2<f64>> {
+    // t-SNE on a few hundred PCA dimensions is standard and much faster
+    let reduced = if features.ncols() > 50 {
+        pca(features, 50, 50)?.0
+    } else {
+        features.clone()
+    };
+    let perplexity = (features.nrows() as f64 / 4.0).min(30.0);
+    TSneParams::embedding_size_with_rng(2, rand_xoshiro_compat(seed))
+        .perplexity(perplexity)
+        .approx_threshold(0.5)
+        .max_iter(500)
+        .transform(reduced)
+        .map_err(|e| anyhow!("t-SNE failed: {e}"))
+}
+
+fn rand_xoshiro_compat(seed: u64) -> rand::rngs::SmallRng {
+    rand::rngs::SmallRng::seed_from_u64(seed)
+}
+
+/// Scatter plot of 2-D points coloured by class.
+pub fn scatter(points: &Array2<f64>, labels: &[usize], title: &str, path: &Path) -> Result<()> {
+    register_font();
+    let root = BitMapBackend::new(path, (800, 700)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (lo, hi) = (
+        points.fold_axis(Axis(0), f64::INFINITY, |a, b| a.min(*b)),
+        points.fold_axis(Axis(0), f64::NEG_INFINITY, |a, b| a.max(*b)),
+    );
+    let pad = |a: f64, b: f64| (b - a).max(1e-9) * 0.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(40)
+        .build_cartesian_2d(
+            (lo[0] - pad(lo[0], hi[0]))..(hi[0] + pad(lo[0], hi[0])),
+            (lo[1] - pad(lo[1], hi[1]))..(hi[1] + pad(lo[1], hi[1])),
+        )?;
+    chart.configure_mesh().disable_mesh().draw()?;
+    let classes = labels.iter().max().map_or(1, |m| m + 1);
+    for c in 0..classes {
+        let colour = Palette99::pick(c).to_rgba();
+        chart
+            .draw_series(
+                points
+                    .rows()
+                    .into_iter()
+                    .zip(labels)
+                    .filter(|(_, &l)| l == c)
+                    .map(|(p, _)| Circle::new((p[0], p[1]), 2, colour.filled())),
+            )?
+            .label(format!("{c}"))
+            .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
+    }
+    if classes <= 12 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Line chart of explained variance ratios (one curve per model).
+pub fn explained_variance(curves: &[(String, Vec<f64>)], path: &Path) -> Result<()> {
+    register_font();
+    let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = curves.iter().map(|(_, c)| c.len()).max().unwrap_or(1);
+    let top = curves
+        .iter()
+        .flat_map(|(_, c)| c.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-6);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Explained variance ratio of the first principal components",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(1usize..n, 0.0..top * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("component")
+        .y_desc("explained variance ratio")
+        .draw()?;
+    for (i, (name, curve)) in curves.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().enumerate().map(|(k, &v)| (k + 1, v)),
+                colour.stroke_width(2),
+            ))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

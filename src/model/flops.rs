@@ -1,0 +1,60 @@
+//! Analytic multiply-add counts of a forward pass (2 FLOPs per
+//! multiply-add), for the benchmark's achieved GFLOP/s. Only convolutions,
+//! matrix products and the branch rotations are counted; pointwise work is
+//! left out. A training step is counted as 3 forward passes (forward,
+//! and the two products of the backward).
+
+use crate::config::{ModelConfig, ModelKind};
+
+fn conv(c_out: usize, c_in: usize, k: usize, out_side: usize) -> f64 {
+    2.0 * (c_out * c_in * k * k * out_side * out_side) as f64
+}
+
+/// FLOPs of one forward pass for one `size x size` image.
+pub fn forward_flops(config: &ModelConfig, size: usize) -> f64 {
+    let k = config.kernel;
+    let stages = config.channels.len();
+    let f = size >> stages;
+    let (n, nb, widen) = match config.kind {
+        ModelKind::Baseline => (1, 1, 4),
+        _ => {
+            let g = config.group;
+            let nb = g.group().order() / g.grid_group().order();
+            (g.grid_group().order(), nb, 1)
+        }
+    };
+    let c: Vec<usize> = config.channels.iter().map(|c| c * n * widen).collect();
+    let mut net = conv(c[0], 1, k, size);
+    for i in 1..stages {
+        net += conv(c[i], c[i - 1], k, size >> i);
+    }
+    // decoder stages: upsample (k = 2) then conv, from the smallest map up
+    for i in (0..stages).rev() {
+        let side = size >> i;
+        // stride-2 transposed conv: each output pixel gets one tap per input channel
+        net += conv(c[i], c[i], 1, side);
+        net += conv(if i > 0 { c[i - 1] } else { n }, c[i], k, side);
+    }
+    let code = match config.kind {
+        ModelKind::Baseline => 2.0 * 2.0 * (c[stages - 1] * f * f * config.code) as f64,
+        _ => {
+            let l = config.latent * n;
+            // collapse and its transposed mirror
+            2.0 * conv(l, c[stages - 1], f, 1)
+        }
+    };
+    let mut total = nb as f64 * (net + code);
+    if nb > 1 {
+        // rotations into and out of the branches
+        total += 2.0 * 2.0 * (nb * size * size * size * size) as f64;
+    }
+    if config.kind != ModelKind::Baseline {
+        let ng = config.group.group().order();
+        let mut widths = vec![config.latent];
+        widths.extend(&config.group_linear);
+        for w in widths.windows(2) {
+            total += 2.0 * 2.0 * (ng * w[0] * ng * w[1]) as f64;
+        }
+    }
+    total
+}
