@@ -227,8 +227,10 @@ impl Config {
     /// The built-in default: a small D4 model on 6,000 augmented MNIST
     /// images, a few minutes on two cores.
     pub fn builtin_default() -> Self {
-        let mut c = Config::default();
-        c.name = "default_d4".into();
+        let mut c = Config {
+            name: "default_d4".into(),
+            ..Config::default()
+        };
         c.data.train_limit = 6000;
         c.data.test_limit = 2000;
         c.train.epochs = 3;

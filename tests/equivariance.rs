@@ -125,6 +125,38 @@ fn encoders_are_equivariant_for_every_element() {
     }
 }
 
+/// Gaussian blur (sigma 1.5 px): rotation-invariant low-pass filter.
+fn blur(y: &Tensor<4>) -> Tensor<4> {
+    let k: Vec<f32> = (0..49)
+        .map(|i| {
+            let (a, b) = ((i / 7) as f32 - 3.0, (i % 7) as f32 - 3.0);
+            (-(a * a + b * b) / (2.0 * 1.5 * 1.5)).exp()
+        })
+        .collect();
+    let sum: f32 = k.iter().sum();
+    let w = Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(
+            k.into_iter().map(|v| v / sum).collect::<Vec<_>>(),
+            [1, 1, 7, 7],
+        ),
+        &device(),
+    );
+    burn::tensor::module::conv2d(
+        y.clone(),
+        w,
+        None,
+        burn::tensor::ops::ConvOptions::new([1, 1], [3, 3], [1, 1], 1),
+    )
+}
+
+/// Relative loss of rotating images by `t` and back with bilinear
+/// interpolation, inside the centred disk: how much interpolation alone
+/// costs on these images.
+fn interpolation_loss(y: &Tensor<4>, g: &Group, t: usize) -> f64 {
+    let back = act_on_images(&act_on_images(y, g, t), g, g.inverse(t));
+    relative_error_in_disk(&back, y)
+}
+
 #[test]
 fn decoders_are_equivariant_for_every_element() {
     for kind in GroupKind::ALL {
@@ -135,21 +167,25 @@ fn decoders_are_equivariant_for_every_element() {
         for t in 0..g.order() {
             let lhs = model.decode(act_on_rows(&v, &g, t));
             let rhs = act_on_images(&y, &g, t);
-            let err = if g.is_grid_exact(t) {
-                relative_error(&lhs, &rhs)
+            if g.is_grid_exact(t) {
+                let err = relative_error(&lhs, &rhs);
+                assert!(err < EXACT, "{kind} {}: {err}", g.element_name(t));
             } else {
-                relative_error_in_disk(&lhs, &rhs)
-            };
-            let bound = if g.is_grid_exact(t) {
-                EXACT
-            } else {
-                INTERPOLATION_BOUND
-            };
-            assert!(
-                err < bound,
-                "{kind} {}: {err} >= {bound}",
-                g.element_name(t)
-            );
+                // The C12/D12 decoder undoes each branch's rotation by
+                // bilinear interpolation, so its 30-degree error is the
+                // interpolation error of the decoded images. An untrained
+                // decoder's output is rough (transposed-conv checkerboards
+                // that no interpolation can rotate), so compare the
+                // low-pass content, and bound the error by a small multiple
+                // of what one rotation there and back loses on it.
+                let err = relative_error_in_disk(&blur(&lhs), &blur(&rhs));
+                let bound = 3.0 * interpolation_loss(&blur(&y), &g, t);
+                assert!(
+                    err < bound,
+                    "{kind} {}: {err} >= {bound}",
+                    g.element_name(t)
+                );
+            }
         }
     }
 }

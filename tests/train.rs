@@ -21,8 +21,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn tiny_config(kind: ModelKind, group: GroupKind, epochs: usize) -> Config {
-    let mut c = Config::default();
-    c.name = "tiny".into();
+    let mut c = Config {
+        name: "tiny".into(),
+        ..Config::default()
+    };
     c.data.dataset = DatasetKind::Synthetic;
     c.data.image_size = 16;
     c.data.train_limit = 480;

@@ -36,6 +36,37 @@ pub struct BenchArgs {
     /// Write one JSON line per model here (appending).
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Instead of models: time loading plus augmentation of this data
+    /// set's full training split (mnist or fashion-mnist, from data/).
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
+/// Loading-plus-augmentation throughput of a whole training split.
+fn bench_data(name: &str) -> Result<()> {
+    let mut config = crate::config::DataConfig::default();
+    config.dataset = match name {
+        "mnist" => crate::config::DatasetKind::Mnist,
+        "fashion-mnist" => crate::config::DatasetKind::FashionMnist,
+        other => bail!("--data {other}: expected mnist or fashion-mnist"),
+    };
+    let started = Instant::now();
+    let (train, _test) = crate::data::load_raw(&config)?;
+    let loaded = started.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let augmented = train.augmented(config.image_size, true, 0);
+    let augment = t.elapsed().as_secs_f64();
+    let counts = train.class_counts();
+    println!(
+        "{name}: {} training images; decode {:.2}s, augment {:.2}s ({:.0} images/s with {} threads); total {:.0} images/s; class counts {counts:?}",
+        augmented.len(),
+        loaded,
+        augment,
+        augmented.len() as f64 / augment,
+        rayon::current_num_threads(),
+        augmented.len() as f64 / (loaded + augment)
+    );
+    Ok(())
 }
 
 fn model_config(name: &str, channels: &[usize]) -> Result<ModelConfig> {
@@ -61,6 +92,9 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// Run `eqae bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(name) = &args.data {
+        return bench_data(name);
+    }
     let models = if args.model.is_empty() {
         ["baseline", "c4", "d4", "c12", "d12"]
             .map(String::from)

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -68,11 +68,14 @@ pub fn logistic(
 #[derive(Module, Debug)]
 struct Mlp {
     hidden: Linear,
+    dropout: Dropout,
     out: Linear,
 }
 
-/// A small fully connected network (one hidden layer of 256, ReLU, Adam),
-/// test accuracy.
+/// A small fully connected network (one hidden layer of 256, ReLU, dropout
+/// 0.2, Adam with weight decay), test accuracy. 10% of the training rows
+/// are held out to choose the epoch (early stopping), as the paper tuned on
+/// a validation set.
 pub fn mlp(
     train: &Array2<f64>,
     y_train: &[usize],
@@ -86,6 +89,7 @@ pub fn mlp(
     let f = train.ncols();
     let mut model = Mlp {
         hidden: LinearConfig::new(f, 256).init(&device),
+        dropout: DropoutConfig::new(0.2).init(),
         out: LinearConfig::new(256, classes).init(&device),
     };
     let mut optim = AdamConfig::new()
@@ -98,39 +102,57 @@ pub fn mlp(
         }
         Tensor::<2>::from_data(TensorData::new(buf, [idx.len(), f]), device)
     };
+    let predict = |model: &Mlp, x: &Array2<f64>, idx: &[usize]| -> Vec<usize> {
+        let model = model.valid();
+        let plain = Device::flex();
+        let mut pred = Vec::with_capacity(idx.len());
+        for chunk in idx.chunks(512) {
+            let logits = model
+                .out
+                .forward(relu(model.hidden.forward(rows(chunk, x, &plain))));
+            let am: Vec<i64> = logits
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .expect("ints");
+            pred.extend(am.into_iter().map(|v| v as usize));
+        }
+        pred
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..train.nrows()).collect();
-    for _epoch in 0..40 {
-        order.shuffle(&mut rng);
-        for idx in order.chunks(128) {
+    order.shuffle(&mut rng);
+    let held = (train.nrows() / 10).max(1).min(train.nrows() - 1);
+    let (val_idx, fit_idx) = order.split_at(held);
+    let (val_idx, mut fit_idx) = (val_idx.to_vec(), fit_idx.to_vec());
+    let y_val: Vec<usize> = val_idx.iter().map(|&i| y_train[i]).collect();
+    let (mut best, mut best_acc, mut since) = (model.clone(), -1.0, 0);
+    for _epoch in 0..100 {
+        fit_idx.shuffle(&mut rng);
+        for idx in fit_idx.chunks(128) {
             let x = rows(idx, train, &device);
             let labels: Vec<i64> = idx.iter().map(|&i| y_train[i] as i64).collect();
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
-            let logits = model.out.forward(relu(model.hidden.forward(x)));
+            let h = model.dropout.forward(relu(model.hidden.forward(x)));
             let loss = burn::nn::loss::CrossEntropyLossConfig::new()
                 .init(&device)
-                .forward(logits, y);
+                .forward(model.out.forward(h), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(1e-3, model.clone(), grads);
         }
+        let acc = accuracy(&predict(&model, train, &val_idx), &y_val);
+        if acc > best_acc {
+            (best, best_acc, since) = (model.clone(), acc, 0);
+        } else {
+            since += 1;
+            if since >= 8 {
+                break;
+            }
+        }
     }
-    let model = model.valid();
-    let plain = Device::flex();
     let all: Vec<usize> = (0..test.nrows()).collect();
-    let mut pred = Vec::with_capacity(test.nrows());
-    for idx in all.chunks(512) {
-        let logits = model
-            .out
-            .forward(relu(model.hidden.forward(rows(idx, test, &plain))));
-        let am: Vec<i64> = logits
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec()
-            .expect("ints");
-        pred.extend(am.into_iter().map(|v| v as usize));
-    }
-    accuracy(&pred, y_test)
+    accuracy(&predict(&best, test, &all), y_test)
 }
 
 /// k-nearest-neighbour accuracy (majority of the k nearest training rows).

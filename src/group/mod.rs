@@ -226,7 +226,7 @@ impl Group {
     /// Whether the element acts exactly on a square pixel grid
     /// (a multiple of 90 degrees, with or without the mirror).
     pub fn is_grid_exact(&self, a: usize) -> bool {
-        (self.element(a).rotation * 4) % self.n == 0
+        (self.element(a).rotation * 4).is_multiple_of(self.n)
     }
 
     /// Human-readable name such as `R^3 M`.
@@ -260,14 +260,14 @@ mod tests {
         let n = g.order();
         let e = g.identity();
         let table = g.cayley_table();
-        for a in 0..n {
+        for (a, row) in table.iter().enumerate() {
             // identity and inverse
             assert_eq!(g.compose(e, a), a);
             assert_eq!(g.compose(a, e), a);
             assert_eq!(g.compose(a, g.inverse(a)), e);
             assert_eq!(g.compose(g.inverse(a), a), e);
             // Cayley table rows are permutations (Latin square)
-            let mut row = table[a].clone();
+            let mut row = row.clone();
             row.sort_unstable();
             assert_eq!(row, (0..n).collect::<Vec<_>>());
             for b in 0..n {

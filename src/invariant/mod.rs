@@ -39,11 +39,13 @@ pub fn parse_elements(group: &Group, names: &[String]) -> Result<Vec<usize>, Str
         match found {
             Some(a) if !out.contains(&a) => out.push(a),
             Some(_) => {}
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "'{name}' is not an element of this group (expected e, R^k with k < {}{}, or all)",
                 group.n,
                 if group.dihedral { ", M, R^k M" } else { "" }
-            )),
+            ))
+            }
         }
     }
     Ok(out)

@@ -8,8 +8,8 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use std::f64::consts::SQRT_2;
 
+use crate::nn::activation;
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
@@ -85,7 +85,7 @@ impl BaselineAutoencoder {
     pub fn encode(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = x;
         for conv in &self.enc_convs {
-            h = avg_pool2d(relu(conv.forward(h)), AvgPoolOptions::new([2, 2]));
+            h = avg_pool2d(activation(conv.forward(h)), AvgPoolOptions::new([2, 2]));
         }
         let b = h.dims()[0];
         // # Shapes: [B, C, s, s] -> [B, C*s*s] -> [B, D]
@@ -98,12 +98,13 @@ impl BaselineAutoencoder {
         let b = code.dims()[0];
         let s = self.final_size;
         // # Shapes: [B, D] -> [B, C*s*s] -> [B, C, s, s]
-        let mut h = relu(self.dec_linear.forward(code)).reshape([b, self.last_channels, s, s]);
+        let mut h =
+            activation(self.dec_linear.forward(code)).reshape([b, self.last_channels, s, s]);
         let last = self.dec_convs.len() - 1;
         for (i, (up, conv)) in self.dec_ups.iter().zip(&self.dec_convs).enumerate() {
-            h = conv.forward(relu(up.forward(h)));
+            h = conv.forward(activation(up.forward(h)));
             if i < last {
-                h = relu(h);
+                h = activation(h);
             }
         }
         h

@@ -5,7 +5,7 @@
 //! error. 30-degree elements go through bilinear interpolation and are
 //! compared inside the centred disk for images.
 
-use burn::tensor::activation::relu;
+use crate::nn::activation;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::Tensor;
@@ -63,24 +63,29 @@ pub fn check_model(model: &EquivariantAutoencoder, x: &Tensor<4>, input: &str) -
     };
 
     // Layers of the grid network, on the first branch's input.
-    let lift = |x: Tensor<4>| pool(relu(enc.lift.forward(x)));
+    let lift = |x: Tensor<4>| pool(activation(enc.lift.forward(x)));
     let mut feature = lift(x.clone());
     for t in report_elements(&h) {
         let err = relative_error(
             &lift(act_on_images(x, &h, t)),
             &act_on_group_maps(&feature, &h, t),
         );
-        push("lifting conv + relu + pool", &h, t, err);
+        push("lifting conv + activation + pool", &h, t, err);
     }
     for (k, conv) in enc.stages.iter().enumerate() {
-        let layer = |f: Tensor<4>| pool(relu(conv.forward(f)));
+        let layer = |f: Tensor<4>| pool(activation(conv.forward(f)));
         let out = layer(feature.clone());
         for t in report_elements(&h) {
             let err = relative_error(
                 &layer(act_on_group_maps(&feature, &h, t)),
                 &act_on_group_maps(&out, &h, t),
             );
-            push(&format!("group conv {} + relu + pool", k + 1), &h, t, err);
+            push(
+                &format!("group conv {} + activation + pool", k + 1),
+                &h,
+                t,
+                err,
+            );
         }
         feature = out;
     }

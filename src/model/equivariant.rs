@@ -14,7 +14,9 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::softmax;
+
+use crate::nn::activation;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::branches::Branches;
@@ -202,7 +204,7 @@ impl EquivariantAutoencoder {
         for (i, layer) in self.enc_linear.iter().enumerate() {
             v = layer.forward(v);
             if i + 1 < last {
-                v = relu(v);
+                v = activation(v);
             }
         }
         v
@@ -236,7 +238,7 @@ impl EquivariantAutoencoder {
     pub fn decode(&self, v: Tensor<3>) -> Tensor<4> {
         let mut h = v;
         for layer in &self.dec_linear {
-            h = relu(layer.forward(h));
+            h = activation(layer.forward(h));
         }
         // # Shapes: [B, N, L] -> [B*nb, n, L] -> [B*nb, 1, S, S] -> [B, 1, S, S]
         self.branches

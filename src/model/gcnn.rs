@@ -10,8 +10,8 @@
 //!
 //! Symbols: B batch, N = |H|, L latent columns, S image size.
 
+use crate::nn::activation;
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
@@ -76,9 +76,9 @@ impl GcnnEncoder {
     /// `[B, 1, S, S] -> [B, N, L]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let pool = |t| avg_pool2d(t, AvgPoolOptions::new([2, 2]));
-        let mut h = pool(relu(self.lift.forward(x)));
+        let mut h = pool(activation(self.lift.forward(x)));
         for conv in &self.stages {
-            h = pool(relu(conv.forward(h)));
+            h = pool(activation(conv.forward(h)));
         }
         // # Shapes: [B, L*N, s, s] -> [B, L*N, 1, 1]
         let v = self.collapse.forward(h);
@@ -151,15 +151,15 @@ impl GcnnDecoder {
     pub fn forward(&self, v: Tensor<3>) -> Tensor<4> {
         let [b, n, l] = v.dims();
         // # Shapes: [B, N, L] -> [B, L, N] -> [B, L*N, 1, 1]
-        let mut h = relu(
+        let mut h = activation(
             self.expand
                 .forward(v.swap_dims(1, 2).reshape([b, l * n, 1, 1])),
         );
         let last = self.stages.len() - 1;
         for (i, stage) in self.stages.iter().enumerate() {
-            h = stage.conv.forward(relu(stage.up.forward(h)));
+            h = stage.conv.forward(activation(stage.up.forward(h)));
             if i < last {
-                h = relu(h);
+                h = activation(h);
             }
         }
         // The last conv has one channel per group element; averaging over the

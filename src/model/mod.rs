@@ -18,6 +18,7 @@ use crate::config::{ModelConfig, ModelKind};
 
 /// Any of the project's autoencoders.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one model per program: size does not matter
 pub enum Autoencoder {
     /// Plain convolutional autoencoder.
     Baseline(BaselineAutoencoder),

@@ -3,9 +3,15 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// The CPU device every test runs on.
+/// The device the tests run on: burn's flex CPU backend, or the wgpu
+/// backend when built with `--features wgpu` and `EQAE_TEST_DEVICE=wgpu`.
 pub fn device() -> Device {
-    Device::flex()
+    match std::env::var("EQAE_TEST_DEVICE").as_deref() {
+        Ok("wgpu") => {
+            eqae::device::select("wgpu").expect("EQAE_TEST_DEVICE=wgpu needs --features wgpu")
+        }
+        _ => Device::flex(),
+    }
 }
 
 /// Smooth, asymmetric images that vanish outside a centred disk, so that
