@@ -51,20 +51,21 @@ fn bench_data(name: &str) -> Result<()> {
         other => bail!("--data {other}: expected mnist or fashion-mnist"),
     };
     let started = Instant::now();
-    let (train, _test) = crate::data::load_raw(&config)?;
+    let (train, test) = crate::data::load_raw(&config)?;
     let loaded = started.elapsed().as_secs_f64();
     let t = Instant::now();
     let augmented = train.augmented(config.image_size, true, 0);
     let augment = t.elapsed().as_secs_f64();
     let counts = train.class_counts();
     println!(
-        "{name}: {} training images; decode {:.2}s, augment {:.2}s ({:.0} images/s with {} threads); total {:.0} images/s; class counts {counts:?}",
+        "{name}: {} training images; decode {:.2}s, augment {:.2}s ({:.0} images/s with {} threads); total {:.0} images/s; class counts train {counts:?}, test {:?}",
         augmented.len(),
         loaded,
         augment,
         augmented.len() as f64 / augment,
         rayon::current_num_threads(),
-        augmented.len() as f64 / (loaded + augment)
+        augmented.len() as f64 / (loaded + augment),
+        test.class_counts()
     );
     Ok(())
 }
