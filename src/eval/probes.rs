@@ -128,7 +128,7 @@ pub fn mlp(
     let (val_idx, mut fit_idx) = (val_idx.to_vec(), fit_idx.to_vec());
     let y_val: Vec<usize> = val_idx.iter().map(|&i| y_train[i]).collect();
     let (mut best, mut best_acc, mut since) = (model.clone(), -1.0, 0);
-    for _epoch in 0..100 {
+    for _epoch in 0..200 {
         fit_idx.shuffle(&mut rng);
         for idx in fit_idx.chunks(128) {
             let x = rows(idx, train, &device);
@@ -146,7 +146,7 @@ pub fn mlp(
             (best, best_acc, since) = (model.clone(), acc, 0);
         } else {
             since += 1;
-            if since >= 8 {
+            if since >= 20 {
                 break;
             }
         }
