@@ -135,6 +135,34 @@ batch_size = 32
             String::from_utf8_lossy(&py.stderr)
         );
     }
+    // eval writes JSON and Markdown with one row per default head
+    let out = eqae()
+        .current_dir(dir.path())
+        .args([
+            "eval", "--run", "runs/toy", "--out", "rep", "--quiet", "--plots",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/eval.json")).unwrap())
+            .unwrap();
+    let models: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["Average Pooling", "Gram Pooling"]);
+    assert!(std::fs::read_to_string(dir.path().join("rep/eval.md"))
+        .unwrap()
+        .contains("| Gram Pooling | C4 |"));
+    assert!(dir.path().join("rep/eval_explained_variance.png").exists());
+
     // a folder of images, with file names beside the features
     let imgs = dir.path().join("imgs");
     std::fs::create_dir(&imgs).unwrap();

@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::data::load_splits;
-use crate::eval::features::{extract, Head};
-use crate::eval::probes::run_all;
+use crate::eval::evaluate_head;
+use crate::eval::features::Head;
 use crate::eval::table::{figures, markdown, reproduce, Preset, RowResult, TableOptions};
 use crate::train::RunDir;
 
@@ -85,21 +85,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
             args.head.clone()
         };
         for head in heads {
-            let f_train = extract(&model, &config, head, &data.train, &device, args.quiet)?;
-            let f_test = extract(&model, &config, head, &data.test, &device, args.quiet)?;
-            let classes = data.train.class_names.len();
-            let scores = run_all(
-                &f_train,
-                &data.train.labels,
-                &f_test,
-                &data.test.labels,
-                classes,
+            let (scores, f_test) = evaluate_head(
+                &model,
+                &config,
+                head,
+                &data,
+                &device,
+                args.quiet,
                 config.train.seed,
             )?;
+            let features = f_test.ncols();
             if args.plots {
                 figure_rows.push((
                     format!("{} {}", config.name, head.label()),
-                    f_test.clone(),
+                    f_test,
                     data.test.labels.clone(),
                 ));
             }
@@ -112,7 +111,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 },
                 config: config.name.clone(),
                 seed: config.train.seed,
-                features: f_train.ncols(),
+                features,
                 scores,
                 paper_logistic: f64::NAN,
                 paper_mlp: f64::NAN,

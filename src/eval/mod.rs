@@ -4,3 +4,36 @@ pub mod features;
 pub mod plots;
 pub mod probes;
 pub mod table;
+
+use anyhow::Result;
+use burn::tensor::Device;
+use ndarray::Array2;
+
+use crate::config::Config;
+use crate::data::Splits;
+use crate::model::Autoencoder;
+
+/// Features of the train and test splits through `head`, and every probe's
+/// score on them. Returns the scores and the test features.
+pub fn evaluate_head(
+    model: &Autoencoder,
+    config: &Config,
+    head: features::Head,
+    data: &Splits,
+    device: &Device,
+    quiet: bool,
+    seed: u64,
+) -> Result<(probes::ProbeScores, Array2<f32>)> {
+    let f_train = features::extract(model, config, head, &data.train, device, quiet)?;
+    let f_test = features::extract(model, config, head, &data.test, device, quiet)?;
+    let classes = data.train.class_names.len();
+    let scores = probes::run_all(
+        &f_train,
+        &data.train.labels,
+        &f_test,
+        &data.test.labels,
+        classes,
+        seed,
+    )?;
+    Ok((scores, f_test))
+}

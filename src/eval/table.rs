@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use serde::Serialize;
 
-use super::features::{extract, Head};
-use super::probes::{run_all, ProbeScores};
+use super::features::Head;
+use super::probes::ProbeScores;
 use crate::config::Config;
 use crate::data::{load_splits, Splits};
 use crate::group::GroupKind;
@@ -175,17 +175,9 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             }
             let (config, model) = &trained[row.config];
             let data = &data_cache[&toml::to_string(&config.data)?];
-            let f_train = extract(model, config, row.head, &data.train, device, opts.quiet)?;
-            let f_test = extract(model, config, row.head, &data.test, device, opts.quiet)?;
-            let classes = data.train.class_names.len();
-            let scores = run_all(
-                &f_train,
-                &data.train.labels,
-                &f_test,
-                &data.test.labels,
-                classes,
-                seed,
-            )?;
+            let (scores, f_test) =
+                super::evaluate_head(model, config, row.head, data, device, opts.quiet, seed)?;
+            let features = f_test.ncols();
             if seed == 0 {
                 let group = row
                     .group
@@ -193,7 +185,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                     .unwrap_or_default();
                 figure_rows.push((
                     format!("{}{group}", row.head.label()),
-                    f_test.clone(),
+                    f_test,
                     data.test.labels.clone(),
                 ));
             }
@@ -205,7 +197,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                     .unwrap_or_else(|| "-".into()),
                 config: row.config.to_string(),
                 seed,
-                features: f_train.ncols(),
+                features,
                 scores,
                 paper_logistic: row.logistic,
                 paper_mlp: row.mlp,

@@ -165,20 +165,7 @@ impl GroupConv {
             kernel % 2 == 1,
             "same-padded group convolutions need an odd kernel"
         );
-        GroupConv {
-            bank: FilterBank::new(
-                group,
-                false,
-                c_in,
-                c_out,
-                kernel,
-                true,
-                c_in * group.order() * kernel * kernel,
-                device,
-            ),
-            padding: kernel / 2,
-            stride: 1,
-        }
+        Self::with_geometry(group, c_in, c_out, kernel, kernel / 2, 1, device)
     }
 
     /// A `k x k`, stride `k` group convolution without padding (downsampling).
@@ -189,19 +176,23 @@ impl GroupConv {
         kernel: usize,
         device: &Device,
     ) -> Self {
+        Self::with_geometry(group, c_in, c_out, kernel, 0, kernel, device)
+    }
+
+    fn with_geometry(
+        group: &Group,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Self {
+        let fan_in = c_in * group.order() * kernel * kernel;
         GroupConv {
-            bank: FilterBank::new(
-                group,
-                false,
-                c_in,
-                c_out,
-                kernel,
-                true,
-                c_in * group.order() * kernel * kernel,
-                device,
-            ),
-            padding: 0,
-            stride: kernel,
+            bank: FilterBank::new(group, false, c_in, c_out, kernel, true, fan_in, device),
+            padding,
+            stride,
         }
     }
 
