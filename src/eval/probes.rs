@@ -58,7 +58,7 @@ pub fn logistic(
     let data = linfa::Dataset::new(train.clone(), Array1::from(y_train.to_vec()));
     let model = MultiLogisticRegression::default()
         .alpha(1e-3)
-        .max_iterations(500)
+        .max_iterations(150)
         .fit(&data)
         .context("logistic regression did not fit")?;
     let pred = model.predict(test);
