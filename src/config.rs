@@ -127,7 +127,7 @@ impl Default for ModelConfig {
         ModelConfig {
             kind: ModelKind::Equivariant,
             group: GroupKind::D4,
-            channels: vec![8, 16, 32, 32],
+            channels: vec![4, 8, 16, 16],
             kernel: 3,
             latent: 32,
             group_linear: vec![32],
