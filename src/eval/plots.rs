@@ -61,16 +61,12 @@ pub fn tsne(features: &Array2<f64>, seed: u64) -> Result<Array2<f64>> {
         features.clone()
     };
     let perplexity = (features.nrows() as f64 / 4.0).min(30.0);
-    TSneParams::embedding_size_with_rng(2, rand_xoshiro_compat(seed))
+    TSneParams::embedding_size_with_rng(2, rand::rngs::SmallRng::seed_from_u64(seed))
         .perplexity(perplexity)
         .approx_threshold(0.5)
         .max_iter(500)
         .transform(reduced)
         .map_err(|e| anyhow!("t-SNE failed: {e}"))
-}
-
-fn rand_xoshiro_compat(seed: u64) -> rand::rngs::SmallRng {
-    rand::rngs::SmallRng::seed_from_u64(seed)
 }
 
 /// Scatter plot of 2-D points coloured by class.

@@ -31,7 +31,7 @@ pub fn act_on_images(x: &Tensor<4>, group: &Group, t: usize) -> Tensor<4> {
 /// `t . F` on feature maps over H, `[B, C * N, S, S]` with channel `c*N + h`:
 /// `(t . F)(g, y) = F(t^-1 g, t^-1 y)`.
 pub fn act_on_group_maps(x: &Tensor<4>, group: &Group, t: usize) -> Tensor<4> {
-    let [b, cn, s, _] = x.dims();
+    let cn = x.dims()[1];
     let n = group.order();
     assert_eq!(cn % n, 0, "channels {cn} not a multiple of |H| = {n}");
     let perm = group.left_regular_perm(t);
@@ -42,7 +42,6 @@ pub fn act_on_group_maps(x: &Tensor<4>, group: &Group, t: usize) -> Tensor<4> {
     let idx = Tensor::<1, Int>::from_data(TensorData::new(chan, [cn]), &x.device());
     // # Shapes: [B, C*N, S, S] -> [B, C*N, S, S]
     let permuted = x.clone().select(1, idx);
-    let _ = (b, s);
     act_on_images(&permuted, group, t)
 }
 
