@@ -11,6 +11,17 @@ fn eqae() -> Command {
     Command::cargo_bin("eqae").unwrap()
 }
 
+/// Run the binary in `dir`; it must succeed. Returns its stdout.
+fn stdout_of(args: &[&str], dir: &Path) -> String {
+    let out = eqae().current_dir(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn stderr_of(args: &[&str], dir: &Path) -> String {
     let out = eqae().current_dir(dir).args(args).output().unwrap();
     assert!(!out.status.success(), "expected failure for {args:?}");
@@ -52,17 +63,10 @@ fn check_reports_exact_equivariance() {
         "[model]\ngroup = \"d4\"\nchannels = [2, 4]\n",
     )
     .unwrap();
-    let out = eqae()
-        .current_dir(dir.path())
-        .args(["check", "--config", "d4.toml", "--json", "check.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_of(
+        &["check", "--config", "d4.toml", "--json", "check.json"],
+        dir.path(),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("worst error over exact elements"), "{text}");
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("check.json")).unwrap())
@@ -92,30 +96,15 @@ epochs = 1
 batch_size = 32
 "#;
     std::fs::write(dir.path().join("toy.toml"), config).unwrap();
-    let out = eqae()
-        .current_dir(dir.path())
-        .args(["train", "--config", "toy.toml", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let _ = stdout_of(&["train", "--config", "toy.toml", "--quiet"], dir.path());
     for (head, width) in [("gram", 10 + 16 + 8), ("average", 4), ("v", 16)] {
         let npy = format!("{head}.npy");
-        let out = eqae()
-            .current_dir(dir.path())
-            .args([
+        let _ = stdout_of(
+            &[
                 "embed", "--run", "runs/toy", "--split", "test", "--head", head, "--out", &npy,
                 "--quiet",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
+            dir.path(),
         );
         let f: Array2<f32> = ndarray_npy::read_npy(dir.path().join(&npy)).unwrap();
         assert_eq!(f.dim(), (40, width), "{head}");
@@ -136,17 +125,11 @@ batch_size = 32
         );
     }
     // eval writes JSON and Markdown with one row per default head
-    let out = eqae()
-        .current_dir(dir.path())
-        .args([
+    let _ = stdout_of(
+        &[
             "eval", "--run", "runs/toy", "--out", "rep", "--quiet", "--plots",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        dir.path(),
     );
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/eval.json")).unwrap())
@@ -171,17 +154,11 @@ batch_size = 32
             .save(imgs.join(format!("{i}.png")))
             .unwrap();
     }
-    let out = eqae()
-        .current_dir(dir.path())
-        .args([
+    let _ = stdout_of(
+        &[
             "embed", "--run", "runs/toy", "--images", "imgs", "--out", "mine.npy", "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        dir.path(),
     );
     let f: Array2<f32> = ndarray_npy::read_npy(dir.path().join("mine.npy")).unwrap();
     assert_eq!(f.nrows(), 3);
