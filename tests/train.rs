@@ -88,6 +88,13 @@ fn loss_falls_and_run_directory_is_complete() {
     }
 }
 
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 fn outputs(run: &RunDir, config: &Config) -> Vec<f32> {
     let model: Autoencoder = run.load_model(config, &device()).unwrap();
     let data = load_splits(&config.data).unwrap();
@@ -118,11 +125,7 @@ fn resume_reproduces_an_uninterrupted_run() {
     train(&config, &parts, &data, &device(), &quiet(true, None)).unwrap();
 
     let (a, b) = (outputs(&whole, &config), outputs(&parts, &config));
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&a, &b);
     // same seed, same batches, same optimiser state: identical results
     assert!(diff <= 1e-6, "resumed run differs by {diff}");
 
@@ -130,11 +133,7 @@ fn resume_reproduces_an_uninterrupted_run() {
     let again = RunDir::new(dir.path().join("again"));
     train(&config, &again, &data, &device(), &quiet(false, None)).unwrap();
     let c = outputs(&again, &config);
-    let control = a
-        .iter()
-        .zip(&c)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let control = max_abs_diff(&a, &c);
     assert!(
         control <= 1e-6,
         "two uninterrupted runs differ by {control}"
@@ -145,11 +144,7 @@ fn resume_reproduces_an_uninterrupted_run() {
     let third = RunDir::new(dir.path().join("other"));
     train(&other, &third, &data, &device(), &quiet(false, None)).unwrap();
     let d = outputs(&third, &other);
-    let seed_diff = a
-        .iter()
-        .zip(&d)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let seed_diff = max_abs_diff(&a, &d);
     assert!(seed_diff > 1e-3, "seed had no effect: {seed_diff}");
     let csv = std::fs::read_to_string(parts.metrics()).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");

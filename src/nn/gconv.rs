@@ -88,15 +88,17 @@ impl FilterBank {
 
     /// Bias repeated over the group `[Co * N]`.
     pub fn expanded_bias(&self) -> Option<Tensor<1>> {
-        self.bias.as_ref().map(|b| {
-            let c_out = b.dims()[0];
-            // # Shapes: [Co] -> [Co, 1] -> [Co, N] -> [Co*N]
-            b.val()
-                .reshape([c_out, 1])
-                .repeat_dim(1, self.n)
-                .reshape([c_out * self.n])
-        })
+        self.bias.as_ref().map(|b| bias_over_group(b.val(), self.n))
     }
+}
+
+/// One bias per channel, shared by the channel's N group copies.
+///
+/// # Shapes
+/// `[Co] -> [Co, 1] -> [Co, N] -> [Co*N]`
+fn bias_over_group(bias: Tensor<1>, n: usize) -> Tensor<1> {
+    let c = bias.dims()[0];
+    bias.reshape([c, 1]).repeat_dim(1, n).reshape([c * n])
 }
 
 /// Lifting convolution: image channels to feature maps on H (`P4ConvZ2`).
@@ -257,14 +259,7 @@ impl GroupConvTranspose {
     /// # Shapes
     /// `[B, Ci * N, S, S] -> [B, Co * N, k S, k S]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let c_out = self.bias.dims()[0];
-        // # Shapes: [Co] -> [Co, N] -> [Co*N]
-        let bias = self
-            .bias
-            .val()
-            .reshape([c_out, 1])
-            .repeat_dim(1, self.n)
-            .reshape([c_out * self.n]);
+        let bias = bias_over_group(self.bias.val(), self.n);
         let s = self.stride;
         conv_transpose2d(
             x,
