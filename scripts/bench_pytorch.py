@@ -19,6 +19,11 @@ import torch.nn.functional as F
 N = 8  # |D4|
 
 
+def act(h):
+    # The same nonlinearity as eqae's models (src/nn/mod.rs).
+    return F.leaky_relu(h, 0.1)
+
+
 class D4Autoencoder(nn.Module):
     def __init__(self, channels=(4, 8, 16, 16), latent=32, width=32, size=32):
         super().__init__()
@@ -37,15 +42,15 @@ class D4Autoencoder(nn.Module):
     def forward(self, x):
         h = x
         for conv in self.enc:
-            h = F.avg_pool2d(F.relu(conv(h)), 2)
+            h = F.avg_pool2d(act(conv(h)), 2)
         v = self.collapse(h).flatten(1)
         v = self.enc_linear(v)
-        h = F.relu(self.dec_linear(v))
-        h = F.relu(self.expand(h.view(h.shape[0], -1, 1, 1)))
+        h = act(self.dec_linear(v))
+        h = act(self.expand(h.view(h.shape[0], -1, 1, 1)))
         for i, (up, conv) in enumerate(zip(self.ups, self.convs)):
-            h = conv(F.relu(up(h)))
+            h = conv(act(up(h)))
             if i + 1 < len(self.convs):
-                h = F.relu(h)
+                h = act(h)
         return h.mean(1, keepdim=True)
 
 
@@ -54,12 +59,14 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = D4Autoencoder()
+    model = D4Autoencoder().to(a.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(a.batch, 1, 32, 32)
+    x = torch.rand(a.batch, 1, 32, 32, device=a.device)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad()
@@ -69,13 +76,15 @@ def main():
 
     for _ in range(2):
         step()
+    sync()
     t = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     per = (time.perf_counter() - t) / a.steps
     params = sum(q.numel() for q in model.parameters())
     print(f"pytorch {torch.__version__} d4: {params} parameters (expanded), {per * 1e3:.1f} ms/step, "
-          f"{a.batch / per:.1f} img/s, {a.threads} threads")
+          f"{a.batch / per:.1f} img/s, " + (f"{a.threads} threads" if a.device == "cpu" else a.device))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ use std::f64::consts::SQRT_2;
 
 use crate::nn::activation;
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::module::avg_pool2d;
-use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::ModelConfig;
@@ -85,7 +83,7 @@ impl BaselineAutoencoder {
     pub fn encode(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = x;
         for conv in &self.enc_convs {
-            h = avg_pool2d(activation(conv.forward(h)), AvgPoolOptions::new([2, 2]));
+            h = crate::nn::avg_pool2(activation(conv.forward(h)));
         }
         let b = h.dims()[0];
         // # Shapes: [B, C, s, s] -> [B, C*s*s] -> [B, D]

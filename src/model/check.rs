@@ -6,8 +6,6 @@
 //! compared inside the centred disk for images.
 
 use crate::nn::activation;
-use burn::tensor::module::avg_pool2d;
-use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::Tensor;
 
 use super::EquivariantAutoencoder;
@@ -50,7 +48,7 @@ pub fn check_model(model: &EquivariantAutoencoder, x: &Tensor<4>, input: &str) -
     let kind = model.group();
     let (h, g) = (kind.grid_group(), kind.group());
     let enc = &model.encoder;
-    let pool = |t| avg_pool2d(t, AvgPoolOptions::new([2, 2]));
+    let pool = crate::nn::avg_pool2;
     let mut push = |layer: &str, group: &Group, t: usize, error: f64| {
         rows.push(CheckRow {
             layer: layer.to_string(),

@@ -2,7 +2,7 @@
 //! D4 = p4m): an encoder from images to `V0 in R^{|H| x L}` and its mirror
 //! decoder.
 //!
-//! Encoder stage: 3x3 group conv (lifting first), ReLU, 2x2 average pool.
+//! Encoder stage: 3x3 group conv (lifting first), leaky ReLU, 2x2 average pool.
 //! After the stages a `s x s`, stride `s` group conv collapses the last
 //! `s x s` map to one pixel. Pooling and the collapse act on even sizes, so
 //! their sampling grids are symmetric about the centre and the whole network
@@ -12,8 +12,6 @@
 
 use crate::nn::activation;
 use burn::module::Module;
-use burn::tensor::module::avg_pool2d;
-use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::group::Group;
@@ -75,7 +73,7 @@ impl GcnnEncoder {
     /// # Shapes
     /// `[B, 1, S, S] -> [B, N, L]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
-        let pool = |t| avg_pool2d(t, AvgPoolOptions::new([2, 2]));
+        let pool = crate::nn::avg_pool2;
         let mut h = pool(activation(self.lift.forward(x)));
         for conv in &self.stages {
             h = pool(activation(conv.forward(h)));

@@ -9,9 +9,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::module::{conv2d, conv_transpose2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::fast_conv::{conv2d, conv_transpose2d};
 
 use super::filter_bank::filter_bank_indices;
 use crate::group::Group;
@@ -86,9 +86,15 @@ impl FilterBank {
             .reshape([c_out * n, c_in * n_in, k, k])
     }
 
-    /// Bias repeated over the group `[Co * N]`.
-    pub fn expanded_bias(&self) -> Option<Tensor<1>> {
-        self.bias.as_ref().map(|b| bias_over_group(b.val(), self.n))
+    /// Bias repeated over the group `[Co * N]` (zeros for a bank without bias).
+    pub fn expanded_bias(&self) -> Tensor<1> {
+        match &self.bias {
+            Some(b) => bias_over_group(b.val(), self.n),
+            None => {
+                let [c_out, _, _] = self.weight.dims();
+                Tensor::zeros([c_out * self.n], &self.weight.device())
+            }
+        }
     }
 }
 
@@ -143,7 +149,8 @@ impl LiftingConv {
             x,
             self.bank.expanded_weight(),
             self.bank.expanded_bias(),
-            ConvOptions::new([1, 1], [p, p], [1, 1], 1),
+            1,
+            p,
         )
     }
 }
@@ -211,7 +218,8 @@ impl GroupConv {
             x,
             self.bank.expanded_weight(),
             self.bank.expanded_bias(),
-            ConvOptions::new([s, s], [p, p], [1, 1], 1),
+            s,
+            p,
         )
     }
 }
@@ -261,11 +269,6 @@ impl GroupConvTranspose {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let bias = bias_over_group(self.bias.val(), self.n);
         let s = self.stride;
-        conv_transpose2d(
-            x,
-            self.bank.expanded_weight(),
-            Some(bias),
-            ConvTransposeOptions::new([s, s], [0, 0], [0, 0], [1, 1], 1),
-        )
+        conv_transpose2d(x, self.bank.expanded_weight(), bias, s, 0)
     }
 }

@@ -1,0 +1,736 @@
+//! The models' hot operations on the CPU: convolutions (our own im2col +
+//! GEMM kernels, [`super::conv_kernel`]), leaky ReLU and 2x2 average
+//! pooling, each with its own backward, registered through burn's
+//! backend-extension mechanism for the flex backend. On every other backend
+//! (wgpu) the public functions here call burn's stock operations, untouched.
+//!
+//! Both paths compute the same function; `tests` compares them in value
+//! and gradient.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex,
+    TensorMetadata,
+};
+use burn::tensor::module::{conv2d as burn_conv2d, conv_transpose2d as burn_conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{DType, Tensor, TensorData};
+
+use rayon::prelude::*;
+
+use super::conv_kernel::{self, ConvGeometry};
+
+/// Square convolutions with equal stride and padding in both directions,
+/// dilation 1, one group: all the group layers need.
+#[backend_extension(Flex, Autodiff)]
+pub trait SquareConvBackend: Backend {
+    /// `conv2d(x, weight) + bias`.
+    fn square_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv2d`];
+    /// `dx` is all zeros when `need_x` is false.
+    fn square_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        need_x: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `conv_transpose2d(x, weight) + bias` (no output padding).
+    fn square_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv_transpose2d`];
+    /// `dx` is all zeros when `need_x` is false.
+    fn square_conv_transpose2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        need_x: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `x` where positive, `slope * x` elsewhere.
+    fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
+
+    /// Gradient of [`Self::leaky_relu_fused`] at `x`.
+    fn leaky_relu_fused_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        slope: f32,
+    ) -> FloatTensor<Self>;
+
+    /// 2x2 average pooling with stride 2 (even sizes).
+    fn avg_pool2_fused(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Gradient of [`Self::avg_pool2_fused`]: each input pixel gets a
+    /// quarter of its window's output gradient.
+    fn avg_pool2_fused_backward(grad: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// A contiguous f32 view of a flex tensor (copies only when strided).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    assert_eq!(
+        t.dtype(),
+        DType::F32,
+        "the CPU group convolution supports float32 only"
+    );
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.shape();
+    assert_eq!(s.num_dims(), 4, "expected a 4-d tensor, got {s:?}");
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The conv geometry of `conv2d(x, weight)`.
+fn conv_geometry(x: &FlexTensor, w: &FlexTensor, stride: usize, padding: usize) -> ConvGeometry {
+    let [b, ca, ha, wa] = dims4(x);
+    let [cz, wca, k, k2] = dims4(w);
+    assert!(
+        k == k2 && wca == ca,
+        "weight {:?} for input {:?}",
+        w.shape(),
+        x.shape()
+    );
+    ConvGeometry::conv(b, ca, ha, wa, cz, k, stride, padding)
+}
+
+/// The conv geometry of `conv_transpose2d(x, weight)` (weight `[Cz, Ca, k, k]`).
+fn transposed_geometry(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    stride: usize,
+    padding: usize,
+) -> ConvGeometry {
+    let [b, cz, hz, wz] = dims4(x);
+    let [wcz, ca, k, k2] = dims4(w);
+    assert!(
+        k == k2 && wcz == cz,
+        "weight {:?} for input {:?}",
+        w.shape(),
+        x.shape()
+    );
+    ConvGeometry::transposed(b, cz, hz, wz, ca, k, stride, padding)
+}
+
+impl SquareConvBackend for Flex {
+    fn square_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+        padding: usize,
+    ) -> FlexTensor {
+        let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+        let g = conv_geometry(&x, &w, stride, padding);
+        let z = conv_kernel::forward(&g, slice(&x), slice(&w), Some(slice(&bias)));
+        tensor(z, [g.batch, g.cz, g.hz, g.wz])
+    }
+
+    fn square_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        padding: usize,
+        need_x: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+        let g = conv_geometry(&x, &w, stride, padding);
+        let grads = conv_kernel::backward(
+            &g,
+            Some(slice(&x)),
+            need_x.then(|| slice(&w)),
+            slice(&grad),
+            true,
+        );
+        let dx = grads
+            .a
+            .unwrap_or_else(|| vec![0.0; g.batch * g.ca * g.ha * g.wa]);
+        (
+            tensor(dx, x.shape()),
+            tensor(grads.w.expect("weight gradient"), w.shape()),
+            tensor(grads.bias.expect("bias gradient"), [g.cz]),
+        )
+    }
+
+    fn square_conv_transpose2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+        padding: usize,
+    ) -> FlexTensor {
+        let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+        let g = transposed_geometry(&x, &w, stride, padding);
+        let mut y = conv_kernel::backward(&g, None, Some(slice(&w)), slice(&x), false)
+            .a
+            .expect("transposed convolution output");
+        let plane = g.ha * g.wa;
+        for (i, p) in y.chunks_mut(plane).enumerate() {
+            let v = slice(&bias)[i % g.ca];
+            p.iter_mut().for_each(|e| *e += v);
+        }
+        tensor(y, [g.batch, g.ca, g.ha, g.wa])
+    }
+
+    fn square_conv_transpose2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        padding: usize,
+        need_x: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+        let g = transposed_geometry(&x, &w, stride, padding);
+        // The transposed conv's input gradient is the plain conv of its
+        // output gradient; its weight gradient is the conv's with the roles
+        // of input (here: grad) and output gradient (here: x) swapped.
+        let dx = if need_x {
+            conv_kernel::forward(&g, slice(&grad), slice(&w), None)
+        } else {
+            vec![0.0; g.batch * g.cz * g.hz * g.wz]
+        };
+        let dw = conv_kernel::backward(&g, Some(slice(&grad)), None, slice(&x), false)
+            .w
+            .expect("weight gradient");
+        let db = conv_kernel::channel_sums(slice(&grad), g.batch, g.ca);
+        (
+            tensor(dx, x.shape()),
+            tensor(dw, w.shape()),
+            tensor(db, [g.ca]),
+        )
+    }
+
+    fn leaky_relu_fused(x: FlexTensor, slope: f32) -> FlexTensor {
+        let x = contiguous(x);
+        let out = par_map(slice(&x), |v| if v > 0.0 { v } else { slope * v });
+        tensor(out, x.shape())
+    }
+
+    fn leaky_relu_fused_backward(x: FlexTensor, grad: FlexTensor, slope: f32) -> FlexTensor {
+        let (x, grad) = (contiguous(x), contiguous(grad));
+        let mut out = slice(&grad).to_vec();
+        out.par_chunks_mut(PAR_CHUNK)
+            .zip(slice(&x).par_chunks(PAR_CHUNK))
+            .for_each(|(g, x)| {
+                g.iter_mut()
+                    .zip(x)
+                    .for_each(|(g, &x)| *g = if x > 0.0 { *g } else { slope * *g });
+            });
+        tensor(out, x.shape())
+    }
+
+    fn avg_pool2_fused(x: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let [b, c, h, w] = dims4(&x);
+        assert!(h % 2 == 0 && w % 2 == 0, "2x2 pooling needs even sizes");
+        let (ho, wo) = (h / 2, w / 2);
+        let src = slice(&x);
+        let mut out = vec![0.0f32; b * c * ho * wo];
+        out.par_chunks_mut(ho * wo)
+            .zip(src.par_chunks(h * w))
+            .for_each(|(o, plane)| {
+                for i in 0..ho {
+                    let (r0, r1) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
+                    for j in 0..wo {
+                        o[i * wo + j] =
+                            0.25 * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
+                    }
+                }
+            });
+        tensor(out, [b, c, ho, wo])
+    }
+
+    fn avg_pool2_fused_backward(grad: FlexTensor) -> FlexTensor {
+        let grad = contiguous(grad);
+        let [b, c, ho, wo] = dims4(&grad);
+        let (h, w) = (2 * ho, 2 * wo);
+        let src = slice(&grad);
+        let mut out = vec![0.0f32; b * c * h * w];
+        out.par_chunks_mut(h * w)
+            .zip(src.par_chunks(ho * wo))
+            .for_each(|(plane, g)| {
+                for i in 0..h {
+                    let row = &mut plane[i * w..][..w];
+                    let gr = &g[(i / 2) * wo..][..wo];
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = 0.25 * gr[j / 2];
+                    }
+                }
+            });
+        tensor(out, [b, c, h, w])
+    }
+}
+
+/// Elements per parallel task of the element-wise kernels.
+const PAR_CHUNK: usize = 1 << 15;
+
+fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(PAR_CHUNK)
+        .zip(x.par_chunks(PAR_CHUNK))
+        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+    out
+}
+
+/// Which of the two convolutions a tape node is.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Conv,
+    Transposed,
+}
+
+#[derive(Debug)]
+struct SquareConvBackward(Kind);
+
+impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
+    type State = (NodeId, NodeId, usize, usize);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, cp: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, w_state, stride, padding) = ops.state;
+        let x = cp.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let w = cp.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
+        let need_x = node_x.is_some();
+        let (dx, dw, db) = match self.0 {
+            Kind::Conv => B::square_conv2d_backward(x, w, grad, stride, padding, need_x),
+            Kind::Transposed => {
+                B::square_conv_transpose2d_backward(x, w, grad, stride, padding, need_x)
+            }
+        };
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = node_b {
+            grads.register::<B>(node.id, db);
+        }
+    }
+}
+
+/// Record one convolution on the autodiff tape.
+fn tracked<B: Backend + SquareConvBackend, C: CheckpointStrategy>(
+    kind: Kind,
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    stride: usize,
+    padding: usize,
+) -> FloatTensor<Autodiff<B, C>> {
+    let run = |x, w, b| match kind {
+        Kind::Conv => B::square_conv2d(x, w, b, stride, padding),
+        Kind::Transposed => B::square_conv_transpose2d(x, w, b, stride, padding),
+    };
+    match SquareConvBackward(kind)
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let w_state = prep.checkpoint(&weight);
+            prep.finish(
+                (x_state, w_state, stride, padding),
+                run(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                ),
+            )
+        }
+        OpsKind::UnTracked(prep) => prep.finish(run(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        )),
+    }
+}
+
+impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend for Autodiff<B, C> {
+    fn square_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        tracked::<B, C>(Kind::Conv, x, weight, bias, stride, padding)
+    }
+
+    fn square_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        tracked::<B, C>(Kind::Transposed, x, weight, bias, stride, padding)
+    }
+
+    // The backward passes are only called on the inner backend, from the
+    // tape; on the autodiff backend they run untracked (no double backward).
+    fn square_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        need_x: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        untracked3::<B, C>(B::square_conv2d_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            grad.into_primitive(),
+            stride,
+            padding,
+            need_x,
+        ))
+    }
+
+    fn square_conv_transpose2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        need_x: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        untracked3::<B, C>(B::square_conv_transpose2d_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            grad.into_primitive(),
+            stride,
+            padding,
+            need_x,
+        ))
+    }
+
+    fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LeakyReluBackward;
+        impl<B: Backend + SquareConvBackend> Backward<B, 1> for LeakyReluBackward {
+            type State = (NodeId, f32);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                cp: &mut Checkpointer,
+            ) {
+                let (x_state, slope) = ops.state;
+                let x = cp.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::leaky_relu_fused_backward(x, grad, slope)
+                });
+            }
+        }
+        match LeakyReluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                prep.finish(
+                    (x_state, slope),
+                    B::leaky_relu_fused(x.into_primitive(), slope),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::leaky_relu_fused(x.into_primitive(), slope)),
+        }
+    }
+
+    fn avg_pool2_fused(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct AvgPoolBackward;
+        impl<B: Backend + SquareConvBackend> Backward<B, 1> for AvgPoolBackward {
+            type State = ();
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _cp: &mut Checkpointer,
+            ) {
+                unary::<B, _>(ops.parents, ops.node, grads, B::avg_pool2_fused_backward);
+            }
+        }
+        match AvgPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((), B::avg_pool2_fused(x.into_primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(B::avg_pool2_fused(x.into_primitive())),
+        }
+    }
+
+    fn leaky_relu_fused_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        <Autodiff<B, C>>::from_inner(B::leaky_relu_fused_backward(
+            x.into_primitive(),
+            grad.into_primitive(),
+            slope,
+        ))
+    }
+
+    fn avg_pool2_fused_backward(grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Autodiff<B, C>>::from_inner(B::avg_pool2_fused_backward(grad.into_primitive()))
+    }
+}
+
+type Triple<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+fn untracked3<B: Backend, C: CheckpointStrategy>(t: Triple<B>) -> Triple<Autodiff<B, C>> {
+    (
+        <Autodiff<B, C>>::from_inner(t.0),
+        <Autodiff<B, C>>::from_inner(t.1),
+        <Autodiff<B, C>>::from_inner(t.2),
+    )
+}
+
+/// Whether `x` lives on the flex CPU backend (with or without autodiff).
+fn on_flex(x: &Tensor<4>) -> bool {
+    on_flex_any(x)
+}
+
+/// Whether `x` lives on the flex CPU backend (any rank).
+fn on_flex_any<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// Leaky ReLU: `x` where positive, `slope * x` elsewhere.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
+    if on_flex_any(&x) {
+        Tensor::from_dispatch(<Dispatch as SquareConvBackend>::leaky_relu_fused(
+            x.into_dispatch(),
+            slope,
+        ))
+    } else {
+        burn::tensor::activation::leaky_relu(x, slope as f64)
+    }
+}
+
+/// 2x2 average pooling with stride 2.
+///
+/// # Shapes
+/// `[B, C, H, W] -> [B, C, H/2, W/2]` (H, W even)
+pub fn avg_pool2(x: Tensor<4>) -> Tensor<4> {
+    if on_flex(&x) {
+        Tensor::from_dispatch(<Dispatch as SquareConvBackend>::avg_pool2_fused(
+            x.into_dispatch(),
+        ))
+    } else {
+        burn::tensor::module::avg_pool2d(x, burn::tensor::ops::AvgPoolOptions::new([2, 2]))
+    }
+}
+
+/// `conv2d(x, weight) + bias` with square stride and padding.
+///
+/// # Shapes
+/// `x [B, Ci, H, W]`, `weight [Co, Ci, k, k]`, `bias [Co]` -> `[B, Co, H', W']`
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<4> {
+    if on_flex(&x) {
+        Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            stride,
+            padding,
+        ))
+    } else {
+        burn_conv2d(
+            x,
+            weight,
+            Some(bias),
+            ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1),
+        )
+    }
+}
+
+/// `conv_transpose2d(x, weight) + bias` with square stride and padding.
+///
+/// # Shapes
+/// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, H', W']`
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<4> {
+    if on_flex(&x) {
+        Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv_transpose2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            stride,
+            padding,
+        ))
+    } else {
+        burn_conv_transpose2d(
+            x,
+            weight,
+            Some(bias),
+            ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_diff(a: &Tensor<4>, b: &Tensor<4>) -> f32 {
+        (a.clone() - b.clone()).abs().max().into_scalar()
+    }
+
+    fn max_diff_any<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// Our kernels and burn's stock convolutions agree in value and in
+    /// every gradient, for the geometries the models use.
+    #[test]
+    fn matches_burn_convolutions_in_value_and_gradient() {
+        let device = Device::flex().autodiff();
+        // (batch, c_in, size, c_out, kernel, stride, padding, transposed)
+        let cases = [
+            (3, 2, 8, 5, 3, 1, 1, false),
+            (3, 6, 8, 2, 3, 1, 1, false),
+            (2, 4, 6, 3, 2, 2, 0, false),
+            (70, 3, 2, 4, 2, 2, 0, false),
+            (3, 4, 3, 2, 2, 2, 0, true),
+            (2, 3, 1, 4, 4, 4, 0, true),
+        ];
+        for (b, ci, s, co, k, stride, pad, transposed) in cases {
+            let normal = Distribution::Normal(0.0, 1.0);
+            let x = Tensor::<4>::random([b, ci, s, s], normal, &device);
+            let w_shape = if transposed {
+                [ci, co, k, k]
+            } else {
+                [co, ci, k, k]
+            };
+            let w = Tensor::<4>::random(w_shape, normal, &device);
+            let bias = Tensor::<1>::random([co], normal, &device);
+            let run = |ours: bool| {
+                let (x, w, bias) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    bias.clone().require_grad(),
+                );
+                let y = match (ours, transposed) {
+                    (true, false) => conv2d(x.clone(), w.clone(), bias.clone(), stride, pad),
+                    (true, true) => {
+                        conv_transpose2d(x.clone(), w.clone(), bias.clone(), stride, pad)
+                    }
+                    (false, false) => burn_conv2d(
+                        x.clone(),
+                        w.clone(),
+                        Some(bias.clone()),
+                        ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1),
+                    ),
+                    (false, true) => burn_conv_transpose2d(
+                        x.clone(),
+                        w.clone(),
+                        Some(bias.clone()),
+                        ConvTransposeOptions::new([stride; 2], [pad; 2], [0, 0], [1, 1], 1),
+                    ),
+                };
+                // A loss whose gradient differs per output element.
+                let weights = y.clone().detach().sin();
+                let grads = (y.clone() * weights).sum().backward();
+                (
+                    y.detach(),
+                    x.grad(&grads).unwrap(),
+                    w.grad(&grads).unwrap(),
+                    bias.grad(&grads).unwrap(),
+                )
+            };
+            let (y1, dx1, dw1, db1) = run(true);
+            let (y2, dx2, dw2, db2) = run(false);
+            let case = (b, ci, s, co, k, stride, pad, transposed);
+            assert_eq!(y1.dims(), y2.dims(), "{case:?}");
+            assert!(max_diff(&y1, &y2) < 1e-4, "{case:?} value");
+            assert!(max_diff(&dx1, &dx2) < 1e-4, "{case:?} dx");
+            assert!(max_diff(&dw1, &dw2) < 1e-3, "{case:?} dw");
+            assert!(max_diff_any(db1, db2) < 1e-3, "{case:?} db");
+        }
+    }
+}
+
+#[cfg(test)]
+mod pointwise_tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn avg_pool2_matches_burn_in_value_and_gradient() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::random([3, 5, 6, 8], Distribution::Normal(0.0, 1.0), &device);
+        let run = |ours: bool| {
+            let x = x.clone().require_grad();
+            let y = if ours {
+                avg_pool2(x.clone())
+            } else {
+                burn::tensor::module::avg_pool2d(
+                    x.clone(),
+                    burn::tensor::ops::AvgPoolOptions::new([2, 2]),
+                )
+            };
+            let grads = (y.clone() * y.clone().detach().cos()).sum().backward();
+            (y.detach(), x.grad(&grads).unwrap())
+        };
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        assert_eq!(y1.dims(), [3, 5, 3, 4]);
+        assert!((y1 - y2).abs().max().into_scalar::<f32>() < 1e-6);
+        assert!((g1 - g2).abs().max().into_scalar::<f32>() < 1e-6);
+    }
+}
