@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    eqae::device::keep_large_allocations();
     let cli = eqae::cli::Cli::parse();
     match eqae::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -302,6 +302,17 @@ pub fn forward(g: &ConvGeometry, a: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
     let (p, kk, cz) = (g.p(), g.k(), g.cz);
     assert_eq!(a.len(), g.batch * g.a_len());
     assert_eq!(w.len(), cz * kk);
+    if prefers_reversed(g) {
+        // Z is the input gradient of the reversed convolution.
+        let (rg, wf) = (reversed(g), flip_transpose(w, cz, g.ca, g.kernel));
+        let mut z = backward(&rg, None, Some(&wf), a, false).a.expect("dA");
+        if let Some(bias) = bias {
+            for (plane, &v) in z.chunks_mut(p).zip(bias.iter().cycle()) {
+                plane.iter_mut().for_each(|x| *x += v);
+            }
+        }
+        return z;
+    }
     let mut z = vec![0.0f32; g.batch * cz * p];
     if z.is_empty() {
         return z;
@@ -368,15 +379,20 @@ pub fn backward(
     if let Some(w) = w {
         assert_eq!(w.len(), cz * kk);
     }
-    // For stride 1, dA is itself a convolution of dZ with the flipped,
-    // transposed filters; when Cz < Ca its im2col matrix is smaller than
-    // the Ca*k*k rows that the GEMM + col2im route writes and scatters.
-    let as_conv = g.stride == 1 && cz < g.ca && g.padding < g.kernel;
-    let conv_da = match w {
-        Some(w) if as_conv => Some(input_grad_as_conv(g, w, dz)),
-        _ => None,
-    };
-    let mut da = (w.is_some() && !as_conv).then(|| vec![0.0f32; g.batch * a_len]);
+    if prefers_reversed(g) {
+        let rg = reversed(g);
+        let da = w.map(|w| forward(&rg, dz, &flip_transpose(w, cz, g.ca, g.kernel), None));
+        let dw = a.map(|a| {
+            let dwf = backward(&rg, Some(dz), None, a, false).w.expect("dW");
+            flip_transpose(&dwf, g.ca, cz, g.kernel)
+        });
+        return ConvGrads {
+            a: da,
+            w: dw,
+            bias: want_bias.then(|| channel_sums(dz, g.batch, cz)),
+        };
+    }
+    let mut da = w.is_some().then(|| vec![0.0f32; g.batch * a_len]);
     let want_w = a.is_some();
     if let Some(a) = a {
         assert_eq!(a.len(), g.batch * a_len);
@@ -437,45 +453,69 @@ pub fn backward(
         }
         (w1, b1)
     };
-    let (dw, db) = match da.as_mut() {
+    // Per-chunk sums are added in chunk order, so results do not depend on
+    // how rayon split the work (resumed training must equal uninterrupted).
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = match da.as_mut() {
         Some(da) if !da.is_empty() => da
             .par_chunks_mut(c * a_len)
             .enumerate()
             .map(|(i, chunk)| chunk_work(i, Some(chunk)))
-            .reduce(|| (Vec::new(), Vec::new()), add),
+            .collect(),
         _ => (0..chunks)
             .into_par_iter()
             .map(|i| chunk_work(i, None))
-            .reduce(|| (Vec::new(), Vec::new()), add),
+            .collect(),
     };
+    let (dw, db) = parts.into_iter().fold((Vec::new(), Vec::new()), add);
     let fill = |v: Vec<f32>, len: usize| if v.is_empty() { vec![0.0; len] } else { v };
     ConvGrads {
-        a: da.or(conv_da),
+        a: da,
         w: want_w.then(|| fill(dw, cz * kk)),
         bias: want_bias.then(|| fill(db, cz)),
     }
 }
 
-/// `dA` of a stride-1 convolution as the convolution of `dZ` with the
-/// filters flipped in space and transposed in channels, padded by
-/// `k - 1 - p`.
-fn input_grad_as_conv(g: &ConvGeometry, w: &[f32], dz: &[f32]) -> Vec<f32> {
-    let k = g.kernel;
-    // # Shapes: [Cz, Ca, k, k] -> [Ca, Cz, k, k], flipped
+/// A stride-1 convolution with fewer output than input channels runs as
+/// its mirror image: the reversed convolution from Z to A (filters flipped
+/// in space and transposed in channels, padding `k - 1 - p`), whose input
+/// gradient is our output and whose output is our input gradient. Its
+/// im2col matrices have `Cz * k * k` rows instead of `Ca * k * k`
+/// (72 instead of 288 for the decoder's last 32 -> 8 layer), which is
+/// where the time of these layers went.
+fn prefers_reversed(g: &ConvGeometry) -> bool {
+    g.stride == 1 && g.cz < g.ca && g.padding < g.kernel
+}
+
+fn reversed(g: &ConvGeometry) -> ConvGeometry {
+    let r = ConvGeometry::conv(
+        g.batch,
+        g.cz,
+        g.hz,
+        g.wz,
+        g.ca,
+        g.kernel,
+        1,
+        g.kernel - 1 - g.padding,
+    );
+    debug_assert_eq!((r.hz, r.wz), (g.ha, g.wa));
+    r
+}
+
+/// Filters `[Co, Ci, k, k]` to `[Ci, Co, k, k]`, flipped in both spatial
+/// axes (its own inverse with `co` and `ci` swapped).
+fn flip_transpose(w: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
     let mut flipped = vec![0.0f32; w.len()];
-    for o in 0..g.cz {
-        for i in 0..g.ca {
+    for o in 0..co {
+        for i in 0..ci {
             for ky in 0..k {
                 for kx in 0..k {
-                    flipped[((i * g.cz + o) * k + ky) * k + kx] =
-                        w[((o * g.ca + i) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
+                    flipped[((i * co + o) * k + ky) * k + kx] =
+                        w[((o * ci + i) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
                 }
             }
         }
     }
-    let reverse = ConvGeometry::conv(g.batch, g.cz, g.hz, g.wz, g.ca, k, 1, k - 1 - g.padding);
-    debug_assert_eq!((reverse.hz, reverse.wz), (g.ha, g.wa));
-    forward(&reverse, dz, &flipped, None)
+    flipped
 }
 
 /// Sum over batch and pixels per channel: the bias gradient of a
