@@ -21,7 +21,8 @@ pub fn select(name: &str) -> Result<Device> {
 /// A training step allocates and frees tens of megabytes per layer. With
 /// glibc's defaults each such buffer is its own mmap: freeing it unmaps
 /// (a TLB shootdown on every core) and the next one page-faults in zeroed
-/// pages again; that kernel work was about a tenth of a CPU training step.
+/// pages again; in the profile that kernel work was about a tenth of the
+/// samples of a CPU training step.
 /// Called once at start-up by the binary.
 pub fn keep_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -114,11 +114,6 @@ impl ConvGeometry {
     fn chunk(&self) -> usize {
         256usize.div_ceil(self.p()).clamp(1, self.batch.max(1))
     }
-
-    /// Multiply-adds of one forward pass (for GFLOP/s figures).
-    pub fn macs(&self) -> usize {
-        self.batch * self.cz * self.p() * self.k()
-    }
 }
 
 /// GEMM parallelism: chunks run in parallel when there are enough of them;
@@ -307,9 +302,7 @@ pub fn forward(g: &ConvGeometry, a: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
         let (rg, wf) = (reversed(g), flip_transpose(w, cz, g.ca, g.kernel));
         let mut z = backward(&rg, None, Some(&wf), a, false).a.expect("dA");
         if let Some(bias) = bias {
-            for (plane, &v) in z.chunks_mut(p).zip(bias.iter().cycle()) {
-                plane.iter_mut().for_each(|x| *x += v);
-            }
+            add_channel_bias(&mut z, bias, p);
         }
         return z;
     }
@@ -341,12 +334,18 @@ pub fn forward(g: &ConvGeometry, a: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
             }
             release(cols);
             if let Some(bias) = bias {
-                for (plane, &v) in z_chunk.chunks_mut(p).zip(bias.iter().cycle()) {
-                    plane.iter_mut().for_each(|x| *x += v);
-                }
+                add_channel_bias(z_chunk, bias, p);
             }
         });
     z
+}
+
+/// Add `bias[c]` to every pixel of channel `c` of `[.., C, plane]` data
+/// that starts at a channel-0 plane.
+pub fn add_channel_bias(x: &mut [f32], bias: &[f32], plane: usize) {
+    for (values, &v) in x.chunks_mut(plane).zip(bias.iter().cycle()) {
+        values.iter_mut().for_each(|e| *e += v);
+    }
 }
 
 /// Gradients of a convolution, as far as they are asked for.
@@ -440,19 +439,6 @@ pub fn backward(
         (dw, db)
     };
 
-    let add = |(mut w1, mut b1): (Vec<f32>, Vec<f32>), (w2, b2): (Vec<f32>, Vec<f32>)| {
-        if w1.is_empty() {
-            w1 = w2;
-        } else if !w2.is_empty() {
-            w1.iter_mut().zip(&w2).for_each(|(x, y)| *x += y);
-        }
-        if b1.is_empty() {
-            b1 = b2;
-        } else if !b2.is_empty() {
-            b1.iter_mut().zip(&b2).for_each(|(x, y)| *x += y);
-        }
-        (w1, b1)
-    };
     // Per-chunk sums are added in chunk order, so results do not depend on
     // how rayon split the work (resumed training must equal uninterrupted).
     let parts: Vec<(Vec<f32>, Vec<f32>)> = match da.as_mut() {
@@ -466,12 +452,19 @@ pub fn backward(
             .map(|i| chunk_work(i, None))
             .collect(),
     };
-    let (dw, db) = parts.into_iter().fold((Vec::new(), Vec::new()), add);
-    let fill = |v: Vec<f32>, len: usize| if v.is_empty() { vec![0.0; len] } else { v };
+    let mut dw = want_w.then(|| vec![0.0f32; cz * kk]);
+    let mut db = want_bias.then(|| vec![0.0f32; cz]);
+    for (part_w, part_b) in parts {
+        for (sum, part) in [(&mut dw, part_w), (&mut db, part_b)] {
+            if let Some(sum) = sum {
+                sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+            }
+        }
+    }
     ConvGrads {
         a: da,
-        w: want_w.then(|| fill(dw, cz * kk)),
-        bias: want_bias.then(|| fill(db, cz)),
+        w: dw,
+        bias: db,
     }
 }
 

@@ -30,43 +30,26 @@ use super::conv_kernel::{self, ConvGeometry};
 /// dilation 1, one group: all the group layers need.
 #[backend_extension(Flex, Autodiff)]
 pub trait SquareConvBackend: Backend {
-    /// `conv2d(x, weight) + bias`.
-    fn square_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-    ) -> FloatTensor<Self>;
-
-    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv2d`];
-    /// `dx` is all zeros when `need_x` is false.
-    fn square_conv2d_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        need_x: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
+    /// `conv2d(x, weight) + bias`, or with `transposed`
     /// `conv_transpose2d(x, weight) + bias` (no output padding).
-    fn square_conv_transpose2d(
+    fn square_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
         padding: usize,
+        transposed: bool,
     ) -> FloatTensor<Self>;
 
-    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv_transpose2d`];
+    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv`];
     /// `dx` is all zeros when `need_x` is false.
-    fn square_conv_transpose2d_backward(
+    fn square_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         stride: usize,
         padding: usize,
+        transposed: bool,
         need_x: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
@@ -147,94 +130,124 @@ fn transposed_geometry(
     ConvGeometry::transposed(b, cz, hz, wz, ca, k, stride, padding)
 }
 
+/// The three gradients `(dx, dweight, dbias)` of a convolution.
+type Triple<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+fn conv_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    stride: usize,
+    padding: usize,
+) -> FlexTensor {
+    let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let g = conv_geometry(&x, &w, stride, padding);
+    let z = conv_kernel::forward(&g, slice(&x), slice(&w), Some(slice(&bias)));
+    tensor(z, [g.batch, g.cz, g.hz, g.wz])
+}
+
+fn conv_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    grad: FlexTensor,
+    stride: usize,
+    padding: usize,
+    need_x: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+    let g = conv_geometry(&x, &w, stride, padding);
+    let grads = conv_kernel::backward(
+        &g,
+        Some(slice(&x)),
+        need_x.then(|| slice(&w)),
+        slice(&grad),
+        true,
+    );
+    let dx = grads
+        .a
+        .unwrap_or_else(|| vec![0.0; g.batch * g.ca * g.ha * g.wa]);
+    (
+        tensor(dx, x.shape()),
+        tensor(grads.w.expect("weight gradient"), w.shape()),
+        tensor(grads.bias.expect("bias gradient"), [g.cz]),
+    )
+}
+
+fn transposed_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    stride: usize,
+    padding: usize,
+) -> FlexTensor {
+    let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let g = transposed_geometry(&x, &w, stride, padding);
+    let mut y = conv_kernel::backward(&g, None, Some(slice(&w)), slice(&x), false)
+        .a
+        .expect("transposed convolution output");
+    conv_kernel::add_channel_bias(&mut y, slice(&bias), g.ha * g.wa);
+    tensor(y, [g.batch, g.ca, g.ha, g.wa])
+}
+
+fn transposed_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    grad: FlexTensor,
+    stride: usize,
+    padding: usize,
+    need_x: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+    let g = transposed_geometry(&x, &w, stride, padding);
+    // The transposed conv's input gradient is the plain conv of its
+    // output gradient; its weight gradient is the conv's with the roles
+    // of input (here: grad) and output gradient (here: x) swapped.
+    let dx = if need_x {
+        conv_kernel::forward(&g, slice(&grad), slice(&w), None)
+    } else {
+        vec![0.0; g.batch * g.cz * g.hz * g.wz]
+    };
+    let dw = conv_kernel::backward(&g, Some(slice(&grad)), None, slice(&x), false)
+        .w
+        .expect("weight gradient");
+    let db = conv_kernel::channel_sums(slice(&grad), g.batch, g.ca);
+    (
+        tensor(dx, x.shape()),
+        tensor(dw, w.shape()),
+        tensor(db, [g.ca]),
+    )
+}
+
 impl SquareConvBackend for Flex {
-    fn square_conv2d(
+    fn square_conv(
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
         stride: usize,
         padding: usize,
+        transposed: bool,
     ) -> FlexTensor {
-        let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-        let g = conv_geometry(&x, &w, stride, padding);
-        let z = conv_kernel::forward(&g, slice(&x), slice(&w), Some(slice(&bias)));
-        tensor(z, [g.batch, g.cz, g.hz, g.wz])
-    }
-
-    fn square_conv2d_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        stride: usize,
-        padding: usize,
-        need_x: bool,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
-        let g = conv_geometry(&x, &w, stride, padding);
-        let grads = conv_kernel::backward(
-            &g,
-            Some(slice(&x)),
-            need_x.then(|| slice(&w)),
-            slice(&grad),
-            true,
-        );
-        let dx = grads
-            .a
-            .unwrap_or_else(|| vec![0.0; g.batch * g.ca * g.ha * g.wa]);
-        (
-            tensor(dx, x.shape()),
-            tensor(grads.w.expect("weight gradient"), w.shape()),
-            tensor(grads.bias.expect("bias gradient"), [g.cz]),
-        )
-    }
-
-    fn square_conv_transpose2d(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        stride: usize,
-        padding: usize,
-    ) -> FlexTensor {
-        let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-        let g = transposed_geometry(&x, &w, stride, padding);
-        let mut y = conv_kernel::backward(&g, None, Some(slice(&w)), slice(&x), false)
-            .a
-            .expect("transposed convolution output");
-        let plane = g.ha * g.wa;
-        for (i, p) in y.chunks_mut(plane).enumerate() {
-            let v = slice(&bias)[i % g.ca];
-            p.iter_mut().for_each(|e| *e += v);
-        }
-        tensor(y, [g.batch, g.ca, g.ha, g.wa])
-    }
-
-    fn square_conv_transpose2d_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        stride: usize,
-        padding: usize,
-        need_x: bool,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
-        let g = transposed_geometry(&x, &w, stride, padding);
-        // The transposed conv's input gradient is the plain conv of its
-        // output gradient; its weight gradient is the conv's with the roles
-        // of input (here: grad) and output gradient (here: x) swapped.
-        let dx = if need_x {
-            conv_kernel::forward(&g, slice(&grad), slice(&w), None)
+        if transposed {
+            transposed_forward(x, weight, bias, stride, padding)
         } else {
-            vec![0.0; g.batch * g.cz * g.hz * g.wz]
-        };
-        let dw = conv_kernel::backward(&g, Some(slice(&grad)), None, slice(&x), false)
-            .w
-            .expect("weight gradient");
-        let db = conv_kernel::channel_sums(slice(&grad), g.batch, g.ca);
-        (
-            tensor(dx, x.shape()),
-            tensor(dw, w.shape()),
-            tensor(db, [g.ca]),
-        )
+            conv_forward(x, weight, bias, stride, padding)
+        }
+    }
+
+    fn square_conv_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        padding: usize,
+        transposed: bool,
+        need_x: bool,
+    ) -> Triple<Flex> {
+        if transposed {
+            transposed_backward(x, weight, grad, stride, padding, need_x)
+        } else {
+            conv_backward(x, weight, grad, stride, padding, need_x)
+        }
     }
 
     fn leaky_relu_fused(x: FlexTensor, slope: f32) -> FlexTensor {
@@ -309,15 +322,9 @@ fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     out
 }
 
-/// Which of the two convolutions a tape node is.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Conv,
-    Transposed,
-}
-
+/// A convolution on the tape; the flag says whether it is transposed.
 #[derive(Debug)]
-struct SquareConvBackward(Kind);
+struct SquareConvBackward(bool);
 
 impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
     type State = (NodeId, NodeId, usize, usize);
@@ -329,12 +336,7 @@ impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
         let x = cp.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let w = cp.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
         let need_x = node_x.is_some();
-        let (dx, dw, db) = match self.0 {
-            Kind::Conv => B::square_conv2d_backward(x, w, grad, stride, padding, need_x),
-            Kind::Transposed => {
-                B::square_conv_transpose2d_backward(x, w, grad, stride, padding, need_x)
-            }
-        };
+        let (dx, dw, db) = B::square_conv_backward(x, w, grad, stride, padding, self.0, need_x);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
         }
@@ -347,101 +349,58 @@ impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
     }
 }
 
-/// Record one convolution on the autodiff tape.
-fn tracked<B: Backend + SquareConvBackend, C: CheckpointStrategy>(
-    kind: Kind,
-    x: FloatTensor<Autodiff<B, C>>,
-    weight: FloatTensor<Autodiff<B, C>>,
-    bias: FloatTensor<Autodiff<B, C>>,
-    stride: usize,
-    padding: usize,
-) -> FloatTensor<Autodiff<B, C>> {
-    let run = |x, w, b| match kind {
-        Kind::Conv => B::square_conv2d(x, w, b, stride, padding),
-        Kind::Transposed => B::square_conv_transpose2d(x, w, b, stride, padding),
-    };
-    match SquareConvBackward(kind)
-        .prepare::<C>([x.node(), weight.node(), bias.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let w_state = prep.checkpoint(&weight);
-            prep.finish(
-                (x_state, w_state, stride, padding),
-                run(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                ),
-            )
-        }
-        OpsKind::UnTracked(prep) => prep.finish(run(
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-        )),
-    }
-}
-
 impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend for Autodiff<B, C> {
-    fn square_conv2d(
+    fn square_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
         padding: usize,
+        transposed: bool,
     ) -> FloatTensor<Self> {
-        tracked::<B, C>(Kind::Conv, x, weight, bias, stride, padding)
+        let prep = SquareConvBackward(transposed)
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        let run = |x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>| {
+            let (x, w, b) = (x.into_primitive(), w.into_primitive(), b.into_primitive());
+            B::square_conv(x, w, b, stride, padding, transposed)
+        };
+        match prep {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                prep.finish((x_state, w_state, stride, padding), run(x, weight, bias))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(x, weight, bias)),
+        }
     }
 
-    fn square_conv_transpose2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-    ) -> FloatTensor<Self> {
-        tracked::<B, C>(Kind::Transposed, x, weight, bias, stride, padding)
-    }
-
-    // The backward passes are only called on the inner backend, from the
-    // tape; on the autodiff backend they run untracked (no double backward).
-    fn square_conv2d_backward(
+    // The backward pass is only called on the inner backend, from the tape;
+    // on the autodiff backend it runs untracked (no double backward).
+    fn square_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         stride: usize,
         padding: usize,
+        transposed: bool,
         need_x: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        untracked3::<B, C>(B::square_conv2d_backward(
+    ) -> Triple<Self> {
+        let (dx, dw, db) = B::square_conv_backward(
             x.into_primitive(),
             weight.into_primitive(),
             grad.into_primitive(),
             stride,
             padding,
+            transposed,
             need_x,
-        ))
-    }
-
-    fn square_conv_transpose2d_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        need_x: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        untracked3::<B, C>(B::square_conv_transpose2d_backward(
-            x.into_primitive(),
-            weight.into_primitive(),
-            grad.into_primitive(),
-            stride,
-            padding,
-            need_x,
-        ))
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dw),
+            Self::from_inner(db),
+        )
     }
 
     fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
@@ -519,29 +478,14 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
     }
 }
 
-type Triple<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
-
-fn untracked3<B: Backend, C: CheckpointStrategy>(t: Triple<B>) -> Triple<Autodiff<B, C>> {
-    (
-        <Autodiff<B, C>>::from_inner(t.0),
-        <Autodiff<B, C>>::from_inner(t.1),
-        <Autodiff<B, C>>::from_inner(t.2),
-    )
-}
-
 /// Whether `x` lives on the flex CPU backend (with or without autodiff).
-fn on_flex(x: &Tensor<4>) -> bool {
-    on_flex_any(x)
-}
-
-/// Whether `x` lives on the flex CPU backend (any rank).
-fn on_flex_any<const D: usize>(x: &Tensor<D>) -> bool {
+fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
 }
 
 /// Leaky ReLU: `x` where positive, `slope * x` elsewhere.
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
-    if on_flex_any(&x) {
+    if on_flex(&x) {
         Tensor::from_dispatch(<Dispatch as SquareConvBackend>::leaky_relu_fused(
             x.into_dispatch(),
             slope,
@@ -576,22 +520,11 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Tensor<4> {
-    if on_flex(&x) {
-        Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv2d(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-            stride,
-            padding,
-        ))
-    } else {
-        burn_conv2d(
-            x,
-            weight,
-            Some(bias),
-            ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1),
-        )
+    if !on_flex(&x) {
+        let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+        return burn_conv2d(x, weight, Some(bias), options);
     }
+    square_conv(x, weight, bias, stride, padding, false)
 }
 
 /// `conv_transpose2d(x, weight) + bias` with square stride and padding.
@@ -605,22 +538,30 @@ pub fn conv_transpose2d(
     stride: usize,
     padding: usize,
 ) -> Tensor<4> {
-    if on_flex(&x) {
-        Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv_transpose2d(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-            stride,
-            padding,
-        ))
-    } else {
-        burn_conv_transpose2d(
-            x,
-            weight,
-            Some(bias),
-            ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1),
-        )
+    if !on_flex(&x) {
+        let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
+        return burn_conv_transpose2d(x, weight, Some(bias), options);
     }
+    square_conv(x, weight, bias, stride, padding, true)
+}
+
+/// Our convolution through the dispatch layer (flex tensors only).
+fn square_conv(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+    transposed: bool,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+        transposed,
+    ))
 }
 
 #[cfg(test)]
