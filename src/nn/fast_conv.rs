@@ -13,14 +13,14 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{
     backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex,
     TensorMetadata,
 };
 use burn::tensor::module::{conv2d as burn_conv2d, conv_transpose2d as burn_conv_transpose2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use rayon::prelude::*;
 
@@ -61,6 +61,29 @@ pub trait SquareConvBackend: Backend {
         x: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         slope: f32,
+    ) -> FloatTensor<Self>;
+
+    /// A group filter bank gathered from its base filters:
+    /// `out[co, r, ci, m] = weight[co, ci, index[r * M + m]]` for `r < n`,
+    /// `M = len(index) / n`.
+    ///
+    /// # Shapes
+    /// `weight [Co, Ci, L]`, `index [n * M]` -> `[Co, n, Ci, M]`
+    fn expand_filters(
+        weight: FloatTensor<Self>,
+        index: IntTensor<Self>,
+        n: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Gradient of [`Self::expand_filters`]: each base weight sums the
+    /// gradients of its copies.
+    ///
+    /// # Shapes
+    /// `grad [Co, n, Ci, M]` -> `[Co, Ci, base_len]`
+    fn expand_filters_backward(
+        grad: FloatTensor<Self>,
+        index: IntTensor<Self>,
+        base_len: usize,
     ) -> FloatTensor<Self>;
 
     /// 2x2 average pooling with stride 2 (even sizes).
@@ -269,6 +292,53 @@ impl SquareConvBackend for Flex {
         tensor(out, x.shape())
     }
 
+    fn expand_filters(weight: FlexTensor, index: FlexTensor, n: usize) -> FlexTensor {
+        let w = contiguous(weight);
+        let s = w.shape();
+        let (co, ci, l) = (s[0], s[1], s[2]);
+        let index = gather_table(&index, l);
+        let m = index.len() / n;
+        let src = slice(&w);
+        let mut out = vec![0.0f32; co * n * ci * m];
+        if !out.is_empty() {
+            out.par_chunks_mut(n * ci * m)
+                .zip(src.par_chunks(ci * l))
+                .for_each(|(out, src)| {
+                    for (r, rows) in index.chunks(m).enumerate() {
+                        for c in 0..ci {
+                            let base = &src[c * l..][..l];
+                            let dst = &mut out[(r * ci + c) * m..][..m];
+                            dst.iter_mut().zip(rows).for_each(|(d, &i)| *d = base[i]);
+                        }
+                    }
+                });
+        }
+        tensor(out, [co, n, ci, m])
+    }
+
+    fn expand_filters_backward(grad: FlexTensor, index: FlexTensor, base_len: usize) -> FlexTensor {
+        let grad = contiguous(grad);
+        let [co, n, ci, m] = dims4(&grad);
+        let index = gather_table(&index, base_len);
+        assert_eq!(index.len(), n * m, "filter table of the wrong length");
+        let g = slice(&grad);
+        let mut dw = vec![0.0f32; co * ci * base_len];
+        if !dw.is_empty() {
+            dw.par_chunks_mut(ci * base_len)
+                .zip(g.par_chunks(n * ci * m))
+                .for_each(|(dw, g)| {
+                    for (r, rows) in index.chunks(m).enumerate() {
+                        for c in 0..ci {
+                            let base = &mut dw[c * base_len..][..base_len];
+                            let src = &g[(r * ci + c) * m..][..m];
+                            rows.iter().zip(src).for_each(|(&i, v)| base[i] += v);
+                        }
+                    }
+                });
+        }
+        tensor(dw, [co, ci, base_len])
+    }
+
     fn avg_pool2_fused(x: FlexTensor) -> FlexTensor {
         let x = contiguous(x);
         let [b, c, h, w] = dims4(&x);
@@ -320,6 +390,30 @@ fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
         .zip(x.par_chunks(PAR_CHUNK))
         .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
     out
+}
+
+/// An integer index tensor as `usize` indices, each checked against `len`.
+fn gather_table(index: &FlexTensor, len: usize) -> Vec<usize> {
+    let values: Vec<i64> = if let Some(v) = index.as_slice::<i64>() {
+        v.to_vec()
+    } else if let Some(v) = index.as_slice::<i32>() {
+        v.iter().map(|&i| i as i64).collect()
+    } else {
+        let data = index.clone().into_data();
+        data.convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("integer index")
+    };
+    values
+        .into_iter()
+        .map(|i| {
+            assert!(
+                (0..len as i64).contains(&i),
+                "filter index {i} outside 0..{len}"
+            );
+            i as usize
+        })
+        .collect()
 }
 
 /// A convolution on the tape; the flag says whether it is transposed.
@@ -437,6 +531,55 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
         }
     }
 
+    fn expand_filters(
+        weight: FloatTensor<Self>,
+        index: IntTensor<Self>,
+        n: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ExpandBackward;
+        impl<B: Backend + SquareConvBackend> Backward<B, 1> for ExpandBackward {
+            type State = (IntTensor<B>, usize);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _cp: &mut Checkpointer,
+            ) {
+                let (index, base_len) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::expand_filters_backward(grad, index, base_len)
+                });
+            }
+        }
+        let base_len = weight.shape()[2];
+        match ExpandBackward
+            .prepare::<C>([weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (index.clone(), base_len),
+                B::expand_filters(weight.into_primitive(), index, n),
+            ),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::expand_filters(weight.into_primitive(), index, n))
+            }
+        }
+    }
+
+    fn expand_filters_backward(
+        grad: FloatTensor<Self>,
+        index: IntTensor<Self>,
+        base_len: usize,
+    ) -> FloatTensor<Self> {
+        <Autodiff<B, C>>::from_inner(B::expand_filters_backward(
+            grad.into_primitive(),
+            index,
+            base_len,
+        ))
+    }
+
     fn avg_pool2_fused(x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct AvgPoolBackward;
@@ -507,6 +650,28 @@ pub fn avg_pool2(x: Tensor<4>) -> Tensor<4> {
     } else {
         burn::tensor::module::avg_pool2d(x, burn::tensor::ops::AvgPoolOptions::new([2, 2]))
     }
+}
+
+/// A group filter bank from its base filters and gather table:
+/// `out[co, r, ci, m] = weight[co, ci, index[r * M + m]]`.
+///
+/// # Shapes
+/// `weight [Co, Ci, L]`, `index [n * M]` -> `[Co, n, Ci, M]`
+pub fn expand_filters(weight: Tensor<3>, index: Tensor<1, Int>, n: usize) -> Tensor<4> {
+    if on_flex(&weight) {
+        return Tensor::from_dispatch(<Dispatch as SquareConvBackend>::expand_filters(
+            weight.into_dispatch(),
+            index.into_dispatch(),
+            n,
+        ));
+    }
+    let [co, ci, _] = weight.dims();
+    let m = index.dims()[0] / n;
+    weight
+        // # Shapes: [Co, Ci, L] -> [Co, Ci, n*M] -> [Co, Ci, n, M] -> [Co, n, Ci, M]
+        .select(2, index)
+        .reshape([co, ci, n, m])
+        .swap_dims(1, 2)
 }
 
 /// `conv2d(x, weight) + bias` with square stride and padding.
@@ -673,5 +838,39 @@ mod pointwise_tests {
         assert_eq!(y1.dims(), [3, 5, 3, 4]);
         assert!((y1 - y2).abs().max().into_scalar::<f32>() < 1e-6);
         assert!((g1 - g2).abs().max().into_scalar::<f32>() < 1e-6);
+    }
+
+    /// The gather op equals burn's select + reshape + swap_dims in value
+    /// and gradient, on a real D4 table (repeated indices included).
+    #[test]
+    fn expand_filters_matches_burn_select_in_value_and_gradient() {
+        use crate::group::GroupKind;
+        use crate::nn::filter_bank::filter_bank_indices;
+        let device = Device::flex().autodiff();
+        let group = GroupKind::D4.group();
+        for lifting in [true, false] {
+            let idx = filter_bank_indices(&group, lifting, 3);
+            let (n, len) = (group.order(), idx.len());
+            let l = len / n;
+            let index = Tensor::<1, Int>::from_data(TensorData::new(idx, [len]), &device);
+            let w = Tensor::<3>::random([3, 2, l], Distribution::Normal(0.0, 1.0), &device);
+            let run = |ours: bool| {
+                let w = w.clone().require_grad();
+                let y = if ours {
+                    expand_filters(w.clone(), index.clone(), n)
+                } else {
+                    w.clone()
+                        .select(2, index.clone())
+                        .reshape([3, 2, n, l])
+                        .swap_dims(1, 2)
+                };
+                let grads = (y.clone() * y.clone().detach().sin()).sum().backward();
+                (y.detach(), w.grad(&grads).unwrap())
+            };
+            let ((y1, g1), (y2, g2)) = (run(true), run(false));
+            assert_eq!(y1.dims(), [3, n, 2, l]);
+            assert_eq!(y1.into_data(), y2.into_data());
+            assert!((g1 - g2).abs().max().into_scalar::<f32>() < 1e-5);
+        }
     }
 }

@@ -11,7 +11,7 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::fast_conv::{conv2d, conv_transpose2d};
+use super::fast_conv::{conv2d, conv_transpose2d, expand_filters};
 
 use super::filter_bank::filter_bank_indices;
 use crate::group::Group;
@@ -74,16 +74,13 @@ impl FilterBank {
     pub fn expanded_weight(&self) -> Tensor<4> {
         let [c_out, c_in, _] = self.weight.dims();
         let (n, n_in, k) = (self.n, self.n_in, self.kernel);
-        self.weight
-            .val()
-            // # Shapes: [Co, Ci, Nin*k*k] -> [Co, Ci, N*Nin*k*k]
-            .select(2, self.index.clone())
-            // -> [Co, Ci, N, Nin*k*k]
-            .reshape([c_out, c_in, n, n_in * k * k])
-            // -> [Co, N, Ci, Nin*k*k]
-            .swap_dims(1, 2)
-            // -> [Co*N, Ci*Nin, k, k]
-            .reshape([c_out * n, c_in * n_in, k, k])
+        // # Shapes: [Co, Ci, Nin*k*k] -> [Co, N, Ci, Nin*k*k] -> [Co*N, Ci*Nin, k, k]
+        expand_filters(self.weight.val(), self.index.clone(), n).reshape([
+            c_out * n,
+            c_in * n_in,
+            k,
+            k,
+        ])
     }
 
     /// Bias repeated over the group `[Co * N]` (zeros for a bank without bias).
