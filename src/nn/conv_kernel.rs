@@ -355,6 +355,22 @@ fn shift(g: &ConvGeometry, ky: usize, kx: usize) -> Shift {
     }
 }
 
+/// Zero `columns` of each of `rows` in a row-major plane of width `w`: one
+/// or two elements per row here, stored directly (a `fill` per row became
+/// a `memset` call each).
+fn zero_columns(
+    plane: &mut [f32],
+    w: usize,
+    rows: std::ops::Range<usize>,
+    columns: std::ops::Range<usize>,
+) {
+    for oy in rows {
+        for x in columns.clone() {
+            plane[oy * w + x] = 0.0;
+        }
+    }
+}
+
 /// [`im2col`] for same-size convolutions: one block copy per plane and tap.
 fn im2col_same(g: &ConvGeometry, a: &[f32], c: usize, cols: &mut [f32]) {
     let (k, p) = (g.kernel, g.p());
@@ -373,9 +389,7 @@ fn im2col_same(g: &ConvGeometry, a: &[f32], c: usize, cols: &mut [f32]) {
                         let src = (s.lo as isize + s.d) as usize;
                         out[s.lo..s.hi].copy_from_slice(&plane[src..][..s.hi - s.lo]);
                     }
-                    for oy in s.rows.clone() {
-                        out[oy * g.wz..][s.wrapped_columns.clone()].fill(0.0);
-                    }
+                    zero_columns(out, g.wz, s.rows.clone(), s.wrapped_columns.clone());
                 }
             }
         }
@@ -397,9 +411,7 @@ fn col2im_same(g: &ConvGeometry, cols: &mut [f32], c: usize, a: &mut [f32]) {
                         continue;
                     }
                     let src = &mut row[b * p..][..p];
-                    for oy in s.rows.clone() {
-                        src[oy * g.wz..][s.wrapped_columns.clone()].fill(0.0);
-                    }
+                    zero_columns(src, g.wz, s.rows.clone(), s.wrapped_columns.clone());
                     let plane = &mut a[b * g.a_len() + ci * p..][..p];
                     let dst = (s.lo as isize + s.d) as usize;
                     plane[dst..][..s.hi - s.lo]

@@ -281,14 +281,19 @@ impl SquareConvBackend for Flex {
 
     fn leaky_relu_fused_backward(x: FlexTensor, grad: FlexTensor, slope: f32) -> FlexTensor {
         let (x, grad) = (contiguous(x), contiguous(grad));
-        let mut out = slice(&grad).to_vec();
-        out.par_chunks_mut(PAR_CHUNK)
-            .zip(slice(&x).par_chunks(PAR_CHUNK))
-            .for_each(|(g, x)| {
-                g.iter_mut()
-                    .zip(x)
-                    .for_each(|(g, &x)| *g = if x > 0.0 { *g } else { slope * *g });
+        let (xs, gs) = (slice(&x), slice(&grad));
+        assert_eq!(xs.len(), gs.len());
+        let mut out = Vec::with_capacity(xs.len());
+        out.spare_capacity_mut()[..xs.len()]
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(xs.par_chunks(PAR_CHUNK).zip(gs.par_chunks(PAR_CHUNK)))
+            .for_each(|(o, (x, g))| {
+                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                    o.write(if x > 0.0 { g } else { slope * g });
+                }
             });
+        // SAFETY: the loop above wrote all `xs.len()` elements.
+        unsafe { out.set_len(xs.len()) };
         tensor(out, x.shape())
     }
 
@@ -384,11 +389,20 @@ impl SquareConvBackend for Flex {
 /// Elements per parallel task of the element-wise kernels.
 const PAR_CHUNK: usize = 1 << 15;
 
+/// `f` applied to every element, in parallel, written straight into fresh
+/// memory (no zero-fill first).
 fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(PAR_CHUNK)
+    let mut out = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(PAR_CHUNK)
         .zip(x.par_chunks(PAR_CHUNK))
-        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+        .for_each(|(o, x)| {
+            o.iter_mut().zip(x).for_each(|(o, &x)| {
+                o.write(f(x));
+            })
+        });
+    // SAFETY: the loop above wrote all `x.len()` elements.
+    unsafe { out.set_len(x.len()) };
     out
 }
 
