@@ -10,7 +10,6 @@
 //!
 //! Symbols: B batch, N = |H|, L latent columns, S image size.
 
-use crate::nn::activation;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -74,9 +73,9 @@ impl GcnnEncoder {
     /// `[B, 1, S, S] -> [B, N, L]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let pool = crate::nn::avg_pool2;
-        let mut h = pool(activation(self.lift.forward(x)));
+        let mut h = pool(self.lift.forward_activated(x));
         for conv in &self.stages {
-            h = pool(activation(conv.forward(h)));
+            h = pool(conv.forward_activated(h));
         }
         // # Shapes: [B, L*N, s, s] -> [B, L*N, 1, 1]
         let v = self.collapse.forward(h);
@@ -149,16 +148,17 @@ impl GcnnDecoder {
     pub fn forward(&self, v: Tensor<3>) -> Tensor<4> {
         let [b, n, l] = v.dims();
         // # Shapes: [B, N, L] -> [B, L, N] -> [B, L*N, 1, 1]
-        let mut h = activation(
-            self.expand
-                .forward(v.swap_dims(1, 2).reshape([b, l * n, 1, 1])),
-        );
+        let mut h = self
+            .expand
+            .forward_activated(v.swap_dims(1, 2).reshape([b, l * n, 1, 1]));
         let last = self.stages.len() - 1;
         for (i, stage) in self.stages.iter().enumerate() {
-            h = stage.conv.forward(activation(stage.up.forward(h)));
-            if i < last {
-                h = activation(h);
-            }
+            let up = stage.up.forward_activated(h);
+            h = if i < last {
+                stage.conv.forward_activated(up)
+            } else {
+                stage.conv.forward(up)
+            };
         }
         // The last conv has one channel per group element; averaging over the
         // group gives an image that transforms as an image.

@@ -424,11 +424,18 @@ fn col2im_same(g: &ConvGeometry, cols: &mut [f32], c: usize, a: &mut [f32]) {
     }
 }
 
-/// Convolution forward: `Z = W * A + bias`.
+/// Convolution forward: `Z = W * A + bias`, then leaky ReLU with `slope`
+/// (1 = none), applied to each chunk while it is still in cache.
 ///
 /// # Shapes
 /// `a [B, Ca, Ha, Wa]`, `w [Cz, Ca, k, k]`, `bias [Cz]` -> `[B, Cz, Hz, Wz]`
-pub fn forward(g: &ConvGeometry, a: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn forward(
+    g: &ConvGeometry,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    slope: f32,
+) -> Vec<f32> {
     let (p, kk, cz) = (g.p(), g.k(), g.cz);
     assert_eq!(a.len(), g.batch * g.a_len());
     assert_eq!(w.len(), cz * kk);
@@ -436,9 +443,7 @@ pub fn forward(g: &ConvGeometry, a: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
         // Z is the input gradient of the reversed convolution.
         let (rg, wf) = (reversed(g), flip_transpose(w, cz, g.ca, g.kernel));
         let mut z = backward(&rg, None, Some(&wf), a, false).a.expect("dA");
-        if let Some(bias) = bias {
-            add_channel_bias(&mut z, bias, p);
-        }
+        bias_and_activation(&mut z, bias, p, slope);
         return z;
     }
     let mut z = vec![0.0f32; g.batch * cz * p];
@@ -468,19 +473,48 @@ pub fn forward(g: &ConvGeometry, a: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
                 release(y);
             }
             release(cols);
-            if let Some(bias) = bias {
-                add_channel_bias(z_chunk, bias, p);
-            }
+            bias_and_activation(z_chunk, bias, p, slope);
         });
     z
 }
 
 /// Add `bias[c]` to every pixel of channel `c` of `[.., C, plane]` data
-/// that starts at a channel-0 plane.
-pub fn add_channel_bias(x: &mut [f32], bias: &[f32], plane: usize) {
-    for (values, &v) in x.chunks_mut(plane).zip(bias.iter().cycle()) {
-        values.iter_mut().for_each(|e| *e += v);
+/// that starts at a channel-0 plane, then apply leaky ReLU with `slope`
+/// (1 = none), in one pass.
+pub fn bias_and_activation(x: &mut [f32], bias: Option<&[f32]>, plane: usize, slope: f32) {
+    let leaky = |v: f32| if v > 0.0 { v } else { slope * v };
+    match (bias, slope == 1.0) {
+        (None, true) => {}
+        (None, false) => x.iter_mut().for_each(|e| *e = leaky(*e)),
+        (Some(bias), true) => {
+            for (values, &b) in x.chunks_mut(plane).zip(bias.iter().cycle()) {
+                values.iter_mut().for_each(|e| *e += b);
+            }
+        }
+        (Some(bias), false) => {
+            for (values, &b) in x.chunks_mut(plane).zip(bias.iter().cycle()) {
+                values.iter_mut().for_each(|e| *e = leaky(*e + b));
+            }
+        }
     }
+}
+
+/// The gradient before a leaky ReLU with `slope` from the gradient after
+/// it and its output `y` (same sign as its input, as `slope > 0`).
+pub fn leaky_relu_backward(grad: &[f32], y: &[f32], slope: f32) -> Vec<f32> {
+    assert_eq!(grad.len(), y.len());
+    let mut out = Vec::with_capacity(grad.len());
+    out.spare_capacity_mut()[..grad.len()]
+        .par_chunks_mut(1 << 15)
+        .zip(grad.par_chunks(1 << 15).zip(y.par_chunks(1 << 15)))
+        .for_each(|(o, (g, y))| {
+            for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+                o.write(if y > 0.0 { g } else { slope * g });
+            }
+        });
+    // SAFETY: the loop above wrote all `grad.len()` elements.
+    unsafe { out.set_len(grad.len()) };
+    out
 }
 
 /// Gradients of a convolution, as far as they are asked for.
@@ -515,7 +549,7 @@ pub fn backward(
     }
     if prefers_reversed(g) {
         let rg = reversed(g);
-        let da = w.map(|w| forward(&rg, dz, &flip_transpose(w, cz, g.ca, g.kernel), None));
+        let da = w.map(|w| forward(&rg, dz, &flip_transpose(w, cz, g.ca, g.kernel), None, 1.0));
         let dw = a.map(|a| {
             let dwf = backward(&rg, Some(dz), None, a, false).w.expect("dW");
             flip_transpose(&dwf, g.ca, cz, g.kernel)
@@ -764,7 +798,7 @@ mod tests {
             for (j, v) in want.iter_mut().enumerate() {
                 *v += bias[(j / g.p()) % g.cz];
             }
-            let got = forward(&g, &a, &w, Some(&bias));
+            let got = forward(&g, &a, &w, Some(&bias), 1.0);
             assert!(max_diff(&got, &want) < 1e-4, "{g:?}");
         }
     }
@@ -777,7 +811,7 @@ mod tests {
             let a = pseudo_random(g.batch * g.a_len(), i as u32);
             let w = pseudo_random(g.cz * g.k(), 100 + i as u32);
             let dz = pseudo_random(g.batch * g.cz * g.p(), 300 + i as u32);
-            let z = forward(&g, &a, &w, None);
+            let z = forward(&g, &a, &w, None, 1.0);
             let grads = backward(&g, Some(&a), Some(&w), &dz, true);
             let lhs = dot(&dz, &z);
             let via_a = dot(&grads.a.unwrap(), &a);

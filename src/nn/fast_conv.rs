@@ -31,7 +31,9 @@ use super::conv_kernel::{self, ConvGeometry};
 #[backend_extension(Flex, Autodiff)]
 pub trait SquareConvBackend: Backend {
     /// `conv2d(x, weight) + bias`, or with `transposed`
-    /// `conv_transpose2d(x, weight) + bias` (no output padding).
+    /// `conv_transpose2d(x, weight) + bias` (no output padding), followed
+    /// by leaky ReLU with `slope` in the same pass (`slope = 1`: none).
+    #[allow(clippy::too_many_arguments)]
     fn square_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -39,18 +41,23 @@ pub trait SquareConvBackend: Backend {
         stride: usize,
         padding: usize,
         transposed: bool,
+        slope: f32,
     ) -> FloatTensor<Self>;
 
-    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv`];
+    /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv`] from the
+    /// gradient `grad` of its output `output` (read only when `slope != 1`);
     /// `dx` is all zeros when `need_x` is false.
+    #[allow(clippy::too_many_arguments)]
     fn square_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        output: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         stride: usize,
         padding: usize,
         transposed: bool,
         need_x: bool,
+        slope: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `x` where positive, `slope * x` elsewhere.
@@ -162,10 +169,11 @@ fn conv_forward(
     bias: FlexTensor,
     stride: usize,
     padding: usize,
+    slope: f32,
 ) -> FlexTensor {
     let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
     let g = conv_geometry(&x, &w, stride, padding);
-    let z = conv_kernel::forward(&g, slice(&x), slice(&w), Some(slice(&bias)));
+    let z = conv_kernel::forward(&g, slice(&x), slice(&w), Some(slice(&bias)), slope);
     tensor(z, [g.batch, g.cz, g.hz, g.wz])
 }
 
@@ -202,13 +210,14 @@ fn transposed_forward(
     bias: FlexTensor,
     stride: usize,
     padding: usize,
+    slope: f32,
 ) -> FlexTensor {
     let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
     let g = transposed_geometry(&x, &w, stride, padding);
     let mut y = conv_kernel::backward(&g, None, Some(slice(&w)), slice(&x), false)
         .a
         .expect("transposed convolution output");
-    conv_kernel::add_channel_bias(&mut y, slice(&bias), g.ha * g.wa);
+    conv_kernel::bias_and_activation(&mut y, Some(slice(&bias)), g.ha * g.wa, slope);
     tensor(y, [g.batch, g.ca, g.ha, g.wa])
 }
 
@@ -226,7 +235,7 @@ fn transposed_backward(
     // output gradient; its weight gradient is the conv's with the roles
     // of input (here: grad) and output gradient (here: x) swapped.
     let dx = if need_x {
-        conv_kernel::forward(&g, slice(&grad), slice(&w), None)
+        conv_kernel::forward(&g, slice(&grad), slice(&w), None, 1.0)
     } else {
         vec![0.0; g.batch * g.cz * g.hz * g.wz]
     };
@@ -249,23 +258,34 @@ impl SquareConvBackend for Flex {
         stride: usize,
         padding: usize,
         transposed: bool,
+        slope: f32,
     ) -> FlexTensor {
         if transposed {
-            transposed_forward(x, weight, bias, stride, padding)
+            transposed_forward(x, weight, bias, stride, padding, slope)
         } else {
-            conv_forward(x, weight, bias, stride, padding)
+            conv_forward(x, weight, bias, stride, padding, slope)
         }
     }
 
     fn square_conv_backward(
         x: FlexTensor,
         weight: FlexTensor,
+        output: FlexTensor,
         grad: FlexTensor,
         stride: usize,
         padding: usize,
         transposed: bool,
         need_x: bool,
+        slope: f32,
     ) -> Triple<Flex> {
+        let grad = if slope == 1.0 {
+            grad
+        } else {
+            // The gradient before the fused activation.
+            let (y, grad) = (contiguous(output), contiguous(grad));
+            let pre = conv_kernel::leaky_relu_backward(slice(&grad), slice(&y), slope);
+            tensor(pre, grad.shape())
+        };
         if transposed {
             transposed_backward(x, weight, grad, stride, padding, need_x)
         } else {
@@ -434,17 +454,24 @@ fn gather_table(index: &FlexTensor, len: usize) -> Vec<usize> {
 #[derive(Debug)]
 struct SquareConvBackward(bool);
 
+/// What the backward pass of a convolution keeps: the checkpointed input
+/// and weight, the output when an activation was fused (its sign is the
+/// activation's mask), stride, padding, slope.
+type ConvState<B> = (NodeId, NodeId, Option<FloatTensor<B>>, usize, usize, f32);
+
 impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
-    type State = (NodeId, NodeId, usize, usize);
+    type State = ConvState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, cp: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, w_state, stride, padding) = ops.state;
+        let (x_state, w_state, output, stride, padding, slope) = ops.state;
         let x = cp.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let w = cp.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
         let need_x = node_x.is_some();
-        let (dx, dw, db) = B::square_conv_backward(x, w, grad, stride, padding, self.0, need_x);
+        let output = output.unwrap_or_else(|| grad.clone());
+        let (dx, dw, db) =
+            B::square_conv_backward(x, w, output, grad, stride, padding, self.0, need_x, slope);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
         }
@@ -465,6 +492,7 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
         stride: usize,
         padding: usize,
         transposed: bool,
+        slope: f32,
     ) -> FloatTensor<Self> {
         let prep = SquareConvBackward(transposed)
             .prepare::<C>([x.node(), weight.node(), bias.node()])
@@ -472,13 +500,17 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
             .stateful();
         let run = |x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>| {
             let (x, w, b) = (x.into_primitive(), w.into_primitive(), b.into_primitive());
-            B::square_conv(x, w, b, stride, padding, transposed)
+            B::square_conv(x, w, b, stride, padding, transposed, slope)
         };
         match prep {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let w_state = prep.checkpoint(&weight);
-                prep.finish((x_state, w_state, stride, padding), run(x, weight, bias))
+                let y = run(x, weight, bias);
+                // The output shares its buffer with the next layer's input.
+                let output = (slope != 1.0).then(|| y.clone());
+                let state = (x_state, w_state, output, stride, padding, slope);
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(run(x, weight, bias)),
         }
@@ -489,20 +521,24 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
     fn square_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        output: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         stride: usize,
         padding: usize,
         transposed: bool,
         need_x: bool,
+        slope: f32,
     ) -> Triple<Self> {
         let (dx, dw, db) = B::square_conv_backward(
             x.into_primitive(),
             weight.into_primitive(),
+            output.into_primitive(),
             grad.into_primitive(),
             stride,
             padding,
             transposed,
             need_x,
+            slope,
         );
         (
             Self::from_inner(dx),
@@ -688,7 +724,9 @@ pub fn expand_filters(weight: Tensor<3>, index: Tensor<1, Int>, n: usize) -> Ten
         .swap_dims(1, 2)
 }
 
-/// `conv2d(x, weight) + bias` with square stride and padding.
+/// `conv2d(x, weight) + bias` with square stride and padding, followed
+/// by leaky ReLU with slope `activation` if one is given (fused into the
+/// convolution on the CPU).
 ///
 /// # Shapes
 /// `x [B, Ci, H, W]`, `weight [Co, Ci, k, k]`, `bias [Co]` -> `[B, Co, H', W']`
@@ -698,15 +736,17 @@ pub fn conv2d(
     bias: Tensor<1>,
     stride: usize,
     padding: usize,
+    activation: Option<f32>,
 ) -> Tensor<4> {
     if !on_flex(&x) {
         let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
-        return burn_conv2d(x, weight, Some(bias), options);
+        return stock_activation(burn_conv2d(x, weight, Some(bias), options), activation);
     }
-    square_conv(x, weight, bias, stride, padding, false)
+    square_conv(x, weight, bias, stride, padding, false, activation)
 }
 
-/// `conv_transpose2d(x, weight) + bias` with square stride and padding.
+/// `conv_transpose2d(x, weight) + bias` with square stride and padding,
+/// followed by leaky ReLU with slope `activation` if one is given.
 ///
 /// # Shapes
 /// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, H', W']`
@@ -716,12 +756,21 @@ pub fn conv_transpose2d(
     bias: Tensor<1>,
     stride: usize,
     padding: usize,
+    activation: Option<f32>,
 ) -> Tensor<4> {
     if !on_flex(&x) {
         let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
-        return burn_conv_transpose2d(x, weight, Some(bias), options);
+        let y = burn_conv_transpose2d(x, weight, Some(bias), options);
+        return stock_activation(y, activation);
     }
-    square_conv(x, weight, bias, stride, padding, true)
+    square_conv(x, weight, bias, stride, padding, true, activation)
+}
+
+fn stock_activation(y: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
+    match activation {
+        Some(slope) => burn::tensor::activation::leaky_relu(y, slope as f64),
+        None => y,
+    }
 }
 
 /// Our convolution through the dispatch layer (flex tensors only).
@@ -732,6 +781,7 @@ fn square_conv(
     stride: usize,
     padding: usize,
     transposed: bool,
+    activation: Option<f32>,
 ) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv(
         x.into_dispatch(),
@@ -740,6 +790,7 @@ fn square_conv(
         stride,
         padding,
         transposed,
+        activation.unwrap_or(1.0),
     ))
 }
 
@@ -780,48 +831,64 @@ mod tests {
             };
             let w = Tensor::<4>::random(w_shape, normal, &device);
             let bias = Tensor::<1>::random([co], normal, &device);
-            let run = |ours: bool| {
-                let (x, w, bias) = (
-                    x.clone().require_grad(),
-                    w.clone().require_grad(),
-                    bias.clone().require_grad(),
-                );
-                let y = match (ours, transposed) {
-                    (true, false) => conv2d(x.clone(), w.clone(), bias.clone(), stride, pad),
-                    (true, true) => {
-                        conv_transpose2d(x.clone(), w.clone(), bias.clone(), stride, pad)
-                    }
-                    (false, false) => burn_conv2d(
-                        x.clone(),
-                        w.clone(),
-                        Some(bias.clone()),
-                        ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1),
-                    ),
-                    (false, true) => burn_conv_transpose2d(
-                        x.clone(),
-                        w.clone(),
-                        Some(bias.clone()),
-                        ConvTransposeOptions::new([stride; 2], [pad; 2], [0, 0], [1, 1], 1),
-                    ),
+            // Without and with the fused leaky ReLU; the stock path applies
+            // burn's leaky_relu after burn's convolution.
+            for activation in [None, Some(0.1)] {
+                let run = |ours: bool| {
+                    let (x, w, bias) = (
+                        x.clone().require_grad(),
+                        w.clone().require_grad(),
+                        bias.clone().require_grad(),
+                    );
+                    let y = match (ours, transposed) {
+                        (true, false) => {
+                            conv2d(x.clone(), w.clone(), bias.clone(), stride, pad, activation)
+                        }
+                        (true, true) => conv_transpose2d(
+                            x.clone(),
+                            w.clone(),
+                            bias.clone(),
+                            stride,
+                            pad,
+                            activation,
+                        ),
+                        (false, false) => burn_conv2d(
+                            x.clone(),
+                            w.clone(),
+                            Some(bias.clone()),
+                            ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1),
+                        ),
+                        (false, true) => burn_conv_transpose2d(
+                            x.clone(),
+                            w.clone(),
+                            Some(bias.clone()),
+                            ConvTransposeOptions::new([stride; 2], [pad; 2], [0, 0], [1, 1], 1),
+                        ),
+                    };
+                    let y = if ours {
+                        y
+                    } else {
+                        stock_activation(y, activation)
+                    };
+                    // A loss whose gradient differs per output element.
+                    let weights = y.clone().detach().sin();
+                    let grads = (y.clone() * weights).sum().backward();
+                    (
+                        y.detach(),
+                        x.grad(&grads).unwrap(),
+                        w.grad(&grads).unwrap(),
+                        bias.grad(&grads).unwrap(),
+                    )
                 };
-                // A loss whose gradient differs per output element.
-                let weights = y.clone().detach().sin();
-                let grads = (y.clone() * weights).sum().backward();
-                (
-                    y.detach(),
-                    x.grad(&grads).unwrap(),
-                    w.grad(&grads).unwrap(),
-                    bias.grad(&grads).unwrap(),
-                )
-            };
-            let (y1, dx1, dw1, db1) = run(true);
-            let (y2, dx2, dw2, db2) = run(false);
-            let case = (b, ci, s, co, k, stride, pad, transposed);
-            assert_eq!(y1.dims(), y2.dims(), "{case:?}");
-            assert!(max_diff(&y1, &y2) < 1e-4, "{case:?} value");
-            assert!(max_diff(&dx1, &dx2) < 1e-4, "{case:?} dx");
-            assert!(max_diff(&dw1, &dw2) < 1e-3, "{case:?} dw");
-            assert!(max_diff_any(db1, db2) < 1e-3, "{case:?} db");
+                let (y1, dx1, dw1, db1) = run(true);
+                let (y2, dx2, dw2, db2) = run(false);
+                let case = (b, ci, s, co, k, stride, pad, transposed, activation);
+                assert_eq!(y1.dims(), y2.dims(), "{case:?}");
+                assert!(max_diff(&y1, &y2) < 1e-4, "{case:?} value");
+                assert!(max_diff(&dx1, &dx2) < 1e-4, "{case:?} dx");
+                assert!(max_diff(&dw1, &dw2) < 1e-3, "{case:?} dw");
+                assert!(max_diff_any(db1, db2) < 1e-3, "{case:?} db");
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::fast_conv::{conv2d, conv_transpose2d, expand_filters};
 
 use super::filter_bank::filter_bank_indices;
+use super::LEAKY_SLOPE;
 use crate::group::Group;
 
 /// A base filter and the index table that expands it into a filter bank.
@@ -141,14 +142,17 @@ impl LiftingConv {
     /// # Shapes
     /// `[B, Ci, S, S] -> [B, Co * N, S, S]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let p = self.padding;
-        conv2d(
-            x,
-            self.bank.expanded_weight(),
-            self.bank.expanded_bias(),
-            1,
-            p,
-        )
+        self.run(x, None)
+    }
+
+    /// `activation(self.forward(x))`, fused on the CPU.
+    pub fn forward_activated(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x, Some(LEAKY_SLOPE))
+    }
+
+    fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
+        let (w, b) = (self.bank.expanded_weight(), self.bank.expanded_bias());
+        conv2d(x, w, b, 1, self.padding, activation)
     }
 }
 
@@ -210,14 +214,17 @@ impl GroupConv {
     /// # Shapes
     /// `[B, Ci * N, S, S] -> [B, Co * N, S', S']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let (p, s) = (self.padding, self.stride);
-        conv2d(
-            x,
-            self.bank.expanded_weight(),
-            self.bank.expanded_bias(),
-            s,
-            p,
-        )
+        self.run(x, None)
+    }
+
+    /// `activation(self.forward(x))`, fused on the CPU.
+    pub fn forward_activated(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x, Some(LEAKY_SLOPE))
+    }
+
+    fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
+        let (w, b) = (self.bank.expanded_weight(), self.bank.expanded_bias());
+        conv2d(x, w, b, self.stride, self.padding, activation)
     }
 }
 
@@ -264,8 +271,17 @@ impl GroupConvTranspose {
     /// # Shapes
     /// `[B, Ci * N, S, S] -> [B, Co * N, k S, k S]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x, None)
+    }
+
+    /// `activation(self.forward(x))`, fused on the CPU.
+    pub fn forward_activated(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x, Some(LEAKY_SLOPE))
+    }
+
+    fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
         let bias = bias_over_group(self.bias.val(), self.n);
-        let s = self.stride;
-        conv_transpose2d(x, self.bank.expanded_weight(), bias, s, 0)
+        let w = self.bank.expanded_weight();
+        conv_transpose2d(x, w, bias, self.stride, 0, activation)
     }
 }
