@@ -153,11 +153,42 @@ fn release(v: Vec<f32>) {
 }
 
 /// `dst[m x n] (+)= lhs[m x k] . rhs[k x n]` with explicit strides
-/// (row stride, column stride) for each operand.
+/// (row stride, column stride) for each operand; `dst` is row-major.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    let dst_strides = (n, 1);
+    matmul_strided(
+        (m, n, k),
+        dst,
+        dst_strides,
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+        parallelism,
+    )
+}
+
+/// [`matmul`] with `dst` strides too. The gemm crate packs the operands
+/// that are not laid out for its microkernel; which ones depends on the
+/// orientation of `dst` (it transposes the problem when `dst` is
+/// row-major), so the caller picks the orientation that leaves its biggest
+/// operand unpacked.
+#[allow(clippy::too_many_arguments)]
+fn matmul_strided(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
@@ -168,20 +199,19 @@ fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= m * n);
+    assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
     assert!(k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the asserts above keep every index the GEMM touches inside the
-    // slices; dst is row-major m x n and does not alias lhs or rhs (distinct
-    // borrows).
+    // slices; dst does not alias lhs or rhs (distinct borrows).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -589,8 +619,21 @@ pub fn backward(
             let mut cols = scratch(kk * n);
             im2col(g, &a[b0 * a_len..][..c * a_len], c, &mut cols);
             dw = vec![0.0f32; cz * kk];
-            // dW [Cz, K] = G [Cz, n] . cols^T [n, K]
-            matmul((cz, kk, n), &mut dw, false, gm, (n, 1), &cols, (1, n), par);
+            // dW [Cz, K] = G [Cz, n] . cols^T [n, K], stored column-major
+            // (as dW^T [K, Cz]): gemm then reads cols in place and packs only
+            // the smaller G (rows of cols had been repacked per chunk).
+            let dw_t = (1, cz);
+            matmul_strided(
+                (cz, kk, n),
+                &mut dw,
+                dw_t,
+                false,
+                gm,
+                (n, 1),
+                &cols,
+                (1, n),
+                par,
+            );
             release(cols);
         }
         let mut db = Vec::new();
@@ -621,15 +664,25 @@ pub fn backward(
             .map(|i| chunk_work(i, None))
             .collect(),
     };
-    let mut dw = want_w.then(|| vec![0.0f32; cz * kk]);
+    let mut dw_t = want_w.then(|| vec![0.0f32; cz * kk]);
     let mut db = want_bias.then(|| vec![0.0f32; cz]);
     for (part_w, part_b) in parts {
-        for (sum, part) in [(&mut dw, part_w), (&mut db, part_b)] {
+        for (sum, part) in [(&mut dw_t, part_w), (&mut db, part_b)] {
             if let Some(sum) = sum {
                 sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
             }
         }
     }
+    // # Shapes: dW^T [K, Cz] -> dW [Cz, K]
+    let dw = dw_t.map(|t| {
+        let mut dw = vec![0.0f32; cz * kk];
+        for (j, row) in t.chunks(cz).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                dw[o * kk + j] = v;
+            }
+        }
+        dw
+    });
     ConvGrads {
         a: da,
         w: dw,
