@@ -370,18 +370,23 @@ impl SquareConvBackend for Flex {
         assert!(h % 2 == 0 && w % 2 == 0, "2x2 pooling needs even sizes");
         let (ho, wo) = (h / 2, w / 2);
         let src = slice(&x);
-        let mut out = vec![0.0f32; b * c * ho * wo];
-        out.par_chunks_mut(ho * wo)
-            .zip(src.par_chunks(h * w))
-            .for_each(|(o, plane)| {
-                for i in 0..ho {
-                    let (r0, r1) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
-                    for j in 0..wo {
-                        o[i * wo + j] =
-                            0.25 * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
+        let len = b * c * ho * wo;
+        let mut out = Vec::with_capacity(len);
+        if len > 0 {
+            out.spare_capacity_mut()[..len]
+                .par_chunks_mut(ho * wo)
+                .zip(src.par_chunks(h * w))
+                .for_each(|(o, plane)| {
+                    for (o, rows) in o.chunks_mut(wo).zip(plane.chunks(2 * w)) {
+                        let (r0, r1) = rows.split_at(w);
+                        for ((o, a), b) in o.iter_mut().zip(r0.chunks(2)).zip(r1.chunks(2)) {
+                            o.write(0.25 * (a[0] + a[1] + b[0] + b[1]));
+                        }
                     }
-                }
-            });
+                });
+        }
+        // SAFETY: every output plane was written whole above.
+        unsafe { out.set_len(len) };
         tensor(out, [b, c, ho, wo])
     }
 
@@ -390,18 +395,28 @@ impl SquareConvBackend for Flex {
         let [b, c, ho, wo] = dims4(&grad);
         let (h, w) = (2 * ho, 2 * wo);
         let src = slice(&grad);
-        let mut out = vec![0.0f32; b * c * h * w];
-        out.par_chunks_mut(h * w)
-            .zip(src.par_chunks(ho * wo))
-            .for_each(|(plane, g)| {
-                for i in 0..h {
-                    let row = &mut plane[i * w..][..w];
-                    let gr = &g[(i / 2) * wo..][..wo];
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = 0.25 * gr[j / 2];
+        let len = b * c * h * w;
+        let mut out = Vec::with_capacity(len);
+        if len > 0 {
+            out.spare_capacity_mut()[..len]
+                .par_chunks_mut(h * w)
+                .zip(src.par_chunks(ho * wo))
+                .for_each(|(plane, g)| {
+                    // Both rows of a window pair get the same values.
+                    for (rows, g) in plane.chunks_mut(2 * w).zip(g.chunks(wo)) {
+                        let (r0, r1) = rows.split_at_mut(w);
+                        for ((a, b), &g) in r0.chunks_mut(2).zip(r1.chunks_mut(2)).zip(g) {
+                            let v = 0.25 * g;
+                            a[0].write(v);
+                            a[1].write(v);
+                            b[0].write(v);
+                            b[1].write(v);
+                        }
                     }
-                }
-            });
+                });
+        }
+        // SAFETY: every input plane was written whole above.
+        unsafe { out.set_len(len) };
         tensor(out, [b, c, h, w])
     }
 }
