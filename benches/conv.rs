@@ -72,8 +72,8 @@ fn time(layer: &Layer, ours: bool, device: &Device, reps: usize) -> f64 {
         );
         let start = Instant::now();
         let y = match (ours, layer.transposed) {
-            (true, false) => conv2d(x.clone(), w.clone(), b, s, p),
-            (true, true) => conv_transpose2d(x.clone(), w.clone(), b, s, p),
+            (true, false) => conv2d(x.clone(), w.clone(), b, s, p, None),
+            (true, true) => conv_transpose2d(x.clone(), w.clone(), b, s, p, None),
             (false, false) => burn_conv2d(
                 x.clone(),
                 w.clone(),

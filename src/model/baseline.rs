@@ -4,11 +4,11 @@
 //!
 //! Symbols: B batch, C channels, S image size, s = S / 2^stages, D code size.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use std::f64::consts::SQRT_2;
 
-use crate::nn::activation;
+use crate::nn::{activation, fast_conv, LEAKY_SLOPE};
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
@@ -83,7 +83,7 @@ impl BaselineAutoencoder {
     pub fn encode(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = x;
         for conv in &self.enc_convs {
-            h = crate::nn::avg_pool2(activation(conv.forward(h)));
+            h = crate::nn::avg_pool2(same_conv(conv, h, true));
         }
         let b = h.dims()[0];
         // # Shapes: [B, C, s, s] -> [B, C*s*s] -> [B, D]
@@ -100,10 +100,7 @@ impl BaselineAutoencoder {
             activation(self.dec_linear.forward(code)).reshape([b, self.last_channels, s, s]);
         let last = self.dec_convs.len() - 1;
         for (i, (up, conv)) in self.dec_ups.iter().zip(&self.dec_convs).enumerate() {
-            h = conv.forward(activation(up.forward(h)));
-            if i < last {
-                h = activation(h);
-            }
+            h = same_conv(conv, upsample(up, h), i < last);
         }
         h
     }
@@ -112,5 +109,31 @@ impl BaselineAutoencoder {
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<2>) {
         let code = self.encode(x);
         (self.decode(code.clone()), code)
+    }
+}
+
+/// A same-padded stride-1 `conv`, with the activation fused if `activated`:
+/// the layer's own parameters through [`crate::nn::fast_conv`] (our CPU
+/// kernels on flex, burn's conv2d elsewhere).
+fn same_conv(conv: &Conv2d, x: Tensor<4>, activated: bool) -> Tensor<4> {
+    let weight = conv.weight.val();
+    let [co, _, k, _] = weight.dims();
+    let bias = bias_or_zeros(conv.bias.as_ref(), co, &x);
+    let slope = activated.then_some(LEAKY_SLOPE);
+    fast_conv::conv2d(x, weight, bias, 1, k / 2, slope)
+}
+
+/// The decoder's 2x upsampling `up` (stride = kernel = 2), then the activation.
+fn upsample(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    let weight = up.weight.val();
+    let [_, co, k, _] = weight.dims();
+    let bias = bias_or_zeros(up.bias.as_ref(), co, &x);
+    fast_conv::conv_transpose2d(x, weight, bias, k, 0, Some(LEAKY_SLOPE))
+}
+
+fn bias_or_zeros(bias: Option<&Param<Tensor<1>>>, channels: usize, x: &Tensor<4>) -> Tensor<1> {
+    match bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([channels], &x.device()),
     }
 }
