@@ -3,13 +3,20 @@
 its expanded filter banks as plain convolutions, on the same CPU cores.
 
     python3 scripts/bench_pytorch.py [--batch 64] [--steps 5] [--threads 2]
+    python3 scripts/bench_pytorch.py --compare target/release/eqae --rounds 6
 
 The architecture mirrors src/model/gcnn.rs with channels [4, 8, 16, 16]
 per group element (x |D4| = 8 real channels), latent 32, one group-linear
 layer, 32x32 inputs: one training step is forward, backward and Adam.
-Run `eqae bench --model d4` right after it to compare throughput.
+
+With --compare, the script alternates one PyTorch timing and one
+`eqae bench --model d4` run (same batch and steps) for --rounds rounds,
+so that both see the same machine load, and prints each pair, the medians
+and eqae's throughput relative to PyTorch's.
 """
 import argparse
+import statistics
+import subprocess
 import time
 
 import torch
@@ -60,6 +67,8 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--compare", metavar="EQAE", help="eqae binary to time in turn with PyTorch")
+    p.add_argument("--rounds", type=int, default=5, help="PyTorch/eqae pairs with --compare")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -74,17 +83,39 @@ def main():
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        step()
-    sync()
-    t = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    sync()
-    per = (time.perf_counter() - t) / a.steps
+    def time_pytorch():
+        for _ in range(2):
+            step()
+        sync()
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        sync()
+        return (time.perf_counter() - t) / a.steps
+
     params = sum(q.numel() for q in model.parameters())
-    print(f"pytorch {torch.__version__} d4: {params} parameters (expanded), {per * 1e3:.1f} ms/step, "
-          f"{a.batch / per:.1f} img/s, " + (f"{a.threads} threads" if a.device == "cpu" else a.device))
+    where = f"{a.threads} threads" if a.device == "cpu" else a.device
+    if not a.compare:
+        per = time_pytorch()
+        print(f"pytorch {torch.__version__} d4: {params} parameters (expanded), {per * 1e3:.1f} ms/step, "
+              f"{a.batch / per:.1f} img/s, {where}")
+        return
+
+    # eqae prints a table; the d4 row's third column is ms/step.
+    cmd = [a.compare, "bench", "--model", "d4", "--batch", str(a.batch), "--steps", str(a.steps)]
+    torch_ms, eqae_ms = [], []
+    print(f"pytorch {torch.__version__} ({where}) against {' '.join(cmd)}")
+    for r in range(a.rounds):
+        torch_ms.append(time_pytorch() * 1e3)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        row = next(line for line in out.splitlines() if line.startswith("d4 "))
+        eqae_ms.append(float(row.split()[2]))
+        print(f"round {r + 1}: pytorch {torch_ms[-1]:.1f} ms/step, eqae {eqae_ms[-1]:.1f} ms/step, "
+              f"eqae/pytorch throughput {torch_ms[-1] / eqae_ms[-1]:.2f}x")
+    tm, em = statistics.median(torch_ms), statistics.median(eqae_ms)
+    print(f"median: pytorch {tm:.1f} ms/step ({a.batch / tm * 1e3:.0f} img/s), "
+          f"eqae {em:.1f} ms/step ({a.batch / em * 1e3:.0f} img/s), "
+          f"eqae/pytorch throughput {tm / em:.2f}x")
 
 
 if __name__ == "__main__":
