@@ -295,7 +295,7 @@ impl SquareConvBackend for Flex {
 
     fn leaky_relu_fused(x: FlexTensor, slope: f32) -> FlexTensor {
         let x = contiguous(x);
-        let out = par_map(slice(&x), |v| if v > 0.0 { v } else { slope * v });
+        let out = par_map(slice(&x), move |v| conv_kernel::leaky_relu(v, slope));
         tensor(out, x.shape())
     }
 
@@ -307,9 +307,9 @@ impl SquareConvBackend for Flex {
         out.spare_capacity_mut()[..xs.len()]
             .par_chunks_mut(PAR_CHUNK)
             .zip(xs.par_chunks(PAR_CHUNK).zip(gs.par_chunks(PAR_CHUNK)))
-            .for_each(|(o, (x, g))| {
+            .for_each(move |(o, (x, g))| {
                 for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                    o.write(if x > 0.0 { g } else { slope * g });
+                    o.write(conv_kernel::leaky_relu_grad(g, x, slope));
                 }
             });
         // SAFETY: the loop above wrote all `xs.len()` elements.
