@@ -473,7 +473,7 @@ pub fn forward(
         // Z is the input gradient of the reversed convolution.
         let (rg, wf) = (reversed(g), flip_transpose(w, cz, g.ca, g.kernel));
         let mut z = backward(&rg, None, Some(&wf), a, false).a.expect("dA");
-        bias_and_activation(&mut z, bias, p, slope);
+        bias_and_activation_par(&mut z, bias, cz, p, slope);
         return z;
     }
     let mut z = vec![0.0f32; g.batch * cz * p];
@@ -529,6 +529,22 @@ pub fn bias_and_activation(x: &mut [f32], bias: Option<&[f32]>, plane: usize, sl
     }
 }
 
+/// [`bias_and_activation`] over a whole batch `[B, C, plane]`, one image
+/// per parallel task.
+pub fn bias_and_activation_par(
+    x: &mut [f32],
+    bias: Option<&[f32]>,
+    channels: usize,
+    plane: usize,
+    slope: f32,
+) {
+    if bias.is_none() && slope == 1.0 || x.is_empty() {
+        return;
+    }
+    x.par_chunks_mut(channels * plane)
+        .for_each(|image| bias_and_activation(image, bias, plane, slope));
+}
+
 /// Leaky ReLU of one value, without a branch: a data-dependent branch
 /// mispredicts on about half of the values and keeps the loop scalar.
 #[inline(always)]
@@ -537,10 +553,12 @@ pub fn leaky_relu(v: f32, slope: f32) -> f32 {
 }
 
 /// The gradient `g` after a leaky ReLU taken back through it, given the
-/// sign of its input or output `y` (a select, not a branch).
+/// sign of its input or output `y` (a select, not a branch). At `y = 0` the
+/// slope is 1, as in burn's `leaky_relu` (so both backends train the same
+/// function; zeros are common: a zero-bias filter on black background).
 #[inline(always)]
 pub fn leaky_relu_grad(g: f32, y: f32, slope: f32) -> f32 {
-    g * if y > 0.0 { 1.0 } else { slope }
+    g * if y < 0.0 { slope } else { 1.0 }
 }
 
 /// The gradient before a leaky ReLU with `slope` from the gradient after

@@ -217,7 +217,8 @@ fn transposed_forward(
     let mut y = conv_kernel::backward(&g, None, Some(slice(&w)), slice(&x), false)
         .a
         .expect("transposed convolution output");
-    conv_kernel::bias_and_activation(&mut y, Some(slice(&bias)), g.ha * g.wa, slope);
+    let plane = g.ha * g.wa;
+    conv_kernel::bias_and_activation_par(&mut y, Some(slice(&bias)), g.ca, plane, slope);
     tensor(y, [g.batch, g.ca, g.ha, g.wa])
 }
 
@@ -686,9 +687,24 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
     }
 }
 
-/// Whether `x` lives on the flex CPU backend (with or without autodiff).
+thread_local! {
+    /// Set by [`with_stock_ops`]: burn's operations even on flex.
+    static STOCK_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with burn's stock operations in place of our CPU kernels on this
+/// thread: the reference for whole-model tests and benchmarks.
+pub fn with_stock_ops<R>(f: impl FnOnce() -> R) -> R {
+    let before = STOCK_OPS.replace(true);
+    let result = f();
+    STOCK_OPS.set(before);
+    result
+}
+
+/// Whether `x` lives on the flex CPU backend (with or without autodiff)
+/// and our kernels are to be used for it.
 fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && !STOCK_OPS.get()
 }
 
 /// Leaky ReLU: `x` where positive, `slope * x` elsewhere.

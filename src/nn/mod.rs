@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn activation_matches_leaky_relu_in_value_and_gradient() {
         let device = Device::flex().autodiff();
-        let data = [-2.0f32, -0.5, 0.3, 1.7];
+        let data = [-2.0f32, -0.5, 0.0, 0.3, 1.7];
         let a = Tensor::<1>::from_floats(data, &device).require_grad();
         let b = Tensor::<1>::from_floats(data, &device).require_grad();
         let ya = super::activation(a.clone());
