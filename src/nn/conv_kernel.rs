@@ -562,7 +562,7 @@ pub fn leaky_relu_grad(g: f32, y: f32, slope: f32) -> f32 {
 }
 
 /// The gradient before a leaky ReLU with `slope` from the gradient after
-/// it and its output `y` (same sign as its input, as `slope > 0`).
+/// it and its input or output `y` (the same sign, as `slope > 0`).
 pub fn leaky_relu_backward(grad: &[f32], y: &[f32], slope: f32) -> Vec<f32> {
     assert_eq!(grad.len(), y.len());
     let mut out = Vec::with_capacity(grad.len());

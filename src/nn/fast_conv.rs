@@ -302,19 +302,7 @@ impl SquareConvBackend for Flex {
 
     fn leaky_relu_fused_backward(x: FlexTensor, grad: FlexTensor, slope: f32) -> FlexTensor {
         let (x, grad) = (contiguous(x), contiguous(grad));
-        let (xs, gs) = (slice(&x), slice(&grad));
-        assert_eq!(xs.len(), gs.len());
-        let mut out = Vec::with_capacity(xs.len());
-        out.spare_capacity_mut()[..xs.len()]
-            .par_chunks_mut(PAR_CHUNK)
-            .zip(xs.par_chunks(PAR_CHUNK).zip(gs.par_chunks(PAR_CHUNK)))
-            .for_each(move |(o, (x, g))| {
-                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                    o.write(conv_kernel::leaky_relu_grad(g, x, slope));
-                }
-            });
-        // SAFETY: the loop above wrote all `xs.len()` elements.
-        unsafe { out.set_len(xs.len()) };
+        let out = conv_kernel::leaky_relu_backward(slice(&grad), slice(&x), slope);
         tensor(out, x.shape())
     }
 
