@@ -34,15 +34,20 @@ pub struct CheckArgs {
 /// Run `eqae check`.
 pub fn run(args: CheckArgs) -> Result<()> {
     let device = crate::device::select(&args.device)?;
+    // The untrained model and the random inputs come from the config's
+    // training seed, so that repeated checks print the same numbers.
+    let seed_from = |config: &crate::config::Config| device.seed(config.train.seed);
     let (config, model) = match &args.run {
         Some(dir) => {
             let run = RunDir::new(dir);
             let config = run.load_config()?;
+            seed_from(&config);
             let model = run.load_model(&config, &device)?;
             (config, model)
         }
         None => {
             let config = super::load_config(args.config.as_ref())?;
+            seed_from(&config);
             let model = Autoencoder::new(&config.model, config.data.image_size, &device);
             (config, model)
         }
