@@ -545,6 +545,9 @@ pub fn bias_and_activation_par(
         .for_each(|image| bias_and_activation(image, bias, plane, slope));
 }
 
+/// Elements per parallel task of the element-wise kernels.
+pub(crate) const PAR_CHUNK: usize = 1 << 15;
+
 /// Leaky ReLU of one value, without a branch: a data-dependent branch
 /// mispredicts on about half of the values and keeps the loop scalar.
 #[inline(always)]
@@ -567,8 +570,8 @@ pub fn leaky_relu_backward(grad: &[f32], y: &[f32], slope: f32) -> Vec<f32> {
     assert_eq!(grad.len(), y.len());
     let mut out = Vec::with_capacity(grad.len());
     out.spare_capacity_mut()[..grad.len()]
-        .par_chunks_mut(1 << 15)
-        .zip(grad.par_chunks(1 << 15).zip(y.par_chunks(1 << 15)))
+        .par_chunks_mut(PAR_CHUNK)
+        .zip(grad.par_chunks(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK)))
         .for_each(move |(o, (g, y))| {
             for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
                 o.write(leaky_relu_grad(g, y, slope));

@@ -24,7 +24,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use rayon::prelude::*;
 
-use super::conv_kernel::{self, ConvGeometry};
+use super::conv_kernel::{self, ConvGeometry, PAR_CHUNK};
 
 /// Square convolutions with equal stride and padding in both directions,
 /// dilation 1, one group: all the group layers need.
@@ -409,9 +409,6 @@ impl SquareConvBackend for Flex {
         tensor(out, [b, c, h, w])
     }
 }
-
-/// Elements per parallel task of the element-wise kernels.
-const PAR_CHUNK: usize = 1 << 15;
 
 /// `f` applied to every element, in parallel, written straight into fresh
 /// memory (no zero-fill first).
