@@ -11,12 +11,12 @@ use crate::group::GroupKind;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {error}")]
     Read {
         /// The config path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TOML syntax, an unknown key or a wrong type (toml's message names the key).
     #[error("invalid config {path}: {message}")]
@@ -60,6 +60,26 @@ pub enum DatasetKind {
     Plankton,
     /// Generated shapes; needs no download (tests, quick checks).
     Synthetic,
+}
+
+impl DatasetKind {
+    /// The name a config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Plankton => "plankton",
+            DatasetKind::Synthetic => "synthetic",
+        }
+    }
+
+    /// Side of the data set's own square images, when it has a fixed one.
+    pub fn source_size(self) -> Option<usize> {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => Some(28),
+            DatasetKind::Plankton | DatasetKind::Synthetic => None,
+        }
+    }
 }
 
 /// `[data]`.
@@ -136,7 +156,45 @@ impl Default for ModelConfig {
     }
 }
 
+/// Largest kernel side accepted.
+pub const MAX_KERNEL: usize = 63;
+/// Largest model accepted, in weights (expanded filter banks included):
+/// 2^28 floats are a gigabyte before any gradient or optimiser state.
+pub const MAX_WEIGHTS: f64 = (1u64 << 28) as f64;
+/// Largest batch accepted.
+pub const MAX_BATCH: usize = 1 << 16;
+/// Most epochs accepted.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
 impl ModelConfig {
+    /// Rough count of the floats the model's weights take, expanded filter
+    /// banks included (each base filter appears once per grid-group
+    /// element): enough to refuse a config whose model cannot be allocated.
+    pub fn weight_count_estimate(&self, image_size: usize) -> f64 {
+        let (n, widen) = match self.kind {
+            ModelKind::Baseline => (1.0, 4.0),
+            _ => (self.group.grid_group().order() as f64, 1.0),
+        };
+        let k2 = (self.kernel * self.kernel) as f64;
+        let mut previous = 1.0;
+        let mut total = 0.0;
+        for &c in &self.channels {
+            let c = c as f64 * n * widen;
+            // encoder conv, decoder conv and upsampling
+            total += 2.0 * c * previous * k2 + c * c * 4.0;
+            previous = c;
+        }
+        let side = (image_size >> self.channels.len().min(usize::BITS as usize - 1)) as f64;
+        let ng = self.group.group().order() as f64;
+        let mut width = self.latent as f64;
+        total += 2.0 * previous * width * n * side * side;
+        for &w in &self.group_linear {
+            total += ng * width * ng * w as f64;
+            width = w as f64;
+        }
+        total + 2.0 * previous * side * side * self.code as f64
+    }
+
     /// Columns m of V.
     pub fn columns(&self) -> usize {
         self.group_linear.last().copied().unwrap_or(self.latent)
@@ -249,9 +307,9 @@ impl Config {
 
     /// Read, parse and validate a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_toml(&text, path)
     }
@@ -259,6 +317,39 @@ impl Config {
     /// The resolved config as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Every key whose value differs between `self` (old) and `other`
+    /// (new), as `section.key: old -> new`, sorted by key.
+    pub fn diff(&self, other: &Config) -> Vec<String> {
+        fn walk(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+            match (a, b) {
+                (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+                    let keys: std::collections::BTreeSet<&String> =
+                        ta.keys().chain(tb.keys()).collect();
+                    for k in keys {
+                        let path = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        let missing = toml::Value::String("(absent)".into());
+                        walk(
+                            &path,
+                            ta.get(k).unwrap_or(&missing),
+                            tb.get(k).unwrap_or(&missing),
+                            out,
+                        );
+                    }
+                }
+                _ if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+                _ => {}
+            }
+        }
+        let value = |c: &Config| toml::Value::try_from(c).expect("config serialises");
+        let mut out = Vec::new();
+        walk("", &value(self), &value(other), &mut out);
+        out
     }
 
     /// Check every value that parses but cannot work.
@@ -270,8 +361,14 @@ impl Config {
             })
         }
         let (d, m, t) = (&self.data, &self.model, &self.train);
-        if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return bad("name", "must be a non-empty file name without slashes");
+        if !is_plain_file_name(&self.name) {
+            return bad(
+                "name",
+                format!(
+                    "{:?} is not a plain folder name: the run goes to <runs>/<name>, so the name must be one path component, not empty, `.` or `..`, without slashes or control characters",
+                    self.name
+                ),
+            );
         }
         if !(8..=256).contains(&d.image_size) {
             return bad(
@@ -298,21 +395,67 @@ impl Config {
             );
         }
         let stages = m.channels.len();
-        if d.image_size % (1 << stages) != 0 || d.image_size >> stages < 1 {
-            return bad(
-                "model.channels",
-                format!(
-                    "{stages} stages halve the image {stages} times, but data.image_size = {} is not divisible by {}",
-                    d.image_size,
-                    1 << stages
-                ),
-            );
+        // checked: a long list must not wrap the shift around
+        let factor = u32::try_from(stages)
+            .ok()
+            .and_then(|k| 1usize.checked_shl(k))
+            .filter(|&f| f <= d.image_size);
+        match factor {
+            None => {
+                return bad(
+                    "model.channels",
+                    format!(
+                        "{stages} stages halve the image {stages} times, more than data.image_size = {} allows",
+                        d.image_size
+                    ),
+                )
+            }
+            Some(f) if d.image_size % f != 0 => {
+                return bad(
+                    "model.channels",
+                    format!(
+                        "{stages} stages halve the image {stages} times, but data.image_size = {} is not divisible by {f}",
+                        d.image_size
+                    ),
+                )
+            }
+            Some(_) => {}
+        }
+        if let Some(source) = d.dataset.source_size() {
+            if d.image_size < source {
+                let f = 1usize << stages;
+                let smallest = source.div_ceil(f) * f;
+                return bad(
+                    "data.image_size",
+                    format!(
+                        "{} would cut the {source}x{source} images of {}; the smallest canvas that holds them is {source} ({smallest} with {stages} stages)",
+                        d.image_size,
+                        d.dataset.name()
+                    ),
+                );
+            }
         }
         if m.latent == 0 || m.group_linear.contains(&0) {
             return bad("model.latent", "latent and group_linear widths must be > 0");
         }
         if m.kind == ModelKind::Baseline && m.code == 0 {
             return bad("model.code", "the baseline needs a code size > 0");
+        }
+        if m.kernel > MAX_KERNEL {
+            return bad(
+                "model.kernel",
+                format!("{} is larger than {MAX_KERNEL}", m.kernel),
+            );
+        }
+        let weights = m.weight_count_estimate(d.image_size);
+        if weights > MAX_WEIGHTS {
+            return bad(
+                "model",
+                format!(
+                    "too large: channels {:?}, latent {}, group_linear {:?}, code {} and kernel {} make about {weights:.1e} weights (expanded filter banks included), more than {MAX_WEIGHTS:.1e}",
+                    m.channels, m.latent, m.group_linear, m.code, m.kernel
+                ),
+            );
         }
         if m.kind != ModelKind::Baseline {
             if let Err(e) =
@@ -324,8 +467,11 @@ impl Config {
         if t.epochs == 0 {
             return bad("train.epochs", "must be > 0");
         }
-        if t.batch_size == 0 {
-            return bad("train.batch_size", "must be > 0");
+        if t.batch_size == 0 || t.batch_size > MAX_BATCH {
+            return bad("train.batch_size", format!("must be in 1..={MAX_BATCH}"));
+        }
+        if t.epochs > MAX_EPOCHS {
+            return bad("train.epochs", format!("must be at most {MAX_EPOCHS}"));
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return bad(
@@ -338,6 +484,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// One normal path component: not empty, not `.` or `..`, no separators
+/// or control characters (a run name becomes a folder under `--runs`).
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(p)), None) if p == std::ffi::OsStr::new(name)
+    ) && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -386,6 +543,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("epochs"), "{err}");
+    }
+
+    #[test]
+    fn run_names_must_be_one_plain_component() {
+        for bad in ["", ".", "..", "a/b", "a/..", "/abs", "a\\b", "new\nline"] {
+            let c = Config {
+                name: bad.into(),
+                ..Config::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("`name`"), "{bad:?}: {err}");
+        }
+        for good in ["d4", "a.b", "x-1_s0", "..a"] {
+            let c = Config {
+                name: good.into(),
+                ..Config::default()
+            };
+            assert!(c.validate().is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn diff_names_each_changed_key() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.train.epochs = 9;
+        b.model.group_linear = vec![];
+        assert_eq!(
+            a.diff(&b),
+            ["model.group_linear: [32] -> []", "train.epochs: 5 -> 9"]
+        );
+        assert!(a.diff(&a).is_empty());
     }
 
     #[test]
