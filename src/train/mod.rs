@@ -5,7 +5,6 @@
 pub mod picture;
 pub mod run_dir;
 
-use std::io::Write;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
@@ -17,11 +16,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cli::progress;
 use crate::config::Config;
 use crate::data::{Dataset, Splits};
 use crate::model::Autoencoder;
-pub use run_dir::RunDir;
+use crate::progress;
+pub use run_dir::{load_weights, RunDir, METRICS_HEADER};
 
 /// How to run a training.
 #[derive(Clone, Debug)]
@@ -39,6 +38,8 @@ pub struct TrainOptions {
 pub struct TrainSummary {
     /// Epochs completed in total.
     pub epochs: usize,
+    /// Epochs trained by this call (0: the run was already complete).
+    pub trained_now: usize,
     /// Mean training loss of the last epoch.
     pub train_loss: f64,
     /// Validation reconstruction loss (MSE) after the last epoch.
@@ -88,6 +89,8 @@ pub fn reconstruction_loss(
 }
 
 /// Train a model as `config` says, writing everything into `run`.
+///
+/// Holds the run's lock throughout, so two processes never train one run.
 pub fn train(
     config: &Config,
     run: &RunDir,
@@ -95,8 +98,8 @@ pub fn train(
     device: &Device,
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
-    std::fs::create_dir_all(&run.root)
-        .with_context(|| format!("cannot create {}", run.root.display()))?;
+    let _lock = run.lock()?;
+    run.clean_temporaries()?;
     let t = &config.train;
     if data.train.is_empty() {
         bail!("the training set is empty");
@@ -106,23 +109,58 @@ pub fn train(
     let mut model = Autoencoder::new(&config.model, config.data.image_size, &device);
     let mut optim: ModuleOptimizer = AdamConfig::new().init();
     let mut start_epoch = 0;
+    let mut metrics = METRICS_HEADER.to_string();
 
     match (opts.resume, run.latest_checkpoint()?) {
         (true, Some((epoch, dir))) => {
             let saved = run.load_config()?;
-            if saved.model != config.model || saved.data != config.data {
+            let fixed: Vec<String> = saved
+                .diff(config)
+                .into_iter()
+                .filter(|d| d.starts_with("model.") || d.starts_with("data."))
+                .collect();
+            if !fixed.is_empty() {
                 bail!(
-                    "--resume: the model or data config differs from the one saved in {}; start a new run name instead",
-                    run.config().display()
+                    "--resume: the model or data differs from {} ({}); start a new run name instead",
+                    run.config().display(),
+                    fixed.join(", ")
                 );
             }
-            model = model
-                .try_load_file(dir.join("model.bpk"))
+            if epoch >= t.epochs {
+                // nothing to train; a kill during the final save may have
+                // left the final weights unwritten
+                if !run.model().exists() {
+                    let saved_model = load_weights(&dir.join("model.bpk"), &saved, &device)?;
+                    run.save_model(&saved, &saved_model)?;
+                }
+                return Ok(TrainSummary {
+                    epochs: epoch,
+                    trained_now: 0,
+                    train_loss: f64::NAN,
+                    validation_loss: f64::NAN,
+                    images_per_second: 0.0,
+                });
+            }
+            model = load_weights(&dir.join("model.bpk"), config, &device)
                 .with_context(|| format!("cannot load checkpoint {}", dir.display()))?;
             optim = optim
                 .load(dir.join("optimizer.bpk"))
                 .with_context(|| format!("cannot load optimizer state {}", dir.display()))?;
             start_epoch = epoch;
+            metrics = run.metrics_up_to(epoch, &dir)?;
+            RunDir::write_atomic(&run.metrics(), metrics.as_bytes())?;
+            let changed = saved.diff(config);
+            if !changed.is_empty() {
+                // the run continues under the new settings: say so, and keep
+                // the record of what the weights went through
+                let line = format!("resumed after epoch {epoch} with {}", changed.join(", "));
+                log(opts, &line);
+                let mut history = std::fs::read_to_string(run.history()).unwrap_or_default();
+                history.push_str(&line);
+                history.push('\n');
+                RunDir::write_atomic(&run.history(), history.as_bytes())?;
+                RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+            }
             log(
                 opts,
                 &format!("resuming {} after epoch {epoch}", run.root.display()),
@@ -133,14 +171,15 @@ pub fn train(
             "{} already holds a run; pass --resume to continue it, or choose another name",
             run.root.display()
         ),
+        (false, None) if run.model().exists() => bail!(
+            "{} already holds trained weights; choose another name",
+            run.root.display()
+        ),
         (false, None) => {}
     }
     if start_epoch == 0 {
         RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
-        std::fs::write(
-            run.metrics(),
-            "epoch,train_loss,validation_loss,seconds,images_per_second,attention_entropy\n",
-        )?;
+        RunDir::write_atomic(&run.metrics(), metrics.as_bytes())?;
     }
     log(
         opts,
@@ -156,6 +195,7 @@ pub fn train(
     let last_epoch = opts.stop_after.unwrap_or(t.epochs).min(t.epochs);
     let mut summary = TrainSummary {
         epochs: start_epoch,
+        trained_now: 0,
         train_loss: f64::NAN,
         validation_loss: f64::NAN,
         images_per_second: 0.0,
@@ -186,10 +226,13 @@ pub fn train(
                         buf.extend_from_slice(train_set.image(i));
                     }
                     if tx.send((buf, idx.len())).is_err() {
-                        break;
+                        break; // the trainer stopped: an error or a panic
                     }
                 }
             });
+            // Owned by this closure, so an early return or a panic drops it,
+            // which ends the loader's blocked `send` and lets the scope join.
+            let rx = rx;
             let s = train_set.size;
             for (step, (buf, n)) in rx.iter().enumerate() {
                 let x = Tensor::<4>::from_data(TensorData::new(buf, [n, 1, s, s]), &device);
@@ -245,24 +288,24 @@ pub fn train(
         };
         summary = TrainSummary {
             epochs: epoch + 1,
+            trained_now: summary.trained_now + 1,
             train_loss: loss_sum / steps.max(1) as f64,
             validation_loss: val,
             images_per_second: seen as f64 / seconds,
         };
-        let mut csv = std::fs::OpenOptions::new()
-            .append(true)
-            .open(run.metrics())?;
-        writeln!(
-            csv,
-            "{},{:.6},{:.6},{:.2},{:.1},{}",
+        metrics.push_str(&format!(
+            "{},{:.6},{:.6},{:.2},{:.1},{}\n",
             epoch + 1,
             summary.train_loss,
             val,
             seconds,
             summary.images_per_second,
             entropy
-        )?;
-        run.save_checkpoint(epoch + 1, &model, &optim)?;
+        ));
+        // checkpoint (with the metrics) first: a kill between the two writes
+        // leaves a metrics.csv one row short, which the resume restores
+        run.save_checkpoint(epoch + 1, config, &model, &optim, &metrics)?;
+        RunDir::write_atomic(&run.metrics(), metrics.as_bytes())?;
         let shown = if data.validation.is_empty() {
             &data.train
         } else {
@@ -283,9 +326,7 @@ pub fn train(
         );
     }
     if summary.epochs == t.epochs {
-        model
-            .clone()
-            .save_file(run.model())
+        run.save_model(config, &model)
             .context("cannot save final weights")?;
     }
     Ok(summary)

@@ -59,6 +59,9 @@ pub fn save_grid(rows: &[Vec<f32>], count: usize, size: usize, path: &Path) -> R
             }
         }
     }
-    img.save(path)
-        .with_context(|| format!("cannot write {}", path.display()))
+    // encoded in memory and renamed into place: a kill never leaves half a PNG
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .context("cannot encode the reconstruction grid")?;
+    super::RunDir::write_atomic(path, png.get_ref())
 }
