@@ -6,7 +6,9 @@
 //! - [`nn`]: equivariant layers built on burn;
 //! - [`model`]: encoders, decoders and autoencoders for each group, plus the baseline;
 //! - [`config`]: the TOML configuration;
-//! - [`data`], [`train`], [`cli`]: data sets, training, command line.
+//! - [`progress`]: progress bars and log lines, used by training and evaluation;
+//! - [`data`], [`invariant`], [`train`], [`eval`], [`cli`]: data sets, invariant heads,
+//!   training, evaluation, command line (clap lives only in [`cli`]).
 
 pub mod cli;
 pub mod config;
@@ -17,4 +19,5 @@ pub mod group;
 pub mod invariant;
 pub mod model;
 pub mod nn;
+pub mod progress;
 pub mod train;

@@ -108,14 +108,16 @@ batch_size = 32
         );
         let f: Array2<f32> = ndarray_npy::read_npy(dir.path().join(&npy)).unwrap();
         assert_eq!(f.dim(), (40, width), "{head}");
-        let py = std::process::Command::new("python3")
+        // scripts/test.sh points EQAE_PYTHON at a Python that has numpy
+        let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let py = std::process::Command::new(&python)
             .current_dir(dir.path())
             .args([
                 "-c",
                 &format!("import numpy as np; a = np.load('{npy}'); l = np.load('{head}_labels.npy'); print(a.shape, a.dtype, l.shape)"),
             ])
             .output()
-            .expect("python3 is needed for this test (CI installs numpy)");
+            .expect("Python is needed for this test: run scripts/test.sh, which provides numpy");
         let printed = String::from_utf8_lossy(&py.stdout);
         assert_eq!(
             printed.trim(),

@@ -4,10 +4,13 @@
 use std::path::Path;
 
 use eqae::config::{DataConfig, DatasetKind};
-use eqae::data::augment::{augment_images, flip, rotate90};
-use eqae::data::idx::{encode_images, encode_labels, parse_images, parse_labels};
+use eqae::data::augment::augment_images;
+use eqae::data::idx::{parse_images, parse_labels};
 use eqae::data::{folder, load_idx_pair, load_splits, plankton, stratified_split, synthetic};
 use proptest::prelude::*;
+
+mod common;
+use common::{flip, idx_images as encode_images, idx_labels as encode_labels, rotate90};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);

@@ -10,6 +10,8 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 
+use super::args::DeviceArgs;
+
 use crate::config::{ModelConfig, ModelKind};
 use crate::group::GroupKind;
 use crate::model::flops::forward_flops;
@@ -22,17 +24,17 @@ pub struct BenchArgs {
     #[arg(long, num_args = 1..)]
     pub model: Vec<String>,
     /// Images per step.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
     /// Timed steps after two warm-up steps.
-    #[arg(long, default_value_t = 5)]
-    pub steps: usize,
-    /// Channels per group element at each stage.
-    #[arg(long, num_args = 1.., default_values_t = vec![4usize, 8, 16, 16])]
-    pub channels: Vec<usize>,
-    /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
+    /// Channels per group element at each stage (32x32 inputs: at most 5 stages).
+    #[arg(long, num_args = 1.., default_values_t = vec![4u16, 8, 16, 16], value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub channels: Vec<u16>,
+    /// The compute device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Write one JSON line per model here (appending).
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -70,17 +72,39 @@ fn bench_data(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn model_config(name: &str, channels: &[usize]) -> Result<ModelConfig> {
+/// The benchmark's model, validated as a config would be.
+fn model_config(name: &str, channels: &[u16]) -> Result<ModelConfig> {
     let mut c = ModelConfig {
-        channels: channels.to_vec(),
+        channels: channels.iter().map(|&c| usize::from(c)).collect(),
         ..ModelConfig::default()
     };
     if name == "baseline" {
         c.kind = ModelKind::Baseline;
     } else {
-        c.group = name.parse::<GroupKind>().map_err(anyhow::Error::msg)?;
+        c.group = name
+            .parse::<GroupKind>()
+            .map_err(|e| anyhow::anyhow!("--model {name}: {e}"))?;
     }
+    let mut whole = crate::config::Config {
+        model: c.clone(),
+        ..Default::default()
+    };
+    whole.data.image_size = SIZE;
+    whole
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--channels: {e}"))?;
     Ok(c)
+}
+
+/// Side of the benchmark's inputs.
+const SIZE: usize = 32;
+
+/// Memory this machine can still give, in bytes (Linux `MemAvailable`).
+fn available_bytes() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`).
@@ -104,6 +128,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.model.clone()
     };
     if models.len() > 1 {
+        for m in &models {
+            model_config(m, &args.channels)?; // refuse bad arguments once, here
+        }
         // one process per model: separate peak memory
         println!(
             "{:<9} {:>9} {:>10} {:>9} {:>13} {:>12} {:>9}",
@@ -123,7 +150,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             ]);
             cmd.arg("--channels")
                 .args(args.channels.iter().map(|c| c.to_string()));
-            cmd.args(["--device", &args.device]);
+            cmd.args(["--device", &args.device.device]);
             if let Some(j) = &args.json {
                 cmd.arg("--json").arg(j);
             }
@@ -136,12 +163,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let name = &models[0];
     let config = model_config(name, &args.channels)?;
-    let device = crate::device::select(&args.device)?.autodiff();
+    let batch = args.batch as usize;
+    let steps = args.steps as usize;
+    // refuse before allocating what the machine does not have
+    let need = crate::model::flops::training_bytes(&config, SIZE) * batch as f64;
+    if let Some(free) = available_bytes() {
+        if need > free {
+            bail!(
+                "--batch {batch}: a training step of {name} needs about {:.1} GiB of memory, {:.1} GiB is available",
+                need / f64::from(1u32 << 30),
+                free / f64::from(1u32 << 30)
+            );
+        }
+    }
+    let device = args.device.select()?.autodiff();
     device.seed(0);
-    let mut model = Autoencoder::new(&config, 32, &device);
+    let mut model = Autoencoder::new(&config, SIZE, &device);
     let mut optim = AdamConfig::new().init();
     let x = Tensor::<4>::random(
-        [args.batch, 1, 32, 32],
+        [batch, 1, SIZE, SIZE],
         Distribution::Uniform(0.0, 1.0),
         &device,
     );
@@ -157,30 +197,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
         model = step(model);
     }
     let started = Instant::now();
-    for _ in 0..args.steps {
+    for _ in 0..steps {
         model = step(model);
     }
-    let per_step = started.elapsed().as_secs_f64() / args.steps as f64;
+    let per_step = started.elapsed().as_secs_f64() / steps as f64;
     // Filter expansion alone, forward only (its backward is a scatter of the same size).
     let expand = match &model {
         Autoencoder::Equivariant(m) => {
             let t = Instant::now();
-            for _ in 0..args.steps {
+            for _ in 0..steps {
                 m.expand_all_filters();
             }
             let _ = device.sync();
-            t.elapsed().as_secs_f64() / args.steps as f64
+            t.elapsed().as_secs_f64() / steps as f64
         }
         Autoencoder::Baseline(_) => 0.0,
     };
-    let flops = 3.0 * forward_flops(&config, 32) * args.batch as f64;
+    let flops = 3.0 * forward_flops(&config, SIZE) * batch as f64;
     let peak = peak_rss_mib().unwrap_or(f64::NAN);
     println!(
         "{:<9} {:>9} {:>10.1} {:>9.1} {:>13.1} {:>12.2} {:>9.0}",
         name,
         model.parameter_count(),
         per_step * 1e3,
-        args.batch as f64 / per_step,
+        batch as f64 / per_step,
         flops / per_step / 1e9,
         expand * 1e3,
         peak
@@ -188,8 +228,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         use std::io::Write;
         let line = serde_json::json!({
-            "model": name, "batch": args.batch, "device": args.device,
-            "ms_per_step": per_step * 1e3, "images_per_second": args.batch as f64 / per_step,
+            "model": name, "batch": args.batch, "device": args.device.device,
+            "ms_per_step": per_step * 1e3, "images_per_second": batch as f64 / per_step,
             "gflops": flops / per_step / 1e9, "expand_ms": expand * 1e3, "peak_mib": peak,
             "parameters": model.parameter_count(),
         });

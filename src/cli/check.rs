@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
+
+use super::args::DeviceArgs;
 
 use crate::data::synthetic;
 use crate::model::check::check_model;
@@ -21,19 +23,19 @@ pub struct CheckArgs {
     #[arg(long)]
     pub run: Option<PathBuf>,
     /// Images per input kind.
-    #[arg(long, default_value_t = 4)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub batch: u16,
     /// Write the rows as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The compute device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Run `eqae check`.
 pub fn run(args: CheckArgs) -> Result<()> {
-    let device = crate::device::select(&args.device)?;
+    let device = args.device.select()?;
     // The untrained model and the random inputs come from the config's
     // training seed, so that repeated checks print the same numbers.
     let seed_from = |config: &crate::config::Config| device.seed(config.train.seed);
@@ -59,15 +61,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
         );
     };
     let s = config.data.image_size;
+    let batch = usize::from(args.batch);
     // Random pixels stress every layer; smooth centred shapes look like real
     // data and stay inside the canvas under any rotation.
-    let random = Tensor::<4>::random(
-        [args.batch, 1, s, s],
-        Distribution::Uniform(0.0, 1.0),
-        &device,
-    );
-    let shapes = synthetic::shapes(args.batch, s - 4, 5).augmented(s, true, 5);
-    let blobs = batch_tensor(&shapes, &(0..args.batch).collect::<Vec<_>>(), &device);
+    let random = Tensor::<4>::random([batch, 1, s, s], Distribution::Uniform(0.0, 1.0), &device);
+    let shapes = synthetic::shapes(batch, s - 4, 5).augmented(s, true, 5);
+    let blobs = batch_tensor(&shapes, &(0..batch).collect::<Vec<_>>(), &device);
     let mut rows = check_model(&model, &random, "random");
     rows.extend(check_model(&model, &blobs, "shapes"));
 
@@ -97,7 +96,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     println!("worst error over exact elements: {worst_exact:.2e}");
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
     if worst_exact > 1e-5 {
         bail!("equivariance broken: error {worst_exact:.2e} > 1e-5 for an exact element");

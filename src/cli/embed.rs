@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+
+use super::args::{DeviceArgs, HeadArg};
 use ndarray::Array1;
 use ndarray_npy::write_npy;
 
@@ -38,16 +40,20 @@ pub struct EmbedArgs {
     /// Which features (default: the model's first head; `v` dumps the raw
     /// equivariant embedding).
     #[arg(long, value_enum)]
-    pub head: Option<Head>,
+    pub head: Option<HeadArg>,
     /// Output `.npy` (float32, one row per image).
     #[arg(long)]
     pub out: PathBuf,
+    /// With --images: leave out files that cannot be read, decoded or
+    /// named (listed in `<out>_skipped.txt`) instead of stopping at the first.
+    #[arg(long, requires = "images")]
+    pub skip_bad: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The compute device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Run `eqae embed`.
@@ -55,12 +61,17 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if args.out.extension().and_then(|e| e.to_str()) != Some("npy") {
         bail!("--out {}: the output must end in .npy", args.out.display());
     }
-    let device = crate::device::select(&args.device)?;
+    let device = args.device.select()?;
     let run = RunDir::new(&args.run);
     let config = run.load_config()?;
     let model = run.load_model(&config, &device)?;
+    let mut skipped = Vec::new();
     let data = match &args.images {
-        Some(dir) => folder::load_folder(dir, config.data.image_size)?,
+        Some(dir) => {
+            let (data, bad) = folder::load_folder(dir, config.data.image_size, args.skip_bad)?;
+            skipped = bad;
+            data
+        }
         None => {
             let splits = load_splits(&config.data)?;
             match args.split {
@@ -70,29 +81,40 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             }
         }
     };
-    let head = args.head.unwrap_or(Head::defaults(config.model.kind)[0]);
+    let head = args
+        .head
+        .map(Head::from)
+        .unwrap_or(Head::defaults(config.model.kind)[0]);
     let started = std::time::Instant::now();
     let features = extract(&model, &config, head, &data, &device, args.quiet)?;
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the folder {} for --out", parent.display()))?;
     }
     write_npy(&args.out, &features)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    let stem = args.out.with_extension("");
-    let labels = Array1::from(data.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    let stem = args.out.with_extension("").display().to_string();
+    let side = |suffix: &str| PathBuf::from(format!("{stem}{suffix}"));
+    let write_text = |path: PathBuf, text: String| {
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
     if args.images.is_none() {
-        write_npy(format!("{}_labels.npy", stem.display()), &labels)?;
-        std::fs::write(
-            format!("{}_classes.txt", stem.display()),
-            data.class_names.join("\n") + "\n",
-        )?;
+        let labels = Array1::from(data.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+        let path = side("_labels.npy");
+        write_npy(&path, &labels).with_context(|| format!("cannot write {}", path.display()))?;
+        write_text(side("_classes.txt"), data.class_names.join("\n") + "\n")?;
     }
     if let Some(files) = &data.file_names {
-        std::fs::write(
-            format!("{}_files.txt", stem.display()),
-            files.join("\n") + "\n",
-        )?;
+        // names with line breaks or in other encodings were refused on loading
+        write_text(side("_files.txt"), files.join("\n") + "\n")?;
+    }
+    if args.skip_bad {
+        let lines: Vec<String> = skipped.iter().map(|e| e.to_string()).collect();
+        for line in &lines {
+            eprintln!("skipped {line}");
+        }
+        write_text(side("_skipped.txt"), lines.join("\n") + "\n")?;
     }
     println!(
         "{} images -> {} features ({:?}) in {:.1}s ({:.0} images/s): {}",

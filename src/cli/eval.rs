@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+
+use super::args::{DeviceArgs, HeadArg, PresetArg};
 
 use crate::data::load_splits;
 use crate::eval::evaluate_head;
@@ -20,16 +22,16 @@ pub struct EvalArgs {
     pub table: Option<u8>,
     /// Size of a table reproduction.
     #[arg(long, value_enum, default_value = "quick")]
-    pub preset: Preset,
+    pub preset: PresetArg,
     /// Seeds per row (0..seeds).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
     /// Trained run directories to evaluate.
     #[arg(long, num_args = 1..)]
     pub run: Vec<PathBuf>,
     /// Heads to evaluate (default: each model's own).
     #[arg(long, value_enum, num_args = 1..)]
-    pub head: Vec<Head>,
+    pub head: Vec<HeadArg>,
     /// Folder with the row configs.
     #[arg(long, default_value = "configs")]
     pub configs: PathBuf,
@@ -46,32 +48,33 @@ pub struct EvalArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The compute device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Run `eqae eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let device = crate::device::select(&args.device)?;
+    let device = args.device.select()?;
     if let Some(table) = args.table {
         let opts = TableOptions {
             table,
-            preset: args.preset,
-            seeds: args.seeds.max(1),
+            preset: args.preset.into(),
+            seeds: args.seeds,
             configs: args.configs.clone(),
             runs: args.runs.clone(),
             out: args.out.clone(),
             quiet: args.quiet,
         };
         let results = reproduce(&opts, &device)?;
-        println!("{}", markdown(table, args.preset, &results));
+        println!("{}", markdown(table, args.preset.into(), &results));
         return Ok(());
     }
     if args.run.is_empty() {
         bail!("give --table 1|2, or one or more --run directories");
     }
-    std::fs::create_dir_all(&args.out)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create --out {}", args.out.display()))?;
     let mut results = Vec::new();
     let mut figure_rows = Vec::new();
     for dir in &args.run {
@@ -82,7 +85,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let heads = if args.head.is_empty() {
             Head::defaults(config.model.kind)
         } else {
-            args.head.clone()
+            args.head.iter().copied().map(Head::from).collect()
         };
         for head in heads {
             let (scores, f_test) = evaluate_head(
@@ -118,20 +121,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
             });
         }
     }
-    if args.plots {
-        figures(&figure_rows, &args.out, "eval")?;
-    }
+    // the results first: a figure that fails must not lose them
     let md = markdown(0, Preset::Full, &results);
-    std::fs::write(
-        args.out.join("eval.json"),
-        serde_json::to_string_pretty(&results)?,
+    let (json_path, md_path) = (args.out.join("eval.json"), args.out.join("eval.md"));
+    RunDir::write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(&results)?.as_bytes(),
     )?;
-    std::fs::write(args.out.join("eval.md"), &md)?;
+    RunDir::write_atomic(&md_path, md.as_bytes())?;
     println!("{md}");
-    println!(
-        "written {} and {}",
-        args.out.join("eval.json").display(),
-        args.out.join("eval.md").display()
-    );
+    println!("written {} and {}", json_path.display(), md_path.display());
+    if args.plots {
+        for warning in figures(&figure_rows, &args.out, "eval") {
+            eprintln!("warning: {warning}");
+        }
+    }
     Ok(())
 }

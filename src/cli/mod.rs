@@ -1,10 +1,10 @@
 //! The command line: clap subcommands, one `run` function each.
 
+pub mod args;
 pub mod bench;
 pub mod check;
 pub mod embed;
 pub mod eval;
-pub mod progress;
 pub mod train;
 
 use std::path::PathBuf;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::args::DeviceArgs;
+
 use crate::data::load_splits;
 use crate::train::{train, RunDir, TrainOptions};
 
@@ -23,15 +25,15 @@ pub struct TrainArgs {
     /// No progress bars, one log line per epoch.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (burn's flex backend) or wgpu (needs --features wgpu).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The compute device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Run `eqae train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let config = super::load_config(args.config.as_ref())?;
-    let device = crate::device::select(&args.device)?;
+    let device = args.device.select()?;
     let data = load_splits(&config.data)?;
     let run = RunDir::new(args.runs.join(&config.name));
     let opts = TrainOptions {
@@ -40,6 +42,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         stop_after: None,
     };
     let s = train(&config, &run, &data, &device, &opts)?;
+    if s.trained_now == 0 {
+        println!(
+            "{} already trained for {} epochs (train.epochs = {}): nothing to do; run directory {}",
+            config.name,
+            s.epochs,
+            config.train.epochs,
+            run.root.display()
+        );
+        return Ok(());
+    }
     println!(
         "trained {} for {} epochs: validation MSE {:.5}, {:.0} images/s; run directory {}",
         config.name,

@@ -61,16 +61,3 @@ pub fn augment_images(
         })
         .collect()
 }
-
-/// Exact 90-degree rotations (counter-clockwise, `quarter_turns` times) of
-/// a square image, for tests.
-pub fn rotate90(img: &[f32], size: usize, quarter_turns: usize) -> Vec<f32> {
-    let g = crate::group::Group::cyclic(4);
-    crate::group::action::transform_square(img, size, &g, quarter_turns % 4)
-}
-
-/// Exact mirror (`x -> -x`) of a square image, for tests.
-pub fn flip(img: &[f32], size: usize) -> Vec<f32> {
-    let g = crate::group::Group::dihedral(4);
-    crate::group::action::transform_square(img, size, &g, 4)
-}

@@ -11,9 +11,9 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Read a whole file, gunzipping it when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    let raw = std::fs::read(path).map_err(|error| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -83,24 +83,4 @@ pub fn parse_images(
 pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
     header(bytes, path, LABELS_MAGIC, 1)?;
     Ok(bytes[8..].to_vec())
-}
-
-/// Encode images as IDX (for tests and fixtures).
-pub fn encode_images(pixels: &[u8], n: usize, rows: usize, cols: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + pixels.len());
-    for w in [IMAGES_MAGIC, n as u32, rows as u32, cols as u32] {
-        out.extend_from_slice(&w.to_be_bytes());
-    }
-    out.extend_from_slice(pixels);
-    out
-}
-
-/// Encode labels as IDX (for tests and fixtures).
-pub fn encode_labels(labels: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + labels.len());
-    for w in [LABELS_MAGIC, labels.len() as u32] {
-        out.extend_from_slice(&w.to_be_bytes());
-    }
-    out.extend_from_slice(labels);
-    out
 }

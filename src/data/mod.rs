@@ -20,12 +20,12 @@ use crate::config::{DataConfig, DatasetKind};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file was read but its contents are wrong.
     #[error("{path}: {message}")]

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::folder::{image_files, load_files};
+use super::folder::{image_files, listed_name, load_files};
 use super::{DataError, Dataset};
 
 /// Load every labelled image under `root/train`.
@@ -20,9 +20,9 @@ pub fn load_plankton(root: &Path, size: usize) -> Result<Dataset, DataError> {
                 .into(),
         });
     }
-    let read = std::fs::read_dir(&train).map_err(|source| DataError::Io {
+    let read = std::fs::read_dir(&train).map_err(|error| DataError::Io {
         path: train.clone(),
-        source,
+        error,
     })?;
     let mut classes: Vec<String> = read
         .filter_map(|e| e.ok())
@@ -44,12 +44,16 @@ pub fn load_plankton(root: &Path, size: usize) -> Result<Dataset, DataError> {
             hint: "expected train/<class name>/<id>.jpg".into(),
         });
     }
+    let names = files
+        .iter()
+        .map(|f| listed_name(f))
+        .collect::<Result<Vec<_>, _>>()?;
     let images = load_files(&files, size)?;
     Ok(Dataset {
         images,
         size,
         labels,
         class_names: classes,
-        file_names: Some(files.iter().map(|f| f.display().to_string()).collect()),
+        file_names: Some(names),
     })
 }

@@ -7,16 +7,16 @@ use burn::tensor::Device;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::progress;
 use crate::config::{Config, ModelKind};
 use crate::data::Dataset;
 use crate::invariant::{average_pooling, parse_elements, GramPooling};
 use crate::model::Autoencoder;
 use crate::nn::transform::to_vec;
+use crate::progress;
 use crate::train::batch_tensor;
 
 /// Which features to read from a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Head {
     /// The baseline's code (not invariant).

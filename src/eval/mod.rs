@@ -24,6 +24,14 @@ pub fn evaluate_head(
     quiet: bool,
     seed: u64,
 ) -> Result<(probes::ProbeScores, Array2<f32>)> {
+    for (split, set) in [("training", &data.train), ("test", &data.test)] {
+        if set.is_empty() {
+            anyhow::bail!(
+                "{}: the {split} split is empty; nothing to evaluate (check data.train_limit, data.test_limit and the data files)",
+                config.name
+            );
+        }
+    }
     let f_train = features::extract(model, config, head, &data.train, device, quiet)?;
     let f_test = features::extract(model, config, head, &data.test, device, quiet)?;
     let classes = data.train.class_names.len();

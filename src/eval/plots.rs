@@ -26,16 +26,22 @@ fn register_font() {
 }
 
 /// PCA projection onto the first `k` components and the explained variance
-/// ratio of the first `max_components` components.
+/// ratio of the first `max_components` components. Both shrink to what the
+/// data supports: at most `min(rows, columns)` components.
 pub fn pca(
     features: &Array2<f64>,
     k: usize,
     max_components: usize,
 ) -> Result<(Array2<f64>, Vec<f64>)> {
-    let mc = max_components
-        .min(features.ncols())
-        .min(features.nrows())
-        .max(k);
+    let supported = features.ncols().min(features.nrows());
+    let mc = max_components.max(k).min(supported);
+    if mc == 0 {
+        return Err(anyhow!(
+            "PCA needs at least one row and one column, got {}x{}",
+            features.nrows(),
+            features.ncols()
+        ));
+    }
     let model = Pca::params(mc)
         .fit(&DatasetBase::from(features.clone()))
         .map_err(|e| anyhow!("PCA failed: {e}"))?;
@@ -49,21 +55,37 @@ pub fn pca(
         .map(|s| s * s / dof / total)
         .collect();
     let projected = model.transform(DatasetBase::from(features.clone())).records;
-    Ok((projected.slice(ndarray::s![.., ..k]).to_owned(), ratio))
+    let mut out = Array2::zeros((features.nrows(), k));
+    let kept = k.min(projected.ncols());
+    out.slice_mut(ndarray::s![.., ..kept])
+        .assign(&projected.slice(ndarray::s![.., ..kept]));
+    Ok((out, ratio))
 }
 
-/// 2-D t-SNE (Barnes-Hut, linfa-tsne), seeded.
+/// Fewest rows t-SNE is run on (perplexity 2 needs 7).
+pub const TSNE_MIN_ROWS: usize = 7;
+
+/// 2-D t-SNE (linfa-tsne, exact gradients), seeded. The perplexity is 30,
+/// or less where there are too few rows for it.
 pub fn tsne(features: &Array2<f64>, seed: u64) -> Result<Array2<f64>> {
-    // t-SNE on a few hundred PCA dimensions is standard and much faster
+    let n = features.nrows();
+    if n < TSNE_MIN_ROWS {
+        return Err(anyhow!("{n} rows, t-SNE needs at least {TSNE_MIN_ROWS}"));
+    }
+    // t-SNE on 50 PCA dimensions is standard and much faster
     let reduced = if features.ncols() > 50 {
-        pca(features, 50, 50)?.0
+        pca(features, 50.min(n), 50)?.0
     } else {
         features.clone()
     };
-    let perplexity = (features.nrows() as f64 / 4.0).min(30.0);
+    // bhtsne needs n - 1 >= 3 * floor(perplexity)
+    let perplexity = ((n - 1) / 3).min(30) as f64;
+    // Exact gradients (threshold 0): the Barnes-Hut trees recurse without
+    // bound on small or clumped inputs and overflow the stack, and exact
+    // t-SNE of the at most 1,500 points drawn here takes seconds.
     TSneParams::embedding_size_with_rng(2, rand::rngs::SmallRng::seed_from_u64(seed))
         .perplexity(perplexity)
-        .approx_threshold(0.5)
+        .approx_threshold(0.0)
         .max_iter(500)
         .transform(reduced)
         .map_err(|e| anyhow!("t-SNE failed: {e}"))

@@ -256,8 +256,19 @@ pub fn run_all(
     classes: usize,
     seed: u64,
 ) -> Result<ProbeScores> {
+    anyhow::ensure!(
+        train.nrows() >= 2 && test.nrows() >= 1,
+        "probes need at least 2 training rows and 1 test row, got {} and {}",
+        train.nrows(),
+        test.nrows()
+    );
     let (tr, te) = standardize(train, test);
-    let (kmeans_accuracy, nmi) = kmeans(&te, y_test, classes, seed)?;
+    // k-means into more clusters than there are test rows is undefined
+    let (kmeans_accuracy, nmi) = if te.nrows() >= classes {
+        kmeans(&te, y_test, classes, seed)?
+    } else {
+        (f64::NAN, f64::NAN)
+    };
     Ok(ProbeScores {
         logistic: logistic(&tr, y_train, &te, y_test)?,
         mlp: mlp(&tr, y_train, &te, y_test, classes, seed),

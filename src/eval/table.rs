@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use serde::Serialize;
 
@@ -77,7 +77,7 @@ pub fn paper_rows(table: u8) -> Vec<PaperRow> {
 }
 
 /// Size of a reproduction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// 5,000 training and 2,000 test images, 3 epochs: tens of minutes on 2 cores.
@@ -161,7 +161,18 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 }
                 let data = &data_cache[&key];
                 let run = RunDir::new(runs_root.join(&config.name));
-                if !run.model().exists() {
+                if run.model().exists() {
+                    // a finished run is reused only when it is this row's run
+                    let changed = run.load_config()?.diff(&config);
+                    if !changed.is_empty() {
+                        bail!(
+                            "{} was trained with another config than {} (preset {preset_name}) gives now ({}); delete that folder to train it again",
+                            run.root.display(),
+                            path.display(),
+                            changed.join(", ")
+                        );
+                    }
+                } else {
                     let topts = TrainOptions {
                         quiet: opts.quiet,
                         resume: true,
@@ -218,45 +229,73 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
         }
     }
     let stem = format!("table{}_{preset_name}", opts.table);
-    figures(&figure_rows, &opts.out, &stem)?;
+    for warning in figures(&figure_rows, &opts.out, &stem) {
+        eprintln!("warning: {warning}");
+    }
     Ok(results)
 }
 
 /// PCA and t-SNE scatter plots of the first row (the baseline) and the
 /// last row (the paper's best, Gram pooling D12), and the explained
-/// variance ratio of every row (paper Figures 1, 7 and 8).
+/// variance ratio of every row (paper Figures 1, 7 and 8). A figure that
+/// the data cannot support (too few rows for t-SNE, say) is left out;
+/// the returned lines say which and why.
 pub fn figures(
     rows: &[(String, ndarray::Array2<f32>, Vec<usize>)],
     out: &Path,
     stem: &str,
-) -> Result<()> {
+) -> Vec<String> {
     use super::plots::{explained_variance, pca, scatter, tsne};
     use super::probes::standardize;
+    let mut warnings = Vec::new();
     let mut curves = Vec::new();
     for (k, (name, features, labels)) in rows.iter().enumerate() {
         let n = features.nrows().min(1500);
+        if n < 3 {
+            warnings.push(format!(
+                "{name}: {n} test rows, too few for PCA or t-SNE; no figures"
+            ));
+            continue;
+        }
         let (x, _) = standardize(features, &features.slice(ndarray::s![..0, ..]).to_owned());
         let x = x.slice(ndarray::s![..n, ..]).to_owned();
-        let (proj, ratio) = pca(&x, 2, 20)?;
-        curves.push((name.clone(), ratio));
+        let slug = name.to_lowercase().replace(' ', "_");
+        let drawn = pca(&x, 2, 20).and_then(|(proj, ratio)| {
+            curves.push((name.clone(), ratio));
+            if k == 0 || k + 1 == rows.len() {
+                scatter(
+                    &proj,
+                    &labels[..n],
+                    &format!("PCA: {name}"),
+                    &out.join(format!("{stem}_pca_{slug}.png")),
+                )?;
+            }
+            Ok(())
+        });
+        if let Err(e) = drawn {
+            warnings.push(format!("{name}: no PCA figure: {e:#}"));
+        }
         if k == 0 || k + 1 == rows.len() {
-            let slug = name.to_lowercase().replace(' ', "_");
-            scatter(
-                &proj,
-                &labels[..n],
-                &format!("PCA: {name}"),
-                &out.join(format!("{stem}_pca_{slug}.png")),
-            )?;
-            let emb = tsne(&x, 0)?;
-            scatter(
-                &emb,
-                &labels[..n],
-                &format!("t-SNE: {name}"),
-                &out.join(format!("{stem}_tsne_{slug}.png")),
-            )?;
+            let drawn = tsne(&x, 0).and_then(|emb| {
+                scatter(
+                    &emb,
+                    &labels[..n],
+                    &format!("t-SNE: {name}"),
+                    &out.join(format!("{stem}_tsne_{slug}.png")),
+                )
+            });
+            if let Err(e) = drawn {
+                warnings.push(format!("{name}: no t-SNE figure: {e:#}"));
+            }
         }
     }
-    explained_variance(&curves, &out.join(format!("{stem}_explained_variance.png")))
+    if !curves.is_empty() {
+        let path = out.join(format!("{stem}_explained_variance.png"));
+        if let Err(e) = explained_variance(&curves, &path) {
+            warnings.push(format!("no explained-variance figure: {e:#}"));
+        }
+    }
+    warnings
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {

@@ -49,7 +49,7 @@ impl GroupKind {
 
     /// The group whose elements act exactly on the pixel grid and that the
     /// spatial network is built for: C4 for C4/C12, D4 for D4, C4 for D12
-    /// (D12 mirrors the input itself, see `model::multi`).
+    /// (D12 mirrors the input itself, see `model::branches`).
     pub fn grid_group(self) -> Group {
         match self {
             GroupKind::D4 => Group::dihedral(4),
@@ -239,16 +239,6 @@ impl Group {
             (k, true) => format!("R^{k} M"),
         }
     }
-}
-
-/// Apply a row gather `perm` to a row-major `rows x cols` matrix:
-/// `out[g] = v[perm[g]]`.
-pub fn permute_rows(v: &[f32], cols: usize, perm: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(v.len());
-    for &p in perm {
-        out.extend_from_slice(&v[p * cols..(p + 1) * cols]);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -58,3 +58,35 @@ pub fn forward_flops(config: &ModelConfig, size: usize) -> f64 {
     }
     total
 }
+
+/// Rough upper estimate of the memory one image takes in a training step,
+/// in bytes: every feature map the forward pass keeps for the backward
+/// (convolution outputs, pooled maps, the largest im2col buffer), for each
+/// branch, counted three times (the maps, their gradients, scratch). Used
+/// to refuse a batch that cannot fit before allocating it.
+pub fn training_bytes(config: &ModelConfig, size: usize) -> f64 {
+    let k = config.kernel;
+    let (n, nb, widen) = match config.kind {
+        ModelKind::Baseline => (1, 1, 4),
+        _ => {
+            let g = config.group;
+            (
+                g.grid_group().order(),
+                g.group().order() / g.grid_group().order(),
+                1,
+            )
+        }
+    };
+    let mut maps = (size * size) as f64; // the input
+    let mut im2col = 0.0f64;
+    let mut c_in = n;
+    for (i, &c) in config.channels.iter().enumerate() {
+        let side = (size >> i) as f64;
+        let c = (c * n * widen) as f64;
+        // encoder: conv output and pooled map; decoder: upsampled and conv output
+        maps += 2.0 * (c * side * side + c * side * side / 4.0);
+        im2col = im2col.max(c_in.max(c as usize) as f64 * (k * k) as f64 * side * side);
+        c_in = c as usize;
+    }
+    3.0 * 4.0 * nb as f64 * (maps + im2col)
+}

@@ -41,3 +41,66 @@ pub fn blob_images(batch: usize, size: usize, seed: u64) -> Tensor<4> {
     }
     Tensor::from_data(TensorData::new(data, [batch, 1, size, size]), &device())
 }
+
+/// IDX image file bytes (MNIST's format): magic, count, rows, cols, pixels.
+pub fn idx_images(pixels: &[u8], n: usize, rows: usize, cols: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + pixels.len());
+    for w in [0x0803u32, n as u32, rows as u32, cols as u32] {
+        out.extend_from_slice(&w.to_be_bytes());
+    }
+    out.extend_from_slice(pixels);
+    out
+}
+
+/// IDX label file bytes: magic, count, labels.
+pub fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + labels.len());
+    for w in [0x0801u32, labels.len() as u32] {
+        out.extend_from_slice(&w.to_be_bytes());
+    }
+    out.extend_from_slice(labels);
+    out
+}
+
+/// Exact 90-degree rotations (counter-clockwise, `quarter_turns` times) of
+/// a square image.
+pub fn rotate90(img: &[f32], size: usize, quarter_turns: usize) -> Vec<f32> {
+    let g = eqae::group::Group::cyclic(4);
+    eqae::group::action::transform_square(img, size, &g, quarter_turns % 4)
+}
+
+/// Exact mirror (`x -> -x`) of a square image.
+pub fn flip(img: &[f32], size: usize) -> Vec<f32> {
+    let g = eqae::group::Group::dihedral(4);
+    eqae::group::action::transform_square(img, size, &g, 4)
+}
+
+/// A fake MNIST-format data set under `root/<name>`: `train` and `test`
+/// 28x28 images with a textured square in the middle, labels cycling 0..10.
+pub fn fake_mnist(root: &std::path::Path, name: &str, train: usize, test: usize) {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (stem, n) in [("train", train), ("t10k", test)] {
+        let pixels: Vec<u8> = (0..n * 28 * 28)
+            .map(|i| {
+                let (y, x) = ((i / 28) % 28, i % 28);
+                if (6..22).contains(&y) && (6..22).contains(&x) {
+                    ((i * 37 + n) % 251) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        std::fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            idx_images(&pixels, n, 28, 28),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            idx_labels(&labels),
+        )
+        .unwrap();
+    }
+}

@@ -1,0 +1,69 @@
+//! Arguments shared by several subcommands, and the command-line spelling
+//! of library enums (clap stays in `cli`; the library knows nothing of it).
+
+use anyhow::Result;
+use burn::tensor::Device;
+use clap::{Args, ValueEnum};
+
+use crate::eval::features::Head;
+use crate::eval::table::Preset;
+
+/// `--device`, the same for every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// cpu (burn's flex backend) or wgpu (needs a build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    /// The device named.
+    pub fn select(&self) -> Result<Device> {
+        crate::device::select(&self.device)
+    }
+}
+
+/// Which features to read (see [`Head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HeadArg {
+    /// The baseline's code (not invariant).
+    Code,
+    /// Average pooling over the rows of V.
+    Average,
+    /// Gram pooling (plus rotation autocorrelations).
+    Gram,
+    /// The equivariant attention model's invariant code.
+    Attention,
+    /// The raw equivariant embedding V, flattened row-major (not invariant).
+    V,
+}
+
+impl From<HeadArg> for Head {
+    fn from(h: HeadArg) -> Head {
+        match h {
+            HeadArg::Code => Head::Code,
+            HeadArg::Average => Head::Average,
+            HeadArg::Gram => Head::Gram,
+            HeadArg::Attention => Head::Attention,
+            HeadArg::V => Head::V,
+        }
+    }
+}
+
+/// Size of a table reproduction (see [`Preset`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// 5,000 training and 2,000 test images, 3 epochs: tens of minutes on 2 cores.
+    Quick,
+    /// The configs as written (all images, their epochs): hours on 2 cores.
+    Full,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Preset {
+        match p {
+            PresetArg::Quick => Preset::Quick,
+            PresetArg::Full => Preset::Full,
+        }
+    }
+}
