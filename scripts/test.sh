@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test suite, on a fresh machine as on CI: prepares what the tests need,
+# then runs cargo's tests. One test reads `eqae embed` output with numpy (a
+# real client of the .npy format); when the system Python has no numpy, it
+# is installed into a virtual environment under target/ (not system-wide).
+#
+#   scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${EQAE_PYTHON:-python3}
+if ! "$python" -c "import numpy" 2>/dev/null; then
+    venv=target/pyenv
+    if ! "$venv/bin/python" -c "import numpy" 2>/dev/null; then
+        echo "test.sh: numpy not found; installing it into $venv" >&2
+        command -v python3 >/dev/null || { echo "error: python3 is needed by the tests (apt-get install python3)" >&2; exit 1; }
+        mkdir -p target
+        if ! python3 -m venv "$venv" 2>/dev/null; then
+            # Debian's python3 without the venv module
+            rm -rf "$venv"
+            if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+                apt-get install -y -qq python3-venv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+            fi
+            python3 -m venv "$venv"
+        fi
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
+    fi
+    python=$PWD/$venv/bin/python
+fi
+export EQAE_PYTHON=$python
+
+cargo test --release "$@"
