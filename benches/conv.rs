@@ -13,7 +13,7 @@ use std::time::Instant;
 use burn::tensor::module::{conv2d as burn_conv2d, conv_transpose2d as burn_conv_transpose2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Distribution, Tensor};
-use eqae::nn::fast_conv::{conv2d, conv_transpose2d};
+use eqae::nn::ops::{conv2d, conv_transpose2d};
 
 struct Layer {
     name: &'static str,

@@ -14,8 +14,9 @@ use burn::tensor::{Device, Distribution, Gradients, Tensor};
 use eqae::config::{ModelConfig, ModelKind};
 use eqae::group::GroupKind;
 use eqae::model::Autoencoder;
-use eqae::nn::fast_conv::with_stock_ops;
+use eqae::nn::ops::with_stock_ops;
 use eqae::nn::transform::to_vec;
+use eqae::train::objective;
 
 /// Every parameter's gradient, in the module's visiting order.
 struct CollectGradients<'a> {
@@ -33,8 +34,8 @@ impl ModuleVisitor for CollectGradients<'_> {
 
 /// Loss and parameter gradients of one forward and backward pass.
 fn loss_and_gradients(model: &Autoencoder, x: &Tensor<4>) -> (f32, Vec<Vec<f32>>) {
-    let out = model.forward(x.clone());
-    let loss = (out.reconstruction - x.clone()).powi_scalar(2).mean();
+    // the training objective (no attention here: plain reconstruction MSE)
+    let loss = objective(model, x.clone(), 0.0).loss;
     let grads = loss.backward();
     let mut collect = CollectGradients {
         grads: &grads,

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 
@@ -16,6 +16,7 @@ use crate::config::{ModelConfig, ModelKind};
 use crate::group::GroupKind;
 use crate::model::flops::forward_flops;
 use crate::model::Autoencoder;
+use crate::train::train_step;
 
 /// Arguments of `eqae bench`.
 #[derive(Args, Debug)]
@@ -179,34 +180,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let device = args.device.select()?.autodiff();
     device.seed(0);
     let mut model = Autoencoder::new(&config, SIZE, &device);
-    let mut optim = AdamConfig::new().init();
+    let mut optim: ModuleOptimizer = AdamConfig::new().init();
+    let train = crate::config::TrainConfig::default();
     let x = Tensor::<4>::random(
         [batch, 1, SIZE, SIZE],
         Distribution::Uniform(0.0, 1.0),
         &device,
     );
-    let mut step = |model: Autoencoder| {
-        let out = model.forward(x.clone());
-        let loss = (out.reconstruction - x.clone()).powi_scalar(2).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = optim.step(1e-3, model, grads);
+    // the training loop's own step (random inputs: the loss stays finite)
+    let mut step = |model: Autoencoder| -> Result<Autoencoder> {
+        let (model, _) = train_step(model, &mut optim, x.clone(), &train)
+            .map_err(|loss| anyhow::anyhow!("the benchmark's loss became {loss}"))?;
         let _ = device.sync();
-        model
+        Ok(model)
     };
     for _ in 0..2 {
-        model = step(model);
+        model = step(model)?;
     }
     let started = Instant::now();
     for _ in 0..steps {
-        model = step(model);
+        model = step(model)?;
     }
     let per_step = started.elapsed().as_secs_f64() / steps as f64;
-    // Filter expansion alone, forward only (its backward is a scatter of the same size).
+    // Filter expansion alone, forward only (its backward is a scatter of the
+    // same size): what freezing the model for inference does once.
     let expand = match &model {
         Autoencoder::Equivariant(m) => {
             let t = Instant::now();
             for _ in 0..steps {
-                m.expand_all_filters();
+                drop(m.clone().freeze());
             }
             let _ = device.sync();
             t.elapsed().as_secs_f64() / steps as f64

@@ -88,14 +88,19 @@ impl Dataset {
         &self.images[i * p..(i + 1) * p]
     }
 
+    /// The pixels of the images at `indices`, one after the other: a batch.
+    pub fn gather(&self, indices: &[usize]) -> Vec<f32> {
+        let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size);
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        pixels
+    }
+
     /// The images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * self.size * self.size);
-        for &i in indices {
-            images.extend_from_slice(self.image(i));
-        }
         Dataset {
-            images,
+            images: self.gather(indices),
             size: self.size,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),

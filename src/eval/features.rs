@@ -2,7 +2,6 @@
 //! code, the baseline's code, or V itself.
 
 use anyhow::{bail, Result};
-use burn::module::Module;
 use burn::tensor::Device;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -62,7 +61,7 @@ pub fn extract(
     device: &Device,
     quiet: bool,
 ) -> Result<Array2<f32>> {
-    let model = model.valid();
+    let model = model.for_inference();
     let device = device.clone().without_autodiff();
     let gram = match (&model, head) {
         (Autoencoder::Equivariant(m), Head::Gram) => {

@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use std::f64::consts::SQRT_2;
 
-use crate::nn::{activation, fast_conv, LEAKY_SLOPE};
+use crate::nn::{activation, ops, LEAKY_SLOPE};
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
@@ -113,14 +113,14 @@ impl BaselineAutoencoder {
 }
 
 /// A same-padded stride-1 `conv`, with the activation fused if `activated`:
-/// the layer's own parameters through [`crate::nn::fast_conv`] (our CPU
+/// the layer's own parameters through [`crate::nn::ops`] (our CPU
 /// kernels on flex, burn's conv2d elsewhere).
 fn same_conv(conv: &Conv2d, x: Tensor<4>, activated: bool) -> Tensor<4> {
     let weight = conv.weight.val();
     let [co, _, k, _] = weight.dims();
     let bias = bias_or_zeros(conv.bias.as_ref(), co, &x);
     let slope = activated.then_some(LEAKY_SLOPE);
-    fast_conv::conv2d(x, weight, bias, 1, k / 2, slope)
+    ops::conv2d(x, weight, bias, 1, k / 2, slope)
 }
 
 /// The decoder's 2x upsampling `up` (stride = kernel = 2), then the activation.
@@ -128,7 +128,7 @@ fn upsample(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     let weight = up.weight.val();
     let [_, co, k, _] = weight.dims();
     let bias = bias_or_zeros(up.bias.as_ref(), co, &x);
-    fast_conv::conv_transpose2d(x, weight, bias, k, 0, Some(LEAKY_SLOPE))
+    ops::conv_transpose2d(x, weight, bias, k, 0, Some(LEAKY_SLOPE))
 }
 
 fn bias_or_zeros(bias: Option<&Param<Tensor<1>>>, channels: usize, x: &Tensor<4>) -> Tensor<1> {

@@ -259,23 +259,19 @@ impl EquivariantAutoencoder {
         (self.decode(v), enc)
     }
 
-    /// Expand every filter bank and group-linear weight once (what a
-    /// forward pass does before its convolutions); for the benchmark's split.
-    pub fn expand_all_filters(&self) -> Vec<f32> {
-        let enc = &self.encoder;
-        let mut sums = vec![
-            enc.lift.expanded_weight().sum(),
-            enc.collapse.expanded_weight().sum(),
-        ];
-        sums.extend(enc.stages.iter().map(|c| c.expanded_weight().sum()));
-        sums.extend(self.decoder.expanded_weights().into_iter().map(|w| w.sum()));
-        sums.extend(
-            self.enc_linear
-                .iter()
-                .chain(&self.dec_linear)
-                .map(|l| l.expanded_weight().sum()),
-        );
-        sums.into_iter().map(|s| s.into_scalar::<f32>()).collect()
+    /// The same model with every filter bank and group-linear weight
+    /// expanded once: inference (`embed`, `eval`, `check`) then runs only the
+    /// products. Call on fixed weights (after loading, on `valid()`).
+    pub fn freeze(self) -> Self {
+        let freeze =
+            |layers: Vec<GroupLinear>| layers.into_iter().map(GroupLinear::freeze).collect();
+        EquivariantAutoencoder {
+            encoder: self.encoder.freeze(),
+            enc_linear: freeze(self.enc_linear),
+            dec_linear: freeze(self.dec_linear),
+            decoder: self.decoder.freeze(),
+            ..self
+        }
     }
 
     /// The attention block, if this is an attention model.

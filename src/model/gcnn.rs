@@ -69,6 +69,16 @@ impl GcnnEncoder {
         }
     }
 
+    /// The same encoder with every filter bank expanded once, for inference.
+    pub fn freeze(self) -> Self {
+        GcnnEncoder {
+            lift: self.lift.freeze(),
+            stages: self.stages.into_iter().map(GroupConv::freeze).collect(),
+            collapse: self.collapse.freeze(),
+            n: self.n,
+        }
+    }
+
     /// # Shapes
     /// `[B, 1, S, S] -> [B, N, L]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
@@ -133,14 +143,20 @@ impl GcnnDecoder {
         }
     }
 
-    /// Every expanded filter bank of the decoder (for the benchmark).
-    pub fn expanded_weights(&self) -> Vec<Tensor<4>> {
-        let mut w = vec![self.expand.expanded_weight()];
-        for s in &self.stages {
-            w.push(s.up.expanded_weight());
-            w.push(s.conv.expanded_weight());
+    /// The same decoder with every filter bank expanded once, for inference.
+    pub fn freeze(self) -> Self {
+        GcnnDecoder {
+            expand: self.expand.freeze(),
+            stages: self
+                .stages
+                .into_iter()
+                .map(|s| DecoderStage {
+                    up: s.up.freeze(),
+                    conv: s.conv.freeze(),
+                })
+                .collect(),
+            n: self.n,
         }
-        w
     }
 
     /// # Shapes

@@ -65,8 +65,50 @@ impl Autoencoder {
         }
     }
 
+    /// The same model prepared for inference with fixed weights: no
+    /// autodiff, and every filter bank expanded once instead of per call.
+    pub fn for_inference(&self) -> Self {
+        match self.valid() {
+            Autoencoder::Equivariant(m) => Autoencoder::Equivariant(m.freeze()),
+            baseline => baseline,
+        }
+    }
+
     /// Number of trainable scalars.
     pub fn parameter_count(&self) -> usize {
         self.num_params()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::GroupKind;
+    use burn::tensor::Distribution;
+
+    /// Freezing changes when the filter banks are expanded, not the function.
+    #[test]
+    fn a_model_frozen_for_inference_computes_the_same() {
+        let device = Device::flex();
+        for (kind, group) in [
+            (ModelKind::Equivariant, GroupKind::D12),
+            (ModelKind::Attention, GroupKind::C4),
+            (ModelKind::Baseline, GroupKind::D4),
+        ] {
+            let config = ModelConfig {
+                kind,
+                group,
+                channels: vec![2, 3],
+                latent: 4,
+                group_linear: vec![5],
+                code: 6,
+                ..ModelConfig::default()
+            };
+            let model = Autoencoder::new(&config, 16, &device);
+            let x = Tensor::<4>::random([3, 1, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
+            let plain = model.valid().forward(x.clone()).reconstruction;
+            let frozen = model.for_inference().forward(x).reconstruction;
+            assert_eq!(plain.into_data(), frozen.into_data(), "{kind:?} {group:?}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::fast_conv::{conv2d, conv_transpose2d, expand_filters};
+use super::ops::{conv2d, conv_transpose2d, expand_filters};
 
 use super::filter_bank::filter_bank_indices;
 use super::LEAKY_SLOPE;
@@ -29,6 +29,10 @@ pub struct FilterBank {
     n: usize,
     n_in: usize,
     kernel: usize,
+    /// The expanded bank, kept by [`FilterBank::freeze`] for inference (not
+    /// saved; never set while training, where the weights change every step).
+    #[module(skip)]
+    frozen: Option<Tensor<4>>,
 }
 
 impl FilterBank {
@@ -68,11 +72,22 @@ impl FilterBank {
             n,
             n_in,
             kernel,
+            frozen: None,
         }
     }
 
+    /// The same bank with its expansion done once and kept: for inference
+    /// with fixed weights.
+    fn freeze(self) -> Self {
+        let frozen = Some(self.expanded_weight());
+        FilterBank { frozen, ..self }
+    }
+
     /// The expanded filter bank `[Co * N, Ci * Nin, k, k]`.
-    pub fn expanded_weight(&self) -> Tensor<4> {
+    fn expanded_weight(&self) -> Tensor<4> {
+        if let Some(w) = &self.frozen {
+            return w.clone();
+        }
         let [c_out, c_in, _] = self.weight.dims();
         let (n, n_in, k) = (self.n, self.n_in, self.kernel);
         // # Shapes: [Co, Ci, Nin*k*k] -> [Co, N, Ci, Nin*k*k] -> [Co*N, Ci*Nin, k, k]
@@ -134,9 +149,12 @@ impl LiftingConv {
         }
     }
 
-    /// The expanded filter bank.
-    pub fn expanded_weight(&self) -> Tensor<4> {
-        self.bank.expanded_weight()
+    /// The same layer with its filter bank expanded once, for inference.
+    pub fn freeze(self) -> Self {
+        Self {
+            bank: self.bank.freeze(),
+            ..self
+        }
     }
 
     /// # Shapes
@@ -206,9 +224,12 @@ impl GroupConv {
         }
     }
 
-    /// The expanded filter bank.
-    pub fn expanded_weight(&self) -> Tensor<4> {
-        self.bank.expanded_weight()
+    /// The same layer with its filter bank expanded once, for inference.
+    pub fn freeze(self) -> Self {
+        Self {
+            bank: self.bank.freeze(),
+            ..self
+        }
     }
 
     /// # Shapes
@@ -263,9 +284,12 @@ impl GroupConvTranspose {
         }
     }
 
-    /// The expanded filter bank (of the adjoint convolution).
-    pub fn expanded_weight(&self) -> Tensor<4> {
-        self.bank.expanded_weight()
+    /// The same layer with its filter bank expanded once, for inference.
+    pub fn freeze(self) -> Self {
+        Self {
+            bank: self.bank.freeze(),
+            ..self
+        }
     }
 
     /// # Shapes

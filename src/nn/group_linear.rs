@@ -26,6 +26,9 @@ pub struct GroupLinear {
     n: usize,
     c_in: usize,
     c_out: usize,
+    /// The expanded weight, kept by [`GroupLinear::freeze`] for inference.
+    #[module(skip)]
+    frozen: Option<Tensor<2>>,
 }
 
 impl GroupLinear {
@@ -46,11 +49,21 @@ impl GroupLinear {
             n,
             c_in,
             c_out,
+            frozen: None,
         }
+    }
+
+    /// The same layer with its weight expanded once, for inference.
+    pub fn freeze(self) -> Self {
+        let frozen = Some(self.expanded_weight());
+        GroupLinear { frozen, ..self }
     }
 
     /// The expanded weight `[N * Ci, N * Co]`, rows `(h, c)`, columns `(g, c')`.
     pub fn expanded_weight(&self) -> Tensor<2> {
+        if let Some(w) = &self.frozen {
+            return w.clone();
+        }
         let (n, ci, co) = (self.n, self.c_in, self.c_out);
         self.weight
             .val()

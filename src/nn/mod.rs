@@ -1,10 +1,18 @@
-//! Equivariant layers (burn modules) and the index tables they consume.
+//! Equivariant layers (burn modules), the index tables they consume, and
+//! the operations under them:
+//! - [`gconv`], [`group_linear`]: the layers; [`filter_bank`]: their index tables;
+//! - [`ops`]: the operations the layers call, dispatching by backend;
+//! - [`extension`]: the backend-extension interface our kernels implement;
+//!   `autodiff`: its backward, for any backend; [`cpu`]: the CPU kernels;
+//! - [`transform`]: group actions on tensors.
 
-pub mod conv_kernel;
-pub mod fast_conv;
+mod autodiff;
+pub mod cpu;
+pub mod extension;
 pub mod filter_bank;
 pub mod gconv;
 pub mod group_linear;
+pub mod ops;
 pub mod transform;
 
 pub use gconv::{GroupConv, GroupConvTranspose, LiftingConv};
@@ -17,20 +25,20 @@ use burn::tensor::Tensor;
 /// (every unit negative for every input) within a few dozen Adam steps on
 /// the D12 model; the leak keeps a gradient everywhere.
 ///
-/// On the CPU a fused kernel with its own backward ([`fast_conv::leaky_relu`]):
+/// On the CPU a fused kernel with its own backward ([`ops::leaky_relu`]):
 /// burn's `leaky_relu` on flex cost 54 ms per 2M values forward and
 /// backward (a masked select), an autodiff composition 11 ms.
 ///
 /// Where a convolution comes first, its `forward_activated` fuses the two.
 pub fn activation<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    fast_conv::leaky_relu(x, LEAKY_SLOPE)
+    ops::leaky_relu(x, LEAKY_SLOPE)
 }
 
 /// Negative slope of [`activation`].
 pub const LEAKY_SLOPE: f32 = 0.1;
 
 /// 2x2 average pooling, stride 2 (fused on the CPU).
-pub use fast_conv::avg_pool2;
+pub use ops::avg_pool2;
 
 #[cfg(test)]
 mod tests {

@@ -9,14 +9,13 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::Config;
+use crate::config::{Config, TrainConfig};
 use crate::data::{Dataset, Splits};
 use crate::model::Autoencoder;
 use crate::progress;
@@ -50,12 +49,72 @@ pub struct TrainSummary {
 
 /// `[B, 1, S, S]` tensor of the images at `indices`.
 pub fn batch_tensor(data: &Dataset, indices: &[usize], device: &Device) -> Tensor<4> {
-    let s = data.size;
-    let mut buf = Vec::with_capacity(indices.len() * s * s);
-    for &i in indices {
-        buf.extend_from_slice(data.image(i));
+    images_tensor(data.gather(indices), data.size, device)
+}
+
+/// `[B, 1, S, S]` tensor of `B` images of `S x S` pixels, one after the other.
+pub fn images_tensor(pixels: Vec<f32>, size: usize, device: &Device) -> Tensor<4> {
+    let b = pixels.len() / (size * size).max(1);
+    Tensor::from_data(TensorData::new(pixels, [b, 1, size, size]), device)
+}
+
+/// The training objective of one batch and its parts.
+pub struct Objective {
+    /// Reconstruction MSE, plus `entropy_weight` times the attention
+    /// entropy for attention models (paper Eq. 16).
+    pub loss: Tensor<1>,
+    /// The mean attention entropy (attention models).
+    pub entropy: Option<Tensor<1>>,
+}
+
+/// The objective the autoencoders are trained on, for the batch `x`.
+///
+/// # Shapes
+/// `x [B, 1, S, S]` -> `[1]`
+pub fn objective(model: &Autoencoder, x: Tensor<4>, entropy_weight: f64) -> Objective {
+    let out = model.forward(x.clone());
+    let loss = (out.reconstruction - x).powi_scalar(2).mean();
+    match out.weights {
+        Some(w) => {
+            let h = attention_entropy(w);
+            Objective {
+                loss: loss + h.clone() * entropy_weight,
+                entropy: Some(h),
+            }
+        }
+        None => Objective {
+            loss,
+            entropy: None,
+        },
     }
-    Tensor::from_data(TensorData::new(buf, [indices.len(), 1, s, s]), device)
+}
+
+/// What one optimisation step saw.
+#[derive(Clone, Copy, Debug)]
+pub struct StepStats {
+    /// The batch's loss before the step.
+    pub loss: f64,
+    /// The batch's mean attention entropy (attention models).
+    pub entropy: Option<f64>,
+}
+
+/// One optimisation step on the batch `x`: objective, backward, Adam. A
+/// non-finite loss is returned as `Err(loss)` before any weight changes.
+pub fn train_step(
+    model: Autoencoder,
+    optim: &mut ModuleOptimizer,
+    x: Tensor<4>,
+    t: &TrainConfig,
+) -> std::result::Result<(Autoencoder, StepStats), f64> {
+    let objective = objective(&model, x, t.entropy_weight);
+    let loss = objective.loss.clone().into_scalar::<f32>() as f64;
+    if !loss.is_finite() {
+        return Err(loss);
+    }
+    let entropy = objective.entropy.map(|h| h.into_scalar::<f32>() as f64);
+    let grads = GradientsParams::from_grads(objective.loss.backward(), &model);
+    let model = optim.step(t.learning_rate, model, grads);
+    Ok((model, StepStats { loss, entropy }))
 }
 
 /// Mean entropy `H(w) = -sum_t w_t log w_t` over the batch.
@@ -74,7 +133,7 @@ pub fn reconstruction_loss(
     batch: usize,
     device: &Device,
 ) -> f64 {
-    let model = model.valid();
+    let model = model.for_inference();
     let device = device.clone().without_autodiff();
     let (mut total, mut count) = (0.0f64, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
@@ -216,16 +275,12 @@ pub fn train(
         let mut seen = 0usize;
 
         // Batches are assembled on a background thread while the model trains.
-        let (tx, rx) = sync_channel::<(Vec<f32>, usize)>(2);
+        let (tx, rx) = sync_channel::<Vec<f32>>(2);
         let train_set = &data.train;
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
                 for idx in &batches {
-                    let mut buf = Vec::with_capacity(idx.len() * train_set.size * train_set.size);
-                    for &i in idx {
-                        buf.extend_from_slice(train_set.image(i));
-                    }
-                    if tx.send((buf, idx.len())).is_err() {
+                    if tx.send(train_set.gather(idx)).is_err() {
                         break; // the trainer stopped: an error or a panic
                     }
                 }
@@ -233,36 +288,32 @@ pub fn train(
             // Owned by this closure, so an early return or a panic drops it,
             // which ends the loader's blocked `send` and lets the scope join.
             let rx = rx;
-            let s = train_set.size;
-            for (step, (buf, n)) in rx.iter().enumerate() {
-                let x = Tensor::<4>::from_data(TensorData::new(buf, [n, 1, s, s]), &device);
-                let out = model.forward(x.clone());
-                let mse = (out.reconstruction - x).powi_scalar(2).mean();
-                let mut loss = mse;
-                if let Some(w) = out.weights {
-                    let h = attention_entropy(w);
-                    entropy_sum += h.clone().into_scalar::<f32>() as f64;
-                    loss = loss + h * t.entropy_weight;
-                }
-                let value = loss.clone().into_scalar::<f32>() as f64;
-                if !value.is_finite() {
-                    bar.abandon();
-                    let kept = match run.latest_checkpoint()? {
-                        Some((e, dir)) => format!(
-                            "the last good checkpoint (epoch {e}) is kept in {}",
-                            dir.display()
-                        ),
-                        None => "no checkpoint was written yet".to_string(),
-                    };
-                    bail!(
-                        "loss became {value} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
-                        epoch + 1,
-                        step + 1
-                    );
-                }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(t.learning_rate, model.clone(), grads);
-                loss_sum += value;
+            for (step, pixels) in rx.iter().enumerate() {
+                let x = images_tensor(pixels, train_set.size, &device);
+                let n = x.dims()[0];
+                let stats = match train_step(model.clone(), &mut optim, x, t) {
+                    Ok((next, stats)) => {
+                        model = next;
+                        stats
+                    }
+                    Err(value) => {
+                        bar.abandon();
+                        let kept = match run.latest_checkpoint()? {
+                            Some((e, dir)) => format!(
+                                "the last good checkpoint (epoch {e}) is kept in {}",
+                                dir.display()
+                            ),
+                            None => "no checkpoint was written yet".to_string(),
+                        };
+                        bail!(
+                            "loss became {value} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
+                            epoch + 1,
+                            step + 1
+                        );
+                    }
+                };
+                entropy_sum += stats.entropy.unwrap_or(0.0);
+                loss_sum += stats.loss;
                 steps += 1;
                 seen += n;
                 let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);

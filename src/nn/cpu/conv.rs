@@ -1,0 +1,318 @@
+//! 2-D convolution on raw `f32` buffers for the CPU: im2col plus GEMM (the
+//! `gemm` crate, which burn's flex backend also uses for matmul), forward
+//! and backward, parallel over chunks of the batch.
+//!
+//! Why not burn's conv2d: on flex its backward is built from generic tensor
+//! operations (the weight gradient as a convolution whose kernel is the
+//! whole output map) and ran at a third of PyTorch's speed here; composing
+//! im2col from burn tensor operations was slower still because of the
+//! copies. Here each chunk's im2col matrix stays in cache and feeds one
+//! GEMM per pass.
+//!
+//! One geometry serves both directions. A convolution maps the "wide"
+//! tensor A `[B, Ca, Ha, Wa]` to the "narrow" tensor Z `[B, Cz, Hz, Wz]`
+//! with weight W `[Cz, Ca, k, k]`:
+//! - conv2d forward is `Z = W * A` ([`forward`]);
+//! - its backward is `dA = W^T *^T dZ` and `dW = dZ . cols(A)^T`
+//!   ([`backward`]);
+//! - the transposed convolution with the same weight maps Z-shaped inputs
+//!   to A-shaped outputs: its forward is the conv's `dA` computation and its
+//!   backward reuses [`forward`] and the `dW` part of [`backward`].
+//!
+//! Symbols: B batch, Ca/Cz channels, k kernel, P = Hz * Wz output pixels per
+//! image, K = Ca * k * k rows of the im2col matrix, c images per chunk.
+
+use rayon::prelude::*;
+
+use super::gemm::{gemm_parallelism, matmul, matmul_strided, release, scratch};
+use super::geometry::ConvGeometry;
+use super::im2col::{col2im, im2col};
+use super::pointwise::{bias_and_activation, bias_and_activation_par, channel_sums, sum};
+
+/// Convolution forward: `Z = W * A + bias`, then leaky ReLU with `slope`
+/// (1 = none), applied to each chunk while it is still in cache.
+///
+/// # Shapes
+/// `a [B, Ca, Ha, Wa]`, `w [Cz, Ca, k, k]`, `bias [Cz]` -> `[B, Cz, Hz, Wz]`
+pub fn forward(
+    g: &ConvGeometry,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    slope: f32,
+) -> Vec<f32> {
+    let (p, kk, cz) = (g.p(), g.k(), g.cz);
+    assert_eq!(a.len(), g.batch * g.a_len());
+    assert_eq!(w.len(), cz * kk);
+    if prefers_reversed(g) {
+        // Z is the input gradient of the reversed convolution.
+        let (rg, wf) = (reversed(g), flip_transpose(w, cz, g.ca, g.kernel));
+        let mut z = backward(&rg, None, Some(&wf), a, false).a.expect("dA");
+        bias_and_activation_par(&mut z, bias, cz, p, slope);
+        return z;
+    }
+    let mut z = vec![0.0f32; g.batch * cz * p];
+    if z.is_empty() {
+        return z;
+    }
+    let c = g.chunk();
+    let par = gemm_parallelism(g.batch.div_ceil(c));
+    z.par_chunks_mut(c * cz * p)
+        .zip(a.par_chunks(c * g.a_len()))
+        .for_each(|(z_chunk, a_chunk)| {
+            let c = a_chunk.len() / g.a_len();
+            let n = c * p;
+            let mut cols = scratch(kk * n);
+            im2col(g, a_chunk, c, &mut cols);
+            if c == 1 {
+                matmul((cz, n, kk), z_chunk, false, w, (kk, 1), &cols, (n, 1), par);
+            } else {
+                // # Shapes: [Cz, c*P] -> [c, Cz, P]
+                let mut y = scratch(cz * n);
+                matmul((cz, n, kk), &mut y, false, w, (kk, 1), &cols, (n, 1), par);
+                for b in 0..c {
+                    for o in 0..cz {
+                        z_chunk[(b * cz + o) * p..][..p].copy_from_slice(&y[o * n + b * p..][..p]);
+                    }
+                }
+                release(y);
+            }
+            release(cols);
+            bias_and_activation(z_chunk, bias, p, slope);
+        });
+    z
+}
+
+/// Gradients of a convolution, as far as they are asked for.
+pub struct ConvGrads {
+    /// `dA [B, Ca, Ha, Wa]`.
+    pub a: Option<Vec<f32>>,
+    /// `dW [Cz, Ca, k, k]`.
+    pub w: Option<Vec<f32>>,
+    /// `d bias [Cz]` (sum of dZ over batch and pixels).
+    pub bias: Option<Vec<f32>>,
+}
+
+/// Convolution backward from `dZ`: `dA = W^T *^T dZ` (needs `w`),
+/// `dW = dZ . cols(A)^T` (needs `a`), `d bias = sum dZ`.
+///
+/// # Shapes
+/// `a [B, Ca, Ha, Wa]`, `w [Cz, Ca, k, k]`, `dz [B, Cz, Hz, Wz]`
+pub fn backward(
+    g: &ConvGeometry,
+    a: Option<&[f32]>,
+    w: Option<&[f32]>,
+    dz: &[f32],
+    want_bias: bool,
+) -> ConvGrads {
+    let (p, kk, cz, a_len) = (g.p(), g.k(), g.cz, g.a_len());
+    assert_eq!(dz.len(), g.batch * cz * p);
+    let c = g.chunk();
+    let chunks = g.batch.div_ceil(c).max(1);
+    let par = gemm_parallelism(chunks);
+    if let Some(w) = w {
+        assert_eq!(w.len(), cz * kk);
+    }
+    if prefers_reversed(g) {
+        let rg = reversed(g);
+        let da = w.map(|w| forward(&rg, dz, &flip_transpose(w, cz, g.ca, g.kernel), None, 1.0));
+        let dw = a.map(|a| {
+            let dwf = backward(&rg, Some(dz), None, a, false).w.expect("dW");
+            flip_transpose(&dwf, g.ca, cz, g.kernel)
+        });
+        return ConvGrads {
+            a: da,
+            w: dw,
+            bias: want_bias.then(|| channel_sums(dz, g.batch, cz)),
+        };
+    }
+    let mut da = w.is_some().then(|| vec![0.0f32; g.batch * a_len]);
+    let want_w = a.is_some();
+    if let Some(a) = a {
+        assert_eq!(a.len(), g.batch * a_len);
+    }
+
+    // Per-chunk work; returns this chunk's (dW, dbias) contributions.
+    let chunk_work = |i: usize, da_chunk: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
+        let b0 = i * c;
+        let c = c.min(g.batch - b0);
+        let n = c * p;
+        let dz_chunk = &dz[b0 * cz * p..][..n * cz];
+        // # Shapes: [c, Cz, P] -> [Cz, c*P]
+        let mut gathered = Vec::new();
+        if c > 1 {
+            gathered = scratch(cz * n);
+            for b in 0..c {
+                for o in 0..cz {
+                    gathered[o * n + b * p..][..p]
+                        .copy_from_slice(&dz_chunk[(b * cz + o) * p..][..p]);
+                }
+            }
+        }
+        let gm: &[f32] = if c == 1 { dz_chunk } else { &gathered };
+        let mut dw = Vec::new();
+        if let Some(a) = a {
+            let mut cols = scratch(kk * n);
+            im2col(g, &a[b0 * a_len..][..c * a_len], c, &mut cols);
+            dw = vec![0.0f32; cz * kk];
+            // dW [Cz, K] = G [Cz, n] . cols^T [n, K], stored column-major
+            // (as dW^T [K, Cz]): gemm then reads cols in place and packs only
+            // the smaller G (rows of cols had been repacked per chunk).
+            let dw_t = (1, cz);
+            matmul_strided(
+                (cz, kk, n),
+                &mut dw,
+                dw_t,
+                false,
+                gm,
+                (n, 1),
+                &cols,
+                (1, n),
+                par,
+            );
+            release(cols);
+        }
+        let mut db = Vec::new();
+        if want_bias {
+            db = (0..cz).map(|o| sum(&gm[o * n..][..n])).collect();
+        }
+        if let (Some(w), Some(da_chunk)) = (w, da_chunk) {
+            // cols' [K, n] = W^T [K, Cz] . G [Cz, n]
+            let mut cols = scratch(kk * n);
+            matmul((kk, n, cz), &mut cols, false, w, (1, kk), gm, (n, 1), par);
+            col2im(g, &mut cols, c, da_chunk);
+            release(cols);
+        }
+        release(gathered);
+        (dw, db)
+    };
+
+    // Per-chunk sums are added in chunk order, so results do not depend on
+    // how rayon split the work (resumed training must equal uninterrupted).
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = match da.as_mut() {
+        Some(da) if !da.is_empty() => da
+            .par_chunks_mut(c * a_len)
+            .enumerate()
+            .map(|(i, chunk)| chunk_work(i, Some(chunk)))
+            .collect(),
+        _ => (0..chunks)
+            .into_par_iter()
+            .map(|i| chunk_work(i, None))
+            .collect(),
+    };
+    let mut dw_t = want_w.then(|| vec![0.0f32; cz * kk]);
+    let mut db = want_bias.then(|| vec![0.0f32; cz]);
+    for (part_w, part_b) in parts {
+        for (sum, part) in [(&mut dw_t, part_w), (&mut db, part_b)] {
+            if let Some(sum) = sum {
+                sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+            }
+        }
+    }
+    // # Shapes: dW^T [K, Cz] -> dW [Cz, K]
+    let dw = dw_t.map(|t| {
+        let mut dw = vec![0.0f32; cz * kk];
+        for (j, row) in t.chunks(cz).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                dw[o * kk + j] = v;
+            }
+        }
+        dw
+    });
+    ConvGrads {
+        a: da,
+        w: dw,
+        bias: db,
+    }
+}
+
+/// A stride-1 convolution with fewer output than input channels runs as
+/// its mirror image: the reversed convolution from Z to A (filters flipped
+/// in space and transposed in channels, padding `k - 1 - p`), whose input
+/// gradient is our output and whose output is our input gradient. Its
+/// im2col matrices have `Cz * k * k` rows instead of `Ca * k * k`
+/// (72 instead of 288 for the decoder's last 32 -> 8 layer), which is
+/// where the time of these layers went.
+fn prefers_reversed(g: &ConvGeometry) -> bool {
+    g.stride == 1 && g.cz < g.ca && g.padding < g.kernel
+}
+
+fn reversed(g: &ConvGeometry) -> ConvGeometry {
+    let r = ConvGeometry::conv(
+        g.batch,
+        g.cz,
+        g.hz,
+        g.wz,
+        g.ca,
+        g.kernel,
+        1,
+        g.kernel - 1 - g.padding,
+    );
+    debug_assert_eq!((r.hz, r.wz), (g.ha, g.wa));
+    r
+}
+
+/// Filters `[Co, Ci, k, k]` to `[Ci, Co, k, k]`, flipped in both spatial
+/// axes (its own inverse with `co` and `ci` swapped).
+fn flip_transpose(w: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
+    let mut flipped = vec![0.0f32; w.len()];
+    for o in 0..co {
+        for i in 0..ci {
+            for ky in 0..k {
+                for kx in 0..k {
+                    flipped[((i * co + o) * k + ky) * k + kx] =
+                        w[((o * ci + i) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
+                }
+            }
+        }
+    }
+    flipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::cpu::test_util::{dot, geometries, max_diff, naive_forward, pseudo_random};
+
+    #[test]
+    fn forward_matches_direct_convolution() {
+        for (i, g) in geometries().into_iter().enumerate() {
+            let a = pseudo_random(g.batch * g.a_len(), i as u32);
+            let w = pseudo_random(g.cz * g.k(), 100 + i as u32);
+            let bias = pseudo_random(g.cz, 200 + i as u32);
+            let mut want = naive_forward(&g, &a, &w);
+            for (j, v) in want.iter_mut().enumerate() {
+                *v += bias[(j / g.p()) % g.cz];
+            }
+            let got = forward(&g, &a, &w, Some(&bias), 1.0);
+            assert!(max_diff(&got, &want) < 1e-4, "{g:?}");
+        }
+    }
+
+    /// The backward pass is the adjoint of the forward pass:
+    /// `<dZ, W * A> = <W^T *^T dZ, A> = <dZ . cols(A)^T, W>`.
+    #[test]
+    fn backward_is_the_adjoint_of_forward() {
+        for (i, g) in geometries().into_iter().enumerate() {
+            let a = pseudo_random(g.batch * g.a_len(), i as u32);
+            let w = pseudo_random(g.cz * g.k(), 100 + i as u32);
+            let dz = pseudo_random(g.batch * g.cz * g.p(), 300 + i as u32);
+            let z = forward(&g, &a, &w, None, 1.0);
+            let grads = backward(&g, Some(&a), Some(&w), &dz, true);
+            let lhs = dot(&dz, &z);
+            let via_a = dot(&grads.a.unwrap(), &a);
+            let via_w = dot(&grads.w.unwrap(), &w);
+            let tol = 1e-4 * lhs.abs().max(1.0);
+            assert!((lhs - via_a).abs() < tol, "{g:?}: {lhs} vs {via_a}");
+            assert!((lhs - via_w).abs() < tol, "{g:?}: {lhs} vs {via_w}");
+            let want_bias: Vec<f32> = (0..g.cz)
+                .map(|o| {
+                    (0..g.batch)
+                        .map(|b| dz[(b * g.cz + o) * g.p()..][..g.p()].iter().sum::<f32>())
+                        .sum()
+                })
+                .collect();
+            assert!(max_diff(&grads.bias.unwrap(), &want_bias) < 1e-3);
+        }
+    }
+}
