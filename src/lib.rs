@@ -7,14 +7,17 @@
 //! - [`model`]: encoders, decoders and autoencoders for each group, plus the baseline;
 //! - [`config`]: the TOML configuration;
 //! - [`progress`]: progress bars and log lines, used by training and evaluation;
-//! - [`data`], [`invariant`], [`train`], [`eval`], [`cli`]: data sets, invariant heads,
-//!   training, evaluation, command line (clap lives only in [`cli`]).
+//! - [`data`], [`invariant`], [`train`], [`eval`]: data sets, invariant heads,
+//!   training, evaluation (features, probes, figures);
+//! - [`experiment`]: the paper's tables and multi-run evaluations, above training and evaluation;
+//! - [`cli`]: the command line (clap lives only here).
 
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod experiment;
 pub mod group;
 pub mod invariant;
 pub mod model;

@@ -7,9 +7,7 @@ use burn::tensor::{Distribution, Tensor};
 use eqae::config::{ModelConfig, ModelKind};
 use eqae::group::{Group, GroupKind};
 use eqae::model::EquivariantAutoencoder;
-use eqae::nn::transform::{
-    act_on_group_maps, act_on_images, act_on_rows, relative_error, relative_error_in_disk,
-};
+use eqae::nn::field::{both_sides, check_equivariance, relative_error_in_disk, Field, Measured};
 use eqae::nn::{GroupConv, GroupConvTranspose, GroupLinear, LiftingConv};
 
 mod common;
@@ -22,31 +20,70 @@ fn random4(shape: [usize; 4]) -> Tensor<4> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
 }
 
+/// Every element of the group, measured: exact ones below `EXACT`.
+fn assert_exact(what: &str, g: &Group, measured: &[Measured]) {
+    assert_eq!(
+        measured.len(),
+        g.order(),
+        "{what}: not every element measured"
+    );
+    for m in measured {
+        assert!(
+            m.exact,
+            "{what} {}: expected exact",
+            g.element_name(m.element)
+        );
+        assert!(
+            m.error < EXACT,
+            "{what} {}: {}",
+            g.element_name(m.element),
+            m.error
+        );
+    }
+}
+
+/// Every element of `g`.
+fn all(g: &Group) -> Vec<usize> {
+    (0..g.order()).collect()
+}
+
 #[test]
 fn lifting_conv_is_equivariant_for_every_element() {
     for kind in [GroupKind::C4, GroupKind::D4] {
         let h = kind.group();
         let layer = LiftingConv::new(&h, 2, 3, 3, &device());
         let x = random4([2, 2, 9, 9]);
-        let y = layer.forward(x.clone());
-        for t in 0..h.order() {
-            let lhs = layer.forward(act_on_images(&x, &h, t));
-            let rhs = act_on_group_maps(&y, &h, t);
-            let err = relative_error(&lhs, &rhs);
-            assert!(err < EXACT, "{kind} {}: {err}", h.element_name(t));
+        for (name, measured) in [
+            (
+                "plain",
+                check_equivariance(|x| layer.forward(x), &x, LiftingConv::FIELDS, &h, &all(&h)),
+            ),
+            (
+                "activated",
+                check_equivariance(
+                    |x| layer.forward_activated(x),
+                    &x,
+                    LiftingConv::FIELDS,
+                    &h,
+                    &all(&h),
+                ),
+            ),
+        ] {
+            assert_exact(&format!("{kind} lifting {name}"), &h, &measured);
         }
     }
 }
 
-fn check_group_layer(h: &Group, layer: impl Fn(Tensor<4>) -> Tensor<4>, c_in: usize, size: usize) {
+fn check_group_layer(
+    h: &Group,
+    what: &str,
+    layer: impl Fn(Tensor<4>) -> Tensor<4>,
+    c_in: usize,
+    size: usize,
+) {
     let x = random4([2, c_in * h.order(), size, size]);
-    let y = layer(x.clone());
-    for t in 0..h.order() {
-        let lhs = layer(act_on_group_maps(&x, h, t));
-        let rhs = act_on_group_maps(&y, h, t);
-        let err = relative_error(&lhs, &rhs);
-        assert!(err < EXACT, "{}: {err}", h.element_name(t));
-    }
+    let measured = check_equivariance(layer, &x, GroupConv::FIELDS, h, &all(h));
+    assert_exact(what, h, &measured);
 }
 
 #[test]
@@ -54,12 +91,14 @@ fn group_conv_is_equivariant_for_every_element() {
     for kind in [GroupKind::C4, GroupKind::D4] {
         let h = kind.group();
         let same = GroupConv::new(&h, 2, 3, 3, &device());
-        check_group_layer(&h, |x| same.forward(x), 2, 7);
-        check_group_layer(&h, |x| same.forward(x), 2, 8);
+        check_group_layer(&h, "same 7", |x| same.forward(x), 2, 7);
+        check_group_layer(&h, "same 8", |x| same.forward(x), 2, 8);
+        check_group_layer(&h, "same 8 activated", |x| same.forward_activated(x), 2, 8);
         let strided = GroupConv::strided(&h, 2, 3, 2, &device());
-        check_group_layer(&h, |x| strided.forward(x), 2, 8);
+        check_group_layer(&h, "strided", |x| strided.forward(x), 2, 8);
         let up = GroupConvTranspose::new(&h, 2, 3, 2, &device());
-        check_group_layer(&h, |x| up.forward(x), 2, 4);
+        assert_eq!(GroupConvTranspose::FIELDS, GroupConv::FIELDS);
+        check_group_layer(&h, "transposed", |x| up.forward(x), 2, 4);
     }
 }
 
@@ -70,14 +109,10 @@ fn group_linear_is_equivariant_for_every_element_of_every_group() {
         let layer = GroupLinear::new(&g, 5, 4, &device());
         let v: Tensor<3> =
             Tensor::random([3, g.order(), 5], Distribution::Normal(0.0, 1.0), &device());
-        let y = layer.forward(v.clone());
-        for t in 0..g.order() {
-            let err = relative_error(
-                &layer.forward(act_on_rows(&v, &g, t)),
-                &act_on_rows(&y, &g, t),
-            );
-            assert!(err < EXACT, "{kind} {}: {err}", g.element_name(t));
-        }
+        let measured =
+            check_equivariance(|v| layer.forward(v), &v, GroupLinear::FIELDS, &g, &all(&g));
+        // rows over G are permuted: exact for every element, 30 degrees too
+        assert_exact(&format!("{kind} group-linear"), &g, &measured);
     }
 }
 
@@ -107,20 +142,22 @@ fn encoders_are_equivariant_for_every_element() {
         let g = kind.group();
         let model = small_model(kind, ModelKind::Equivariant);
         let x = blob_images(2, 32, 7);
-        let v = model.embed(x.clone());
-        for t in 0..g.order() {
-            let lhs = model.embed(act_on_images(&x, &g, t));
-            let rhs = act_on_rows(&v, &g, t);
-            let err = relative_error(&lhs, &rhs);
-            let bound = if g.is_grid_exact(t) {
-                EXACT
-            } else {
-                INTERPOLATION_BOUND
-            };
+        let measured = check_equivariance(
+            |x| model.embed(x),
+            &x,
+            EquivariantAutoencoder::FIELDS,
+            &g,
+            &all(&g),
+        );
+        assert_eq!(measured.len(), g.order());
+        for m in measured {
+            assert_eq!(m.exact, g.is_grid_exact(m.element));
+            let bound = if m.exact { EXACT } else { INTERPOLATION_BOUND };
             assert!(
-                err < bound,
-                "{kind} {}: {err} >= {bound}",
-                g.element_name(t)
+                m.error < bound,
+                "{kind} {}: {} >= {bound}",
+                g.element_name(m.element),
+                m.error
             );
         }
     }
@@ -154,41 +191,47 @@ fn blur(y: &Tensor<4>) -> Tensor<4> {
 /// interpolation, inside the centred disk: how much interpolation alone
 /// costs on these images.
 fn interpolation_loss(y: &Tensor<4>, g: &Group, t: usize) -> f64 {
-    let back = act_on_images(&act_on_images(y, g, t), g, g.inverse(t));
+    let back = Field::Image.act(&Field::Image.act(y, g, t), g, g.inverse(t));
     relative_error_in_disk(&back, y)
 }
 
 #[test]
 fn decoders_are_equivariant_for_every_element() {
+    let (image, rows) = EquivariantAutoencoder::FIELDS;
     for kind in GroupKind::ALL {
         let g = kind.group();
         let model = small_model(kind, ModelKind::Equivariant);
         let v = model.embed(blob_images(2, 32, 11));
         let y = model.decode(v.clone());
-        for t in 0..g.order() {
-            let lhs = model.decode(act_on_rows(&v, &g, t));
-            let rhs = act_on_images(&y, &g, t);
-            if g.is_grid_exact(t) {
-                let err = relative_error(&lhs, &rhs);
-                assert!(err < EXACT, "{kind} {}: {err}", g.element_name(t));
-            } else {
-                // The C12/D12 decoder undoes each branch's rotation by
-                // bilinear interpolation, so its 30-degree error is the
-                // interpolation error of the decoded images. An untrained
-                // decoder's output is rough (transposed-conv checkerboards
-                // that no interpolation can rotate), so compare the
-                // low-pass content, and bound the error by a small multiple
-                // of what one rotation there and back loses on it (the
-                // ratio measured 1.0-2.7 over repeated random
-                // initialisations; a wrong row permutation is of order 1).
-                let err = relative_error_in_disk(&blur(&lhs), &blur(&rhs));
-                let bound = 5.0 * interpolation_loss(&blur(&y), &g, t);
-                assert!(
-                    err < bound,
-                    "{kind} {}: {err} >= {bound}",
-                    g.element_name(t)
-                );
-            }
+        let measured = check_equivariance(|v| model.decode(v), &v, (rows, image), &g, &all(&g));
+        let exact: Vec<Measured> = measured.into_iter().filter(|m| m.exact).collect();
+        let grid = (0..g.order()).filter(|&t| g.is_grid_exact(t)).count();
+        assert_eq!(exact.len(), grid, "{kind}: exact elements are the grid's");
+        for m in &exact {
+            assert!(
+                m.error < EXACT,
+                "{kind} {}: {}",
+                g.element_name(m.element),
+                m.error
+            );
+        }
+        // The C12/D12 decoder undoes each branch's rotation by bilinear
+        // interpolation, so its 30-degree error is the interpolation error
+        // of the decoded images. An untrained decoder's output is rough
+        // (transposed-conv checkerboards that no interpolation can rotate),
+        // so compare the low-pass content, and bound the error by a small
+        // multiple of what one rotation there and back loses on it (the
+        // ratio measured 1.0-2.7 over repeated random initialisations; a
+        // wrong row permutation is of order 1).
+        let rough: Vec<usize> = (0..g.order()).filter(|&t| !g.is_grid_exact(t)).collect();
+        for (t, lhs, rhs) in both_sides(|v| model.decode(v), &v, (rows, image), &g, &rough) {
+            let err = relative_error_in_disk(&blur(&lhs), &blur(&rhs));
+            let bound = 5.0 * interpolation_loss(&blur(&y), &g, t);
+            assert!(
+                err < bound,
+                "{kind} {}: {err} >= {bound}",
+                g.element_name(t)
+            );
         }
     }
 }
@@ -201,22 +244,18 @@ fn attention_weights_are_equivariant_and_q_invariant() {
         let att = model.attention().expect("attention model");
         let v: Tensor<3> =
             Tensor::random([3, g.order(), 5], Distribution::Normal(0.0, 1.0), &device());
-        let w = att.weights(v.clone());
-        let q = att.invariant(v.clone(), w.clone());
-        for t in 0..g.order() {
-            let vt = act_on_rows(&v, &g, t);
-            let wt = att.weights(vt.clone());
-            // w(t.x)_g = w(x)_{t^-1 g}
-            let w_rows = act_on_rows(&w.clone().unsqueeze_dim(2), &g, t);
-            let err_w = relative_error(&wt.clone().unsqueeze_dim(2), &w_rows);
-            assert!(
-                err_w < EXACT,
-                "{kind} weights {}: {err_w}",
-                g.element_name(t)
-            );
-            let err_q = relative_error(&att.invariant(vt, wt), &q);
-            assert!(err_q < EXACT, "{kind} Q {}: {err_q}", g.element_name(t));
-        }
+        // w(t.x)_g = w(x)_{t^-1 g}: the weights are rows over G
+        let weights = check_equivariance(
+            |v| att.weights(v),
+            &v,
+            (Field::Rows, Field::Rows),
+            &g,
+            &all(&g),
+        );
+        assert_exact(&format!("{kind} attention weights"), &g, &weights);
+        let q = |v: Tensor<3>| att.invariant(v.clone(), att.weights(v));
+        let invariant = check_equivariance(q, &v, (Field::Rows, Field::Invariant), &g, &all(&g));
+        assert_exact(&format!("{kind} attention Q"), &g, &invariant);
     }
 }
 
@@ -234,7 +273,7 @@ fn attention_inverse_is_exact_for_one_hot_weights() {
             let w = Tensor::<1>::from_floats(one_hot.as_slice(), &device()).reshape([1, n]);
             let q = att.invariant(v.clone(), w.clone());
             let back = att.restore(q, w);
-            let err = relative_error(&back, &v);
+            let err = eqae::nn::field::relative_error(&back, &v);
             assert!(
                 err < EXACT,
                 "{kind} one-hot at {}: {err}",

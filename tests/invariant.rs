@@ -4,7 +4,8 @@
 use burn::tensor::{Distribution, Tensor, TensorData};
 use eqae::group::GroupKind;
 use eqae::invariant::{average_pooling, parse_elements, GramPooling};
-use eqae::nn::transform::{act_on_rows, relative_error, to_vec};
+use eqae::nn::field::{check_equivariance, relative_error, Field};
+use eqae::nn::transform::to_vec;
 
 mod common;
 use common::device;
@@ -20,10 +21,15 @@ fn average_pooling_is_invariant_for_every_element() {
     for kind in GroupKind::ALL {
         let g = kind.group();
         let v = random_v(g.order(), 6);
-        let f = average_pooling(v.clone());
-        for t in 0..g.order() {
-            let err = relative_error(&average_pooling(act_on_rows(&v, &g, t)), &f);
-            assert!(err < EXACT, "{kind} {}: {err}", g.element_name(t));
+        let all: Vec<usize> = (0..g.order()).collect();
+        let fields = (Field::Rows, Field::Invariant);
+        for m in check_equivariance(average_pooling, &v, fields, &g, &all) {
+            assert!(
+                m.exact && m.error < EXACT,
+                "{kind} {}: {}",
+                g.element_name(m.element),
+                m.error
+            );
         }
     }
 }
@@ -35,14 +41,15 @@ fn gram_pooling_is_invariant_for_every_element() {
         for band in [0, 2] {
             let head = GramPooling::new(g.clone(), (0..g.order()).collect(), band, true);
             let v = random_v(g.order(), 5);
-            let f = head.features(v.clone());
-            assert_eq!(f.dims()[1], head.feature_count(5));
-            for t in 0..g.order() {
-                let err = relative_error(&head.features(act_on_rows(&v, &g, t)), &f);
+            assert_eq!(head.features(v.clone()).dims()[1], head.feature_count(5));
+            let all: Vec<usize> = (0..g.order()).collect();
+            let fields = (Field::Rows, Field::Invariant);
+            for m in check_equivariance(|v| head.features(v), &v, fields, &g, &all) {
                 assert!(
-                    err < EXACT,
-                    "{kind} band {band} {}: {err}",
-                    g.element_name(t)
+                    m.exact && m.error < EXACT,
+                    "{kind} band {band} {}: {}",
+                    g.element_name(m.element),
+                    m.error
                 );
             }
         }
@@ -57,11 +64,11 @@ fn left_regular_gram_features_would_not_be_invariant() {
     let v = random_v(8, 3);
     let r = g.rotation(1);
     let lam = |v: &Tensor<3>| {
-        let vr = act_on_rows(v, &g, r);
+        let vr = Field::Rows.act(v, &g, r);
         v.clone().swap_dims(1, 2).matmul(vr)
     };
     let m = g.mirror().unwrap();
-    let err = relative_error(&lam(&act_on_rows(&v, &g, m)), &lam(&v));
+    let err = relative_error(&lam(&Field::Rows.act(&v, &g, m)), &lam(&v));
     assert!(err > 0.1, "{err}");
 }
 

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 
 use crate::eval::features::Head;
-use crate::eval::table::Preset;
+use crate::experiment::Preset;
 
 /// `--device`, the same for every subcommand.
 #[derive(Args, Debug, Clone)]

@@ -3,16 +3,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
 use super::args::{DeviceArgs, HeadArg, PresetArg};
 
-use crate::data::load_splits;
-use crate::eval::evaluate_head;
 use crate::eval::features::Head;
-use crate::eval::table::{figures, markdown, reproduce, Preset, RowResult, TableOptions};
-use crate::train::RunDir;
+use crate::experiment::reproduce::table_markdown;
+use crate::experiment::{evaluate_runs, reproduce, PaperTable, TableOptions};
 
 /// Arguments of `eqae eval`.
 #[derive(Args, Debug)]
@@ -58,7 +56,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.device.select()?;
     if let Some(table) = args.table {
         let opts = TableOptions {
-            table,
+            table: PaperTable::from_number(table)
+                .ok_or_else(|| anyhow::anyhow!("--table {table}: expected 1 or 2"))?,
             preset: args.preset.into(),
             seeds: args.seeds,
             configs: args.configs.clone(),
@@ -67,74 +66,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
             quiet: args.quiet,
         };
         let results = reproduce(&opts, &device)?;
-        println!("{}", markdown(table, args.preset.into(), &results));
+        println!("{}", table_markdown(&opts, &results));
         return Ok(());
     }
     if args.run.is_empty() {
         bail!("give --table 1|2, or one or more --run directories");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create --out {}", args.out.display()))?;
-    let mut results = Vec::new();
-    let mut figure_rows = Vec::new();
-    for dir in &args.run {
-        let run = RunDir::new(dir);
-        let config = run.load_config()?;
-        let model = run.load_model(&config, &device)?;
-        let data = load_splits(&config.data)?;
-        let heads = if args.head.is_empty() {
-            Head::defaults(config.model.kind)
-        } else {
-            args.head.iter().copied().map(Head::from).collect()
-        };
-        for head in heads {
-            let (scores, f_test) = evaluate_head(
-                &model,
-                &config,
-                head,
-                &data,
-                &device,
-                args.quiet,
-                config.train.seed,
-            )?;
-            let features = f_test.ncols();
-            if args.plots {
-                figure_rows.push((
-                    format!("{} {}", config.name, head.label()),
-                    f_test,
-                    data.test.labels.clone(),
-                ));
-            }
-            results.push(RowResult {
-                model: head.label().into(),
-                group: if config.model.kind == crate::config::ModelKind::Baseline {
-                    "-".into()
-                } else {
-                    config.model.group.name().to_uppercase()
-                },
-                config: config.name.clone(),
-                seed: config.train.seed,
-                features,
-                scores,
-                paper_logistic: f64::NAN,
-                paper_mlp: f64::NAN,
-            });
-        }
-    }
-    // the results first: a figure that fails must not lose them
-    let md = markdown(0, Preset::Full, &results);
-    let (json_path, md_path) = (args.out.join("eval.json"), args.out.join("eval.md"));
-    RunDir::write_atomic(
-        &json_path,
-        serde_json::to_string_pretty(&results)?.as_bytes(),
+    let heads: Vec<Head> = args.head.iter().copied().map(Head::from).collect();
+    let done = evaluate_runs(
+        &args.run, &heads, &args.out, args.plots, args.quiet, &device,
     )?;
-    RunDir::write_atomic(&md_path, md.as_bytes())?;
-    println!("{md}");
-    println!("written {} and {}", json_path.display(), md_path.display());
-    if args.plots {
-        for warning in figures(&figure_rows, &args.out, "eval") {
-            eprintln!("warning: {warning}");
-        }
+    println!("{}", done.markdown);
+    println!(
+        "written {} and {}",
+        done.files.0.display(),
+        done.files.1.display()
+    );
+    for warning in &done.warnings {
+        eprintln!("warning: {warning}");
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! Evaluation of frozen features: probes, the paper's tables, pictures.
 
 pub mod features;
+pub mod figures;
 pub mod plots;
 pub mod probes;
-pub mod table;
 
 use anyhow::Result;
 use burn::tensor::Device;

@@ -17,6 +17,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 
 use crate::nn::activation;
+use crate::nn::field::Field;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::branches::Branches;
@@ -140,9 +141,9 @@ pub struct Encoding {
 /// Equivariant autoencoder for C4, D4, C12 or D12.
 #[derive(Module, Debug)]
 pub struct EquivariantAutoencoder {
-    pub(crate) branches: Branches,
-    pub(crate) encoder: GcnnEncoder,
-    pub(crate) enc_linear: Vec<GroupLinear>,
+    branches: Branches,
+    encoder: GcnnEncoder,
+    enc_linear: Vec<GroupLinear>,
     attention: Option<EquivariantAttention>,
     dec_linear: Vec<GroupLinear>,
     decoder: GcnnDecoder,
@@ -195,12 +196,8 @@ impl EquivariantAutoencoder {
     /// # Shapes
     /// `[B, 1, S, S] -> [B, N, m]`
     pub fn embed(&self, x: Tensor<4>) -> Tensor<3> {
-        // # Shapes: [B, 1, S, S] -> [B*nb, 1, S, S] -> [B*nb, n, L] -> [B, N, L]
-        let v0 = self
-            .branches
-            .merge_rows(self.encoder.forward(self.branches.split_images(x)));
         let last = self.enc_linear.len();
-        let mut v = v0;
+        let mut v = self.spatial_embed(x);
         for (i, layer) in self.enc_linear.iter().enumerate() {
             v = layer.forward(v);
             if i + 1 < last {
@@ -208,6 +205,29 @@ impl EquivariantAutoencoder {
             }
         }
         v
+    }
+
+    /// Images in, rows over G out ([`Self::embed`]); [`Self::decode`] the other way.
+    pub const FIELDS: (Field, Field) = (Field::Image, Field::Rows);
+
+    /// The grid network's part of the embedding: the rows over G before the
+    /// group-linear layers.
+    ///
+    /// # Shapes
+    /// `[B, 1, S, S] -> [B*nb, 1, S, S] -> [B*nb, n, L] -> [B, N, L]`
+    pub fn spatial_embed(&self, x: Tensor<4>) -> Tensor<3> {
+        self.branches
+            .merge_rows(self.encoder.forward(self.branches.split_images(x)))
+    }
+
+    /// The grid network's encoder (over H; run on each branch).
+    pub fn grid_encoder(&self) -> &GcnnEncoder {
+        &self.encoder
+    }
+
+    /// The encoder's group-linear layers (over G).
+    pub fn encoder_group_linear(&self) -> &[GroupLinear] {
+        &self.enc_linear
     }
 
     /// V plus, for attention models, the weights and the invariant code.

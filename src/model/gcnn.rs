@@ -14,7 +14,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::group::Group;
-use crate::nn::{GroupConv, GroupConvTranspose, LiftingConv};
+use crate::nn::field::Field;
+use crate::nn::{avg_pool2, GroupConv, GroupConvTranspose, LiftingConv};
 
 /// Shape settings shared by the encoder and decoder.
 #[derive(Clone, Debug)]
@@ -39,9 +40,9 @@ impl GcnnShape {
 /// Images `[B, 1, S, S]` to `V0 [B, N, L]`.
 #[derive(Module, Debug)]
 pub struct GcnnEncoder {
-    pub(crate) lift: LiftingConv,
-    pub(crate) stages: Vec<GroupConv>,
-    pub(crate) collapse: GroupConv,
+    lift: LiftingConv,
+    stages: Vec<GroupConv>,
+    collapse: GroupConv,
     n: usize,
 }
 
@@ -79,18 +80,50 @@ impl GcnnEncoder {
         }
     }
 
+    /// Images in, rows over H out.
+    pub const FIELDS: (Field, Field) = (Field::Image, Field::Rows);
+
+    /// The first stage: lifting conv, activation, pooling (each stage maps
+    /// images or feature maps over H to feature maps over H).
+    ///
+    /// # Shapes
+    /// `[B, 1, S, S] -> [B, C0 * N, S/2, S/2]`
+    pub fn lift_stage(&self, x: Tensor<4>) -> Tensor<4> {
+        avg_pool2(self.lift.forward_activated(x))
+    }
+
+    /// Group-conv stages after the first.
+    pub fn group_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Group-conv stage `k` (0-based, after the lifting stage): group conv,
+    /// activation, pooling.
+    ///
+    /// # Shapes
+    /// `[B, Ck * N, s, s] -> [B, Ck+1 * N, s/2, s/2]`
+    pub fn group_stage(&self, k: usize, h: Tensor<4>) -> Tensor<4> {
+        avg_pool2(self.stages[k].forward_activated(h))
+    }
+
+    /// The collapse conv: the last feature maps to one pixel per channel.
+    ///
+    /// # Shapes
+    /// `[B, C * N, s, s] -> [B, L * N, 1, 1]`
+    pub fn collapse(&self, h: Tensor<4>) -> Tensor<4> {
+        self.collapse.forward(h)
+    }
+
     /// # Shapes
     /// `[B, 1, S, S] -> [B, N, L]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
-        let pool = crate::nn::avg_pool2;
-        let mut h = pool(self.lift.forward_activated(x));
-        for conv in &self.stages {
-            h = pool(conv.forward_activated(h));
+        let mut h = self.lift_stage(x);
+        for k in 0..self.stages.len() {
+            h = self.group_stage(k, h);
         }
-        // # Shapes: [B, L*N, s, s] -> [B, L*N, 1, 1]
-        let v = self.collapse.forward(h);
+        let v = self.collapse(h);
+        // # Shapes: [B, L*N, 1, 1] -> [B, L, N] -> [B, N, L]
         let [b, ln, _, _] = v.dims();
-        // -> [B, L, N] -> [B, N, L]
         v.reshape([b, ln / self.n, self.n]).swap_dims(1, 2)
     }
 }
@@ -113,6 +146,9 @@ pub struct GcnnDecoder {
 }
 
 impl GcnnDecoder {
+    /// Rows over H in, images out.
+    pub const FIELDS: (Field, Field) = (Field::Rows, Field::Image);
+
     /// Build the decoder mirroring [`GcnnEncoder::new`].
     pub fn new(h: &Group, shape: &GcnnShape, device: &Device) -> Self {
         let c = &shape.channels;

@@ -13,6 +13,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::ops::{conv2d, conv_transpose2d, expand_filters};
 
+use super::field::Field;
 use super::filter_bank::filter_bank_indices;
 use super::LEAKY_SLOPE;
 use crate::group::Group;
@@ -128,6 +129,9 @@ pub struct LiftingConv {
 }
 
 impl LiftingConv {
+    /// Images in, feature maps over H out.
+    pub const FIELDS: (Field, Field) = (Field::Image, Field::GroupMaps);
+
     /// A `k x k` lifting convolution with symmetric "same" padding (k odd).
     pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
         assert!(
@@ -187,6 +191,9 @@ pub struct GroupConv {
 }
 
 impl GroupConv {
+    /// Feature maps over H in and out.
+    pub const FIELDS: (Field, Field) = (Field::GroupMaps, Field::GroupMaps);
+
     /// A `k x k` group convolution with "same" padding (k odd).
     pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
         assert!(
@@ -263,6 +270,9 @@ pub struct GroupConvTranspose {
 }
 
 impl GroupConvTranspose {
+    /// Feature maps over H in and out.
+    pub const FIELDS: (Field, Field) = (Field::GroupMaps, Field::GroupMaps);
+
     /// Upsample by `kernel` with a `kernel x kernel` transposed group convolution.
     pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
         GroupConvTranspose {

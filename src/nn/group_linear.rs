@@ -11,6 +11,7 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::field::Field;
 use super::filter_bank::group_linear_indices;
 use crate::group::Group;
 
@@ -32,6 +33,9 @@ pub struct GroupLinear {
 }
 
 impl GroupLinear {
+    /// Rows over G in and out.
+    pub const FIELDS: (Field, Field) = (Field::Rows, Field::Rows);
+
     /// A group-linear layer over `group` from `c_in` to `c_out` columns.
     pub fn new(group: &Group, c_in: usize, c_out: usize, device: &Device) -> Self {
         let n = group.order();

@@ -4,11 +4,13 @@
 //! - [`ops`]: the operations the layers call, dispatching by backend;
 //! - [`extension`]: the backend-extension interface our kernels implement;
 //!   `autodiff`: its backward, for any backend; [`cpu`]: the CPU kernels;
-//! - [`transform`]: group actions on tensors.
+//! - [`field`]: how group elements act on each kind of tensor, and the one
+//!   equivariance check; [`transform`]: host copies, the bilinear rotation.
 
 mod autodiff;
 pub mod cpu;
 pub mod extension;
+pub mod field;
 pub mod filter_bank;
 pub mod gconv;
 pub mod group_linear;

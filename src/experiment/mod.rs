@@ -1,0 +1,14 @@
+//! Experiments above training and evaluation: the paper's tables
+//! ([`tables`]), reproducing them end to end over seeds ([`reproduce`]),
+//! evaluating trained runs as they are ([`evaluate`]), and the one report
+//! writer both use ([`report`]).
+
+pub mod evaluate;
+pub mod report;
+pub mod reproduce;
+pub mod tables;
+
+pub use evaluate::{evaluate_runs, Evaluation};
+pub use report::RowResult;
+pub use reproduce::{reproduce, TableOptions};
+pub use tables::{PaperTable, Preset};

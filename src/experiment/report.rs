@@ -1,0 +1,117 @@
+//! Results of evaluated rows and the one report writer: JSON (for
+//! programs) and Markdown (for people), each written atomically.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::eval::probes::ProbeScores;
+use crate::train::RunDir;
+
+/// One evaluated (row, seed).
+#[derive(Clone, Debug, Serialize)]
+pub struct RowResult {
+    /// Row label, e.g. "Gram Pooling".
+    pub model: String,
+    /// Group column.
+    pub group: String,
+    /// Config stem.
+    pub config: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Number of features.
+    pub features: usize,
+    /// Probe scores.
+    pub scores: ProbeScores,
+    /// Paper's logistic-regression accuracy (%), NaN where there is none.
+    pub paper_logistic: f64,
+    /// Paper's neural-network accuracy (%), NaN where there is none.
+    pub paper_mlp: f64,
+}
+
+/// Write `<out>/<stem>.json` and `<out>/<stem>.md`, each atomically, and
+/// return the Markdown and both paths.
+pub fn write_reports(
+    out: &Path,
+    stem: &str,
+    title: &str,
+    results: &[RowResult],
+) -> Result<(String, PathBuf, PathBuf)> {
+    let md = markdown(title, results);
+    let (json_path, md_path) = (
+        out.join(format!("{stem}.json")),
+        out.join(format!("{stem}.md")),
+    );
+    RunDir::write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(results)?.as_bytes(),
+    )?;
+    RunDir::write_atomic(&md_path, md.as_bytes())?;
+    Ok((md, json_path, md_path))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
+
+/// Markdown table of mean ± standard deviation over seeds, paper beside ours.
+/// `title` is e.g. "Table 1 (augmented MNIST, preset Full" or "Evaluation (".
+pub fn markdown(title: &str, results: &[RowResult]) -> String {
+    let mut out = String::new();
+    let seeds = results.iter().map(|r| r.seed).max().map_or(0, |s| s + 1);
+    let _ = writeln!(
+        out,
+        "{title}, mean ± std over {seeds} seed(s); accuracies in %)\n"
+    );
+    let paper = |v: f64| {
+        if v.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "| Model | Group | Features | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let mut seen = Vec::new();
+    for r in results {
+        let key = (r.config.clone(), r.model.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let same: Vec<&RowResult> = results
+            .iter()
+            .filter(|x| x.config == r.config && x.model == r.model)
+            .collect();
+        let stat = |f: &dyn Fn(&RowResult) -> f64, scale: f64| {
+            let (m, s) = mean_std(&same.iter().map(|x| f(x) * scale).collect::<Vec<_>>());
+            format!("{m:.1} ± {s:.1}")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.model,
+            r.group,
+            r.features,
+            paper(r.paper_logistic),
+            stat(&|x| x.scores.logistic, 100.0),
+            paper(r.paper_mlp),
+            stat(&|x| x.scores.mlp, 100.0),
+            stat(&|x| x.scores.knn, 100.0),
+            stat(&|x| x.scores.kmeans_accuracy, 100.0),
+            {
+                let (m, s) = mean_std(&same.iter().map(|x| x.scores.nmi).collect::<Vec<_>>());
+                format!("{m:.3} ± {s:.3}")
+            }
+        );
+    }
+    out
+}

@@ -1,0 +1,164 @@
+//! A paper table end to end: train each row's model where it is missing,
+//! evaluate every row over several seeds, write the reports as rows finish.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+
+use super::report::{markdown, write_reports, RowResult};
+use super::tables::{PaperTable, Preset};
+use crate::config::Config;
+use crate::data::{load_splits, Splits};
+use crate::eval::{evaluate_head, figures::figures};
+use crate::model::Autoencoder;
+use crate::train::{train, RunDir, TrainOptions};
+
+/// Options of a table reproduction.
+#[derive(Clone, Debug)]
+pub struct TableOptions {
+    /// Which table.
+    pub table: PaperTable,
+    /// Quick or full.
+    pub preset: Preset,
+    /// Seeds 0..seeds.
+    pub seeds: u64,
+    /// Where the row configs live.
+    pub configs: PathBuf,
+    /// Where runs go (`<runs>/table<N>-<preset>/<name>-s<seed>`).
+    pub runs: PathBuf,
+    /// Where the report goes.
+    pub out: PathBuf,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+impl TableOptions {
+    /// `table<N>_<preset>`: the stem of the report and figure files.
+    pub fn stem(&self) -> String {
+        format!("table{}_{}", self.table.number(), self.preset.name())
+    }
+
+    /// The report's title.
+    pub fn title(&self) -> String {
+        format!("{}, preset {:?}", self.table.title(), self.preset)
+    }
+}
+
+/// The trained model of one row config and seed: reused when its run
+/// folder holds exactly this config, trained (or resumed) when it holds
+/// none, refused when it holds another.
+fn trained_row(
+    opts: &TableOptions,
+    config_path: &Path,
+    config: &Config,
+    data: &Splits,
+    device: &Device,
+) -> Result<Autoencoder> {
+    let runs_root = opts.runs.join(format!(
+        "table{}-{}",
+        opts.table.number(),
+        opts.preset.name()
+    ));
+    let run = RunDir::new(runs_root.join(&config.name));
+    if run.model().exists() {
+        let changed = run.load_config()?.diff(config);
+        if !changed.is_empty() {
+            bail!(
+                "{} was trained with another config than {} (preset {}) gives now ({}); delete that folder to train it again",
+                run.root.display(),
+                config_path.display(),
+                opts.preset.name(),
+                changed.join(", ")
+            );
+        }
+    } else {
+        let topts = TrainOptions {
+            quiet: opts.quiet,
+            resume: true,
+            stop_after: None,
+        };
+        train(config, &run, data, device, &topts)
+            .with_context(|| format!("training {}", config.name))?;
+    }
+    run.load_model(config, device)
+}
+
+/// Reproduce a table; returns the per-seed results (also written to disk
+/// after every row, so an interrupted reproduction keeps what it did).
+pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>> {
+    let rows = opts.table.rows();
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let mut data_cache: BTreeMap<String, Splits> = BTreeMap::new();
+    let mut results = Vec::new();
+    // seed 0's test features of every row, for the figures
+    let mut figure_rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)> = Vec::new();
+    for seed in 0..opts.seeds {
+        let mut trained: BTreeMap<&str, (Config, Autoencoder)> = BTreeMap::new();
+        for row in &rows {
+            if !trained.contains_key(row.config) {
+                let path = opts.configs.join(format!("{}.toml", row.config));
+                let mut config = Config::load(&path)?;
+                opts.preset.apply(&mut config);
+                config.train.seed = seed;
+                config.name = format!("{}-s{seed}", row.config);
+                let key = toml::to_string(&config.data)?;
+                if !data_cache.contains_key(&key) {
+                    data_cache.insert(key.clone(), load_splits(&config.data)?);
+                }
+                let model = trained_row(opts, &path, &config, &data_cache[&key], device)?;
+                trained.insert(row.config, (config, model));
+            }
+            let (config, model) = &trained[row.config];
+            let data = &data_cache[&toml::to_string(&config.data)?];
+            let (scores, f_test) =
+                evaluate_head(model, config, row.head, data, device, opts.quiet, seed)?;
+            let group = row
+                .group
+                .map(|g| g.name().to_uppercase())
+                .unwrap_or_else(|| "-".into());
+            if seed == 0 {
+                let suffix = row.group.map(|_| format!(" {group}")).unwrap_or_default();
+                figure_rows.push((
+                    format!("{}{suffix}", row.head.label()),
+                    f_test.clone(),
+                    data.test.labels.clone(),
+                ));
+            }
+            let result = RowResult {
+                model: row.head.label().to_string(),
+                group,
+                config: row.config.to_string(),
+                seed,
+                features: f_test.ncols(),
+                scores,
+                paper_logistic: row.logistic,
+                paper_mlp: row.mlp,
+            };
+            eprintln!(
+                "table {} seed {seed}: {} {}: logistic {:.1}%, MLP {:.1}%, kNN {:.1}%, k-means {:.1}%, NMI {:.3}",
+                opts.table.number(),
+                result.model,
+                result.group,
+                100.0 * result.scores.logistic,
+                100.0 * result.scores.mlp,
+                100.0 * result.scores.knn,
+                100.0 * result.scores.kmeans_accuracy,
+                result.scores.nmi
+            );
+            results.push(result);
+            write_reports(&opts.out, &opts.stem(), &opts.title(), &results)?;
+        }
+    }
+    for warning in figures(&figure_rows, &opts.out, &opts.stem()) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(results)
+}
+
+/// The table's Markdown for these results.
+pub fn table_markdown(opts: &TableOptions, results: &[RowResult]) -> String {
+    markdown(&opts.title(), results)
+}
