@@ -5,7 +5,7 @@
 //! `M R M = R^-1`. An element is `(k, s)` = `R^k M^s`; it is stored as the
 //! index `s * n + k`, so the rotations come first.
 //!
-//! Conventions (see `shared/reference/math.md`):
+//! Conventions (see `docs/conventions.md`):
 //! - composition `(k1,s1)(k2,s2) = (k1 + (-1)^s1 k2 mod n, s1 xor s2)`;
 //! - left regular representation `[lambda(t) V]_g = V_{t^-1 g}`;
 //! - right regular representation `[rho(h) V]_g = V_{g h}`.

@@ -1,5 +1,5 @@
 //! Invariant heads over the equivariant embedding `V [B, N, m]` (paper
-//! section 4.1, math.md): every head `f` satisfies `f(lambda(t) V) = f(V)`.
+//! section 4.1, `docs/conventions.md`): every head `f` satisfies `f(lambda(t) V) = f(V)`.
 //!
 //! - average pooling: the mean row, `m` features;
 //! - Gram pooling: `q^h_ij = sum_g V[g,i] V[g h, j] = (V^T rho(h) V)_ij`

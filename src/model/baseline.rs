@@ -1,5 +1,5 @@
 //! The paper's baseline: a plain convolutional autoencoder of similar size
-//! (3x3 conv + ReLU + 2x2 average pool per stage, a linear code, and the
+//! (3x3 conv + leaky ReLU + 2x2 average pool per stage, a linear code, and the
 //! mirror decoder). Its code is neither equivariant nor invariant.
 //!
 //! Symbols: B batch, C channels, S image size, s = S / 2^stages, D code size.
@@ -9,7 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use std::f64::consts::SQRT_2;
 
 use crate::nn::{activation, ops, LEAKY_SLOPE};
-use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::ModelConfig;
@@ -27,11 +27,11 @@ pub struct BaselineAutoencoder {
 }
 
 impl BaselineAutoencoder {
-    /// Build from a model config. Channels are widened by `sqrt(|G|)`-free
-    /// defaults: the config's channels are used as plain channel counts
-    /// times 4, close to the parameter count of the D4 model.
+    /// Build from a model config: the config's channels times
+    /// [`crate::config::BASELINE_WIDENING`] plain channels per stage.
     pub fn new(config: &ModelConfig, image_size: usize, device: &Device) -> Self {
-        let c: Vec<usize> = config.channels.iter().map(|c| c * 4).collect();
+        let widen = config.maps_per_channel();
+        let c: Vec<usize> = config.channels.iter().map(|c| c * widen).collect();
         let k = config.kernel;
         // He initialisation (burn's default is scaled for linear layers).
         let he = |gain: f64| Initializer::KaimingUniform {
@@ -39,10 +39,10 @@ impl BaselineAutoencoder {
             fan_out_only: false,
         };
         // Zero biases: burn draws them like the weights, which at He scale
-        // drowns the sparse image signal.
+        // drowns the sparse image signal. (The "same" padding is applied in
+        // `same_conv`, which runs these weights through our operations.)
         let same = |ci: usize, co: usize| {
             let mut conv = Conv2dConfig::new([ci, co], [k, k])
-                .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
                 .with_initializer(he(SQRT_2))
                 .init(device);
             conv.bias = Some(Initializer::Zeros.init([co], device));

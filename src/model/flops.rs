@@ -15,15 +15,9 @@ pub fn forward_flops(config: &ModelConfig, size: usize) -> f64 {
     let k = config.kernel;
     let stages = config.channels.len();
     let f = size >> stages;
-    let (n, nb, widen) = match config.kind {
-        ModelKind::Baseline => (1, 1, 4),
-        _ => {
-            let g = config.group;
-            let nb = g.group().order() / g.grid_group().order();
-            (g.grid_group().order(), nb, 1)
-        }
-    };
-    let c: Vec<usize> = config.channels.iter().map(|c| c * n * widen).collect();
+    let (n, nb) = (config.grid_order(), config.branch_count());
+    let maps = config.maps_per_channel();
+    let c: Vec<usize> = config.channels.iter().map(|c| c * maps).collect();
     let mut net = conv(c[0], 1, k, size);
     for i in 1..stages {
         net += conv(c[i], c[i - 1], k, size >> i);
@@ -66,23 +60,13 @@ pub fn forward_flops(config: &ModelConfig, size: usize) -> f64 {
 /// to refuse a batch that cannot fit before allocating it.
 pub fn training_bytes(config: &ModelConfig, size: usize) -> f64 {
     let k = config.kernel;
-    let (n, nb, widen) = match config.kind {
-        ModelKind::Baseline => (1, 1, 4),
-        _ => {
-            let g = config.group;
-            (
-                g.grid_group().order(),
-                g.group().order() / g.grid_group().order(),
-                1,
-            )
-        }
-    };
+    let (per_channel, nb) = (config.maps_per_channel(), config.branch_count());
     let mut maps = (size * size) as f64; // the input
     let mut im2col = 0.0f64;
-    let mut c_in = n;
+    let mut c_in = 1;
     for (i, &c) in config.channels.iter().enumerate() {
         let side = (size >> i) as f64;
-        let c = (c * n * widen) as f64;
+        let c = (c * per_channel) as f64;
         // encoder: conv output and pooled map; decoder: upsampled and conv output
         maps += 2.0 * (c * side * side + c * side * side / 4.0);
         im2col = im2col.max(c_in.max(c as usize) as f64 * (k * k) as f64 * side * side);

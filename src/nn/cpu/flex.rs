@@ -37,35 +37,30 @@ fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-/// The conv geometry of `conv2d(x, weight)`.
-fn conv_geometry(x: &FlexTensor, w: &FlexTensor, stride: usize, padding: usize) -> ConvGeometry {
-    let [b, ca, ha, wa] = dims4(x);
-    let [cz, wca, k, k2] = dims4(w);
-    assert!(
-        k == k2 && wca == ca,
-        "weight {:?} for input {:?}",
-        w.shape(),
-        x.shape()
-    );
-    ConvGeometry::conv(b, ca, ha, wa, cz, k, stride, padding)
-}
-
-/// The conv geometry of `conv_transpose2d(x, weight)` (weight `[Cz, Ca, k, k]`).
-fn transposed_geometry(
+/// The geometry of `conv2d(x, weight)` (weight `[Cz, Ca, k, k]`), or with
+/// `transposed` of `conv_transpose2d(x, weight)` (weight `[Cz, Ca, k, k]`
+/// too: the transposed convolution reads the same weight the other way).
+fn geometry(
     x: &FlexTensor,
     w: &FlexTensor,
     stride: usize,
     padding: usize,
+    transposed: bool,
 ) -> ConvGeometry {
-    let [b, cz, hz, wz] = dims4(x);
-    let [wcz, ca, k, k2] = dims4(w);
+    let [b, cx, hx, wx] = dims4(x);
+    let [cz, ca, k, k2] = dims4(w);
+    let c_in = if transposed { cz } else { ca };
     assert!(
-        k == k2 && wcz == cz,
+        k == k2 && c_in == cx,
         "weight {:?} for input {:?}",
         w.shape(),
         x.shape()
     );
-    ConvGeometry::transposed(b, cz, hz, wz, ca, k, stride, padding)
+    if transposed {
+        ConvGeometry::transposed(b, cz, hx, wx, ca, k, stride, padding)
+    } else {
+        ConvGeometry::conv(b, ca, hx, wx, cz, k, stride, padding)
+    }
 }
 
 fn conv_forward(
@@ -77,7 +72,7 @@ fn conv_forward(
     slope: f32,
 ) -> FlexTensor {
     let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-    let g = conv_geometry(&x, &w, stride, padding);
+    let g = geometry(&x, &w, stride, padding, false);
     let z = conv::forward(&g, slice(&x), slice(&w), Some(slice(&bias)), slope);
     tensor(z, [g.batch, g.cz, g.hz, g.wz])
 }
@@ -91,7 +86,7 @@ fn conv_backward(
     need_x: bool,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
-    let g = conv_geometry(&x, &w, stride, padding);
+    let g = geometry(&x, &w, stride, padding, false);
     let grads = conv::backward(
         &g,
         Some(slice(&x)),
@@ -118,7 +113,7 @@ fn transposed_forward(
     slope: f32,
 ) -> FlexTensor {
     let (x, w, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-    let g = transposed_geometry(&x, &w, stride, padding);
+    let g = geometry(&x, &w, stride, padding, true);
     let mut y = conv::backward(&g, None, Some(slice(&w)), slice(&x), false)
         .a
         .expect("transposed convolution output");
@@ -136,7 +131,7 @@ fn transposed_backward(
     need_x: bool,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let (x, w, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
-    let g = transposed_geometry(&x, &w, stride, padding);
+    let g = geometry(&x, &w, stride, padding, true);
     // The transposed conv's input gradient is the plain conv of its
     // output gradient; its weight gradient is the conv's with the roles
     // of input (here: grad) and output gradient (here: x) swapped.

@@ -63,52 +63,60 @@ pub fn leaky_relu_grad(g: f32, y: f32, slope: f32) -> f32 {
     g * if y < 0.0 { slope } else { 1.0 }
 }
 
-/// A vector of `len` floats that `fill` writes in place, without the
-/// zero-fill a `vec![0.0; len]` would spend a pass on. The one place the
-/// kernels build a vector from uninitialised memory.
+/// A vector of `len` floats written in parallel, chunk by chunk, without
+/// the zero-fill a `vec![0.0; len]` would spend a pass on: output chunk `i`
+/// (`out_chunk` values) is written by `write(i, out, input)` from input
+/// chunk `i` (`in_chunk` values of `x`). The one place the kernels build a
+/// vector from uninitialised memory.
 ///
 /// # Safety
-/// `fill` must write every one of the `len` elements of the slice it gets.
-unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+/// `write` must write every element of the output chunk it is given, and
+/// `x` must have at least as many chunks as `len` has output chunks.
+unsafe fn write_chunks(
+    len: usize,
+    out_chunk: usize,
+    x: &[f32],
+    in_chunk: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<f32>], &[f32]) + Sync,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(len);
-    fill(&mut out.spare_capacity_mut()[..len]);
-    // SAFETY: the caller's `fill` wrote all `len` elements.
+    if len > 0 {
+        assert!(x.len().div_ceil(in_chunk) >= len.div_ceil(out_chunk));
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(out_chunk)
+            .zip(x.par_chunks(in_chunk))
+            .enumerate()
+            .for_each(|(i, (o, x))| write(i, o, x));
+    }
+    // SAFETY: every output chunk was paired with an input chunk (asserted)
+    // and written whole (the caller's promise).
     unsafe { out.set_len(len) };
     out
 }
 
 /// `f` applied to every element, in parallel.
 pub fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(PAR_CHUNK)
-            .zip(x.par_chunks(PAR_CHUNK))
-            .for_each(|(o, x)| {
-                o.iter_mut().zip(x).for_each(|(o, &x)| {
-                    o.write(f(x));
-                })
-            });
+    let write = |_, o: &mut [MaybeUninit<f32>], x: &[f32]| {
+        o.iter_mut().zip(x).for_each(|(o, &x)| {
+            o.write(f(x));
+        })
     };
-    // SAFETY: the chunks of `out` and `x` pair up one to one and every
-    // element of each output chunk is written.
-    unsafe { written(x.len(), fill) }
+    // SAFETY: equal chunk sizes, one value written per input value.
+    unsafe { write_chunks(x.len(), PAR_CHUNK, x, PAR_CHUNK, write) }
 }
 
 /// The gradient before a leaky ReLU with `slope` from the gradient after
 /// it and its input or output `y` (the same sign, as `slope > 0`).
 pub fn leaky_relu_backward(grad: &[f32], y: &[f32], slope: f32) -> Vec<f32> {
     assert_eq!(grad.len(), y.len());
-    let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(PAR_CHUNK)
-            .zip(grad.par_chunks(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK)))
-            .for_each(move |(o, (g, y))| {
-                for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
-                    o.write(leaky_relu_grad(g, y, slope));
-                }
-            });
+    let write = move |i: usize, o: &mut [MaybeUninit<f32>], g: &[f32]| {
+        let y = &y[i * PAR_CHUNK..][..g.len()];
+        for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+            o.write(leaky_relu_grad(g, y, slope));
+        }
     };
-    // SAFETY: output, gradient and `y` chunks pair up one to one; every
-    // output element is written.
-    unsafe { written(grad.len(), fill) }
+    // SAFETY: equal chunk sizes, one value written per gradient value.
+    unsafe { write_chunks(grad.len(), PAR_CHUNK, grad, PAR_CHUNK, write) }
 }
 
 /// 2x2 average pooling with stride 2 of `planes` planes of `h x w` (even).
@@ -122,25 +130,17 @@ pub fn avg_pool2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     );
     assert_eq!(x.len(), planes * h * w);
     let (ho, wo) = (h / 2, w / 2);
-    let len = planes * ho * wo;
-    if len == 0 {
-        return Vec::new();
-    }
-    let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(ho * wo)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(o, plane)| {
-                for (o, rows) in o.chunks_mut(wo).zip(plane.chunks(2 * w)) {
-                    let (r0, r1) = rows.split_at(w);
-                    for ((o, a), b) in o.iter_mut().zip(r0.chunks(2)).zip(r1.chunks(2)) {
-                        o.write(0.25 * (a[0] + a[1] + b[0] + b[1]));
-                    }
-                }
-            });
+    let write = |_, o: &mut [MaybeUninit<f32>], plane: &[f32]| {
+        for (o, rows) in o.chunks_mut(wo).zip(plane.chunks(2 * w)) {
+            let (r0, r1) = rows.split_at(w);
+            for ((o, a), b) in o.iter_mut().zip(r0.chunks(2)).zip(r1.chunks(2)) {
+                o.write(0.25 * (a[0] + a[1] + b[0] + b[1]));
+            }
+        }
     };
-    // SAFETY: one output plane per input plane, each written row by row:
-    // `ho` rows of `wo` values.
-    unsafe { written(len, fill) }
+    // SAFETY: each output plane is `ho` rows of `wo` values, each written
+    // from one pair of input rows.
+    unsafe { write_chunks(planes * ho * wo, (ho * wo).max(1), x, (h * w).max(1), write) }
 }
 
 /// Gradient of [`avg_pool2`]: each input pixel gets a quarter of its
@@ -151,30 +151,30 @@ pub fn avg_pool2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
 pub fn avg_pool2_backward(grad: &[f32], planes: usize, ho: usize, wo: usize) -> Vec<f32> {
     assert_eq!(grad.len(), planes * ho * wo);
     let (h, w) = (2 * ho, 2 * wo);
-    let len = planes * h * w;
-    if len == 0 {
-        return Vec::new();
-    }
-    let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(h * w)
-            .zip(grad.par_chunks(ho * wo))
-            .for_each(|(plane, g)| {
-                // Both rows of a window pair get the same values.
-                for (rows, g) in plane.chunks_mut(2 * w).zip(g.chunks(wo)) {
-                    let (r0, r1) = rows.split_at_mut(w);
-                    for ((a, b), &g) in r0.chunks_mut(2).zip(r1.chunks_mut(2)).zip(g) {
-                        let v = 0.25 * g;
-                        a[0].write(v);
-                        a[1].write(v);
-                        b[0].write(v);
-                        b[1].write(v);
-                    }
-                }
-            });
+    let write = |_, plane: &mut [MaybeUninit<f32>], g: &[f32]| {
+        // both rows of a window pair get the same values
+        for (rows, g) in plane.chunks_mut(2 * w).zip(g.chunks(wo)) {
+            let (r0, r1) = rows.split_at_mut(w);
+            for ((a, b), &g) in r0.chunks_mut(2).zip(r1.chunks_mut(2)).zip(g) {
+                let v = 0.25 * g;
+                a[0].write(v);
+                a[1].write(v);
+                b[0].write(v);
+                b[1].write(v);
+            }
+        }
     };
-    // SAFETY: one input plane per gradient plane; each pair of rows is
-    // written whole, two values per window in each.
-    unsafe { written(len, fill) }
+    // SAFETY: each input plane is `ho` pairs of rows of `w` values, each
+    // pair written whole from one row of the gradient.
+    unsafe {
+        write_chunks(
+            planes * h * w,
+            (h * w).max(1),
+            grad,
+            (ho * wo).max(1),
+            write,
+        )
+    }
 }
 
 /// Sum over batch and pixels per channel: the bias gradient of a

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::group::GroupKind;
 
+mod validate;
+pub use validate::{MAX_BATCH, MAX_EPOCHS, MAX_KERNEL, MAX_WEIGHTS};
+
 /// Configuration errors; every message names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -156,30 +159,48 @@ impl Default for ModelConfig {
     }
 }
 
-/// Largest kernel side accepted.
-pub const MAX_KERNEL: usize = 63;
-/// Largest model accepted, in weights (expanded filter banks included):
-/// 2^28 floats are a gigabyte before any gradient or optimiser state.
-pub const MAX_WEIGHTS: f64 = (1u64 << 28) as f64;
-/// Largest batch accepted.
-pub const MAX_BATCH: usize = 1 << 16;
-/// Most epochs accepted.
-pub const MAX_EPOCHS: usize = 1_000_000;
+/// The baseline's channels are the config's times this: close to the
+/// parameter count of the D4 model, whose channels each hold |H| = 8 maps.
+pub const BASELINE_WIDENING: usize = 4;
 
 impl ModelConfig {
+    /// Elements of the grid group H whose maps each channel holds (1 for
+    /// the baseline).
+    pub fn grid_order(&self) -> usize {
+        match self.kind {
+            ModelKind::Baseline => 1,
+            _ => self.group.grid_group().order(),
+        }
+    }
+
+    /// Feature maps per configured channel: |H| for the equivariant models,
+    /// [`BASELINE_WIDENING`] plain channels for the baseline.
+    pub fn maps_per_channel(&self) -> usize {
+        match self.kind {
+            ModelKind::Baseline => BASELINE_WIDENING,
+            _ => self.grid_order(),
+        }
+    }
+
+    /// Copies of the grid network the image runs through: |G| / |H| (3 for
+    /// C12, 6 for D12; 1 otherwise).
+    pub fn branch_count(&self) -> usize {
+        match self.kind {
+            ModelKind::Baseline => 1,
+            _ => self.group.group().order() / self.grid_order(),
+        }
+    }
+
     /// Rough count of the floats the model's weights take, expanded filter
     /// banks included (each base filter appears once per grid-group
     /// element): enough to refuse a config whose model cannot be allocated.
     pub fn weight_count_estimate(&self, image_size: usize) -> f64 {
-        let (n, widen) = match self.kind {
-            ModelKind::Baseline => (1.0, 4.0),
-            _ => (self.group.grid_group().order() as f64, 1.0),
-        };
+        let (n, maps) = (self.grid_order() as f64, self.maps_per_channel() as f64);
         let k2 = (self.kernel * self.kernel) as f64;
         let mut previous = 1.0;
         let mut total = 0.0;
         for &c in &self.channels {
-            let c = c as f64 * n * widen;
+            let c = c as f64 * maps;
             // encoder conv, decoder conv and upsampling
             total += 2.0 * c * previous * k2 + c * c * 4.0;
             previous = c;
@@ -351,150 +372,6 @@ impl Config {
         walk("", &value(self), &value(other), &mut out);
         out
     }
-
-    /// Check every value that parses but cannot work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        fn bad(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Value {
-                key,
-                message: message.into(),
-            })
-        }
-        let (d, m, t) = (&self.data, &self.model, &self.train);
-        if !is_plain_file_name(&self.name) {
-            return bad(
-                "name",
-                format!(
-                    "{:?} is not a plain folder name: the run goes to <runs>/<name>, so the name must be one path component, not empty, `.` or `..`, without slashes or control characters",
-                    self.name
-                ),
-            );
-        }
-        if !(8..=256).contains(&d.image_size) {
-            return bad(
-                "data.image_size",
-                format!("{} is outside 8..=256", d.image_size),
-            );
-        }
-        if !(0.0..0.9).contains(&d.validation_fraction) {
-            return bad("data.validation_fraction", "must be in [0, 0.9)");
-        }
-        if m.kernel % 2 == 0 || m.kernel == 0 {
-            return bad(
-                "model.kernel",
-                format!(
-                    "{} is even; group convolutions need an odd kernel so that the filter rotates about its centre pixel",
-                    m.kernel
-                ),
-            );
-        }
-        if m.channels.is_empty() || m.channels.contains(&0) {
-            return bad(
-                "model.channels",
-                "needs at least one stage, each with channels > 0",
-            );
-        }
-        let stages = m.channels.len();
-        // checked: a long list must not wrap the shift around
-        let factor = u32::try_from(stages)
-            .ok()
-            .and_then(|k| 1usize.checked_shl(k))
-            .filter(|&f| f <= d.image_size);
-        match factor {
-            None => {
-                return bad(
-                    "model.channels",
-                    format!(
-                        "{stages} stages halve the image {stages} times, more than data.image_size = {} allows",
-                        d.image_size
-                    ),
-                )
-            }
-            Some(f) if d.image_size % f != 0 => {
-                return bad(
-                    "model.channels",
-                    format!(
-                        "{stages} stages halve the image {stages} times, but data.image_size = {} is not divisible by {f}",
-                        d.image_size
-                    ),
-                )
-            }
-            Some(_) => {}
-        }
-        if let Some(source) = d.dataset.source_size() {
-            if d.image_size < source {
-                let f = 1usize << stages;
-                let smallest = source.div_ceil(f) * f;
-                return bad(
-                    "data.image_size",
-                    format!(
-                        "{} would cut the {source}x{source} images of {}; the smallest canvas that holds them is {source} ({smallest} with {stages} stages)",
-                        d.image_size,
-                        d.dataset.name()
-                    ),
-                );
-            }
-        }
-        if m.latent == 0 || m.group_linear.contains(&0) {
-            return bad("model.latent", "latent and group_linear widths must be > 0");
-        }
-        if m.kind == ModelKind::Baseline && m.code == 0 {
-            return bad("model.code", "the baseline needs a code size > 0");
-        }
-        if m.kernel > MAX_KERNEL {
-            return bad(
-                "model.kernel",
-                format!("{} is larger than {MAX_KERNEL}", m.kernel),
-            );
-        }
-        let weights = m.weight_count_estimate(d.image_size);
-        if weights > MAX_WEIGHTS {
-            return bad(
-                "model",
-                format!(
-                    "too large: channels {:?}, latent {}, group_linear {:?}, code {} and kernel {} make about {weights:.1e} weights (expanded filter banks included), more than {MAX_WEIGHTS:.1e}",
-                    m.channels, m.latent, m.group_linear, m.code, m.kernel
-                ),
-            );
-        }
-        if m.kind != ModelKind::Baseline {
-            if let Err(e) =
-                crate::invariant::parse_elements(&m.group.group(), &self.features.gram_elements)
-            {
-                return bad("features.gram_elements", e);
-            }
-        }
-        if t.epochs == 0 {
-            return bad("train.epochs", "must be > 0");
-        }
-        if t.batch_size == 0 || t.batch_size > MAX_BATCH {
-            return bad("train.batch_size", format!("must be in 1..={MAX_BATCH}"));
-        }
-        if t.epochs > MAX_EPOCHS {
-            return bad("train.epochs", format!("must be at most {MAX_EPOCHS}"));
-        }
-        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
-            return bad(
-                "train.learning_rate",
-                format!("{} must be positive", t.learning_rate),
-            );
-        }
-        if !(t.entropy_weight >= 0.0 && t.entropy_weight.is_finite()) {
-            return bad("train.entropy_weight", "must be >= 0");
-        }
-        Ok(())
-    }
-}
-
-/// One normal path component: not empty, not `.` or `..`, no separators
-/// or control characters (a run name becomes a folder under `--runs`).
-fn is_plain_file_name(name: &str) -> bool {
-    let mut parts = Path::new(name).components();
-    matches!(
-        (parts.next(), parts.next()),
-        (Some(std::path::Component::Normal(p)), None) if p == std::ffi::OsStr::new(name)
-    ) && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
 }
 
 #[cfg(test)]
