@@ -9,8 +9,19 @@ use clap::Args;
 use super::args::{DeviceArgs, HeadArg, PresetArg};
 
 use crate::eval::features::Head;
+use crate::experiment::evaluate::Studies;
 use crate::experiment::reproduce::table_markdown;
 use crate::experiment::{evaluate_runs, reproduce, PaperTable, TableOptions};
+
+/// An angle step in (0, 360] degrees.
+fn parse_step(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v > 0.0 && v <= 360.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 360]"))
+    }
+}
 
 /// Arguments of `eqae eval`.
 #[derive(Args, Debug)]
@@ -43,6 +54,17 @@ pub struct EvalArgs {
     /// features (with --run; table reproductions always draw them).
     #[arg(long)]
     pub plots: bool,
+    /// With --run: label efficiency, the probes fitted on this many
+    /// stratified training labels each (0 = all), e.g. `--labels 100 1000 0`.
+    #[arg(long, num_args = 1.., requires = "run")]
+    pub labels: Vec<usize>,
+    /// Draws per label count below all (seeded, stratified).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub draws: u16,
+    /// With --run: rotation robustness, the probes scored on the upright test
+    /// images turned by every multiple of this many degrees (and mirrored).
+    #[arg(long, requires = "run", value_parser = parse_step)]
+    pub rotations: Option<f64>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -73,8 +95,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("give --table 1|2, or one or more --run directories");
     }
     let heads: Vec<Head> = args.head.iter().copied().map(Head::from).collect();
+    let studies = Studies {
+        labels: args.labels.clone(),
+        draws: usize::from(args.draws),
+        rotation_step: args.rotations,
+    };
     let done = evaluate_runs(
-        &args.run, &heads, &args.out, args.plots, args.quiet, &device,
+        &args.run,
+        &heads,
+        &args.out,
+        (args.plots, &studies),
+        args.quiet,
+        &device,
     )?;
     println!("{}", done.markdown);
     println!(
@@ -82,6 +114,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         done.files.0.display(),
         done.files.1.display()
     );
+    if !done.studies.is_empty() {
+        println!(
+            "written {}/studies.json and the label-efficiency and rotation-robustness CSV and PNG files",
+            args.out.display()
+        );
+    }
     for warning in &done.warnings {
         eprintln!("warning: {warning}");
     }

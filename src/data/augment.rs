@@ -39,6 +39,31 @@ pub fn augment_images(
     augment: bool,
     seed: u64,
 ) -> Vec<f32> {
+    place(images, src, canvas, |i| {
+        if augment {
+            draw(seed, i)
+        } else {
+            Draw {
+                degrees: 0.0,
+                mirror: false,
+            }
+        }
+    })
+}
+
+/// Place every image onto `canvas x canvas` under the same transform `d`
+/// (mirror, then rotate counter-clockwise about the centre).
+pub fn transform_images(images: &[f32], src: usize, canvas: usize, d: Draw) -> Vec<f32> {
+    place(images, src, canvas, |_| d)
+}
+
+/// Place image `i` under the transform `draw_for(i)`.
+fn place(
+    images: &[f32],
+    src: usize,
+    canvas: usize,
+    draw_for: impl Fn(usize) -> Draw + Sync,
+) -> Vec<f32> {
     let per = src * src;
     assert_eq!(
         images.len() % per,
@@ -49,14 +74,7 @@ pub fn augment_images(
         .par_chunks(per)
         .enumerate()
         .flat_map_iter(|(i, img)| {
-            let d = if augment {
-                draw(seed, i)
-            } else {
-                Draw {
-                    degrees: 0.0,
-                    mirror: false,
-                }
-            };
+            let d = draw_for(i);
             rotate_bilinear(img, src, src, d.degrees, d.mirror, canvas, canvas)
         })
         .collect()

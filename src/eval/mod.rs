@@ -13,6 +13,29 @@ use crate::config::Config;
 use crate::data::Splits;
 use crate::model::Autoencoder;
 
+/// The training and test features of `head`: `(train, test)`. Refuses
+/// empty splits.
+pub fn split_features(
+    model: &Autoencoder,
+    config: &Config,
+    head: features::Head,
+    data: &Splits,
+    device: &Device,
+    quiet: bool,
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    for (split, set) in [("training", &data.train), ("test", &data.test)] {
+        if set.is_empty() {
+            anyhow::bail!(
+                "{}: the {split} split is empty; nothing to evaluate (check data.train_limit, data.test_limit and the data files)",
+                config.name
+            );
+        }
+    }
+    let f_train = features::extract(model, config, head, &data.train, device, quiet)?;
+    let f_test = features::extract(model, config, head, &data.test, device, quiet)?;
+    Ok((f_train, f_test))
+}
+
 /// Features of the train and test splits through `head`, and every probe's
 /// score on them. Returns the scores and the test features.
 pub fn evaluate_head(
@@ -24,16 +47,7 @@ pub fn evaluate_head(
     quiet: bool,
     seed: u64,
 ) -> Result<(probes::ProbeScores, Array2<f32>)> {
-    for (split, set) in [("training", &data.train), ("test", &data.test)] {
-        if set.is_empty() {
-            anyhow::bail!(
-                "{}: the {split} split is empty; nothing to evaluate (check data.train_limit, data.test_limit and the data files)",
-                config.name
-            );
-        }
-    }
-    let f_train = features::extract(model, config, head, &data.train, device, quiet)?;
-    let f_test = features::extract(model, config, head, &data.test, device, quiet)?;
+    let (f_train, f_test) = split_features(model, config, head, data, device, quiet)?;
     let classes = data.train.class_names.len();
     let scores = probes::run_all(
         &f_train,

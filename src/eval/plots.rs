@@ -184,3 +184,71 @@ pub fn explained_variance(curves: &[(String, Vec<f64>)], path: &Path) -> Result<
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+/// Line chart of named series of `(x, y)` points, optionally with a
+/// logarithmic x axis (label efficiency) .
+pub fn lines(
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    log_x: bool,
+    series: &[(String, Vec<(f64, f64)>)],
+    path: &Path,
+) -> Result<()> {
+    register_font();
+    let points = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let (x_lo, x_hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| {
+        (a.min(x), b.max(x))
+    });
+    let (y_lo, y_hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| {
+        (a.min(y), b.max(y))
+    });
+    if !(x_lo.is_finite() && y_lo.is_finite()) {
+        return Err(anyhow!("no finite points to draw"));
+    }
+    let y_range = (y_lo - 0.02).max(0.0)..(y_hi + 0.02).min(1.0).max(y_lo + 0.05);
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .draw()?;
+            for (i, (name, p)) in series.iter().enumerate() {
+                let colour = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))?
+                    .label(name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
+                chart.draw_series(
+                    p.iter()
+                        .map(|&(x, y)| Circle::new((x, y), 3, colour.filled())),
+                )?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }};
+    }
+    let x_hi = if x_hi > x_lo { x_hi } else { x_lo + 1.0 };
+    if log_x {
+        draw!(builder.build_cartesian_2d((x_lo * 0.8..x_hi * 1.25).log_scale(), y_range)?);
+    } else {
+        draw!(builder.build_cartesian_2d(x_lo..x_hi, y_range)?);
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -11,7 +11,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use linfa::prelude::*;
 use linfa_clustering::KMeans;
-use linfa_logistic::MultiLogisticRegression;
+use linfa_logistic::{MultiFittedLogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -44,25 +44,44 @@ pub fn standardize(train: &Array2<f32>, test: &Array2<f32>) -> (Array2<f64>, Arr
     ((&tr - &mean) / &std, (&te - &mean) / &std)
 }
 
-fn accuracy(pred: &[usize], truth: &[usize]) -> f64 {
+/// Share of `pred` equal to `truth`.
+pub fn accuracy(pred: &[usize], truth: &[usize]) -> f64 {
     pred.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / truth.len().max(1) as f64
 }
 
-/// Multinomial logistic regression (L2 `alpha`), test accuracy.
+/// A fitted multinomial logistic regression (L2 1e-3, at most 150 L-BFGS
+/// iterations).
+pub struct LogisticProbe(MultiFittedLogisticRegression<f64, usize>);
+
+impl LogisticProbe {
+    /// Fit on standardised training features.
+    pub fn fit(train: &Array2<f64>, y_train: &[usize]) -> Result<Self> {
+        let data = linfa::Dataset::new(train.clone(), Array1::from(y_train.to_vec()));
+        let model = MultiLogisticRegression::default()
+            .alpha(1e-3)
+            .max_iterations(150)
+            .fit(&data)
+            .context("logistic regression did not fit")?;
+        Ok(LogisticProbe(model))
+    }
+
+    /// Predicted classes.
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        self.0.predict(x).to_vec()
+    }
+}
+
+/// Multinomial logistic regression, test accuracy.
 pub fn logistic(
     train: &Array2<f64>,
     y_train: &[usize],
     test: &Array2<f64>,
     y_test: &[usize],
 ) -> Result<f64> {
-    let data = linfa::Dataset::new(train.clone(), Array1::from(y_train.to_vec()));
-    let model = MultiLogisticRegression::default()
-        .alpha(1e-3)
-        .max_iterations(150)
-        .fit(&data)
-        .context("logistic regression did not fit")?;
-    let pred = model.predict(test);
-    Ok(accuracy(pred.as_slice().expect("contiguous"), y_test))
+    Ok(accuracy(
+        &LogisticProbe::fit(train, y_train)?.predict(test),
+        y_test,
+    ))
 }
 
 #[derive(Module, Debug)]
@@ -72,38 +91,76 @@ struct Mlp {
     out: Linear,
 }
 
-/// A small fully connected network (one hidden layer of 256, ReLU, dropout
-/// 0.2, Adam with weight decay), test accuracy. 10% of the training rows
-/// are held out to choose the epoch (early stopping), as the paper tuned on
-/// a validation set.
-pub fn mlp(
-    train: &Array2<f64>,
-    y_train: &[usize],
-    test: &Array2<f64>,
-    y_test: &[usize],
-    classes: usize,
-    seed: u64,
-) -> f64 {
-    let device = Device::flex().autodiff();
-    device.seed(seed);
-    let f = train.ncols();
-    let mut model = Mlp {
-        hidden: LinearConfig::new(f, 256).init(&device),
-        dropout: DropoutConfig::new(0.2).init(),
-        out: LinearConfig::new(256, classes).init(&device),
-    };
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4)))
-        .init();
-    let rows = |idx: &[usize], x: &Array2<f64>, device: &Device| {
-        let mut buf = Vec::with_capacity(idx.len() * f);
-        for &i in idx {
-            buf.extend(x.row(i).iter().map(|&v| v as f32));
+/// Rows `idx` of `x` as a float32 tensor.
+fn rows(idx: &[usize], x: &Array2<f64>, device: &Device) -> Tensor<2> {
+    let f = x.ncols();
+    let mut buf = Vec::with_capacity(idx.len() * f);
+    for &i in idx {
+        buf.extend(x.row(i).iter().map(|&v| v as f32));
+    }
+    Tensor::<2>::from_data(TensorData::new(buf, [idx.len(), f]), device)
+}
+
+/// A fitted small fully connected network (one hidden layer of 256, ReLU,
+/// dropout 0.2, Adam with weight decay). 10% of the training rows are held
+/// out to choose the epoch (early stopping), as the paper tuned on a
+/// validation set.
+pub struct MlpProbe(Mlp);
+
+impl MlpProbe {
+    /// Fit on standardised training features.
+    pub fn fit(train: &Array2<f64>, y_train: &[usize], classes: usize, seed: u64) -> Self {
+        let device = Device::flex().autodiff();
+        device.seed(seed);
+        let f = train.ncols();
+        let mut model = Mlp {
+            hidden: LinearConfig::new(f, 256).init(&device),
+            dropout: DropoutConfig::new(0.2).init(),
+            out: LinearConfig::new(256, classes).init(&device),
+        };
+        let mut optim = AdamConfig::new()
+            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4)))
+            .init();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..train.nrows()).collect();
+        order.shuffle(&mut rng);
+        let held = (train.nrows() / 10).max(1).min(train.nrows() - 1);
+        let (val_idx, fit_idx) = order.split_at(held);
+        let (val_idx, mut fit_idx) = (val_idx.to_vec(), fit_idx.to_vec());
+        let y_val: Vec<usize> = val_idx.iter().map(|&i| y_train[i]).collect();
+        let (mut best, mut best_acc, mut since) = (model.clone(), -1.0, 0);
+        for _epoch in 0..200 {
+            fit_idx.shuffle(&mut rng);
+            for idx in fit_idx.chunks(128) {
+                let x = rows(idx, train, &device);
+                let labels: Vec<i64> = idx.iter().map(|&i| y_train[i] as i64).collect();
+                let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
+                let h = model.dropout.forward(relu(model.hidden.forward(x)));
+                let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+                    .init(&device)
+                    .forward(model.out.forward(h), y);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(1e-3, model.clone(), grads);
+            }
+            let acc = accuracy(
+                &MlpProbe(model.clone()).predict_rows(train, &val_idx),
+                &y_val,
+            );
+            if acc > best_acc {
+                (best, best_acc, since) = (model.clone(), acc, 0);
+            } else {
+                since += 1;
+                if since >= 20 {
+                    break;
+                }
+            }
         }
-        Tensor::<2>::from_data(TensorData::new(buf, [idx.len(), f]), device)
-    };
-    let predict = |model: &Mlp, x: &Array2<f64>, idx: &[usize]| -> Vec<usize> {
-        let model = model.valid();
+        MlpProbe(best)
+    }
+
+    /// Predicted classes of rows `idx` of `x`.
+    fn predict_rows(&self, x: &Array2<f64>, idx: &[usize]) -> Vec<usize> {
+        let model = self.0.valid();
         let plain = Device::flex();
         let mut pred = Vec::with_capacity(idx.len());
         for chunk in idx.chunks(512) {
@@ -119,51 +176,37 @@ pub fn mlp(
             pred.extend(am.into_iter().map(|v| v as usize));
         }
         pred
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..train.nrows()).collect();
-    order.shuffle(&mut rng);
-    let held = (train.nrows() / 10).max(1).min(train.nrows() - 1);
-    let (val_idx, fit_idx) = order.split_at(held);
-    let (val_idx, mut fit_idx) = (val_idx.to_vec(), fit_idx.to_vec());
-    let y_val: Vec<usize> = val_idx.iter().map(|&i| y_train[i]).collect();
-    let (mut best, mut best_acc, mut since) = (model.clone(), -1.0, 0);
-    for _epoch in 0..200 {
-        fit_idx.shuffle(&mut rng);
-        for idx in fit_idx.chunks(128) {
-            let x = rows(idx, train, &device);
-            let labels: Vec<i64> = idx.iter().map(|&i| y_train[i] as i64).collect();
-            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
-            let h = model.dropout.forward(relu(model.hidden.forward(x)));
-            let loss = burn::nn::loss::CrossEntropyLossConfig::new()
-                .init(&device)
-                .forward(model.out.forward(h), y);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model.clone(), grads);
-        }
-        let acc = accuracy(&predict(&model, train, &val_idx), &y_val);
-        if acc > best_acc {
-            (best, best_acc, since) = (model.clone(), acc, 0);
-        } else {
-            since += 1;
-            if since >= 20 {
-                break;
-            }
-        }
     }
-    let all: Vec<usize> = (0..test.nrows()).collect();
-    accuracy(&predict(&best, test, &all), y_test)
+
+    /// Predicted classes.
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        self.predict_rows(x, &(0..x.nrows()).collect::<Vec<_>>())
+    }
 }
 
-/// k-nearest-neighbour accuracy (majority of the k nearest training rows).
-pub fn knn(
+/// The small fully connected network ([`MlpProbe`]), test accuracy.
+pub fn mlp(
     train: &Array2<f64>,
     y_train: &[usize],
     test: &Array2<f64>,
     y_test: &[usize],
+    classes: usize,
+    seed: u64,
+) -> f64 {
+    accuracy(
+        &MlpProbe::fit(train, y_train, classes, seed).predict(test),
+        y_test,
+    )
+}
+
+/// Classes predicted by majority of the `k` nearest training rows (Euclidean).
+pub fn knn_predict(
+    train: &Array2<f64>,
+    y_train: &[usize],
+    test: &Array2<f64>,
     k: usize,
     classes: usize,
-) -> f64 {
+) -> Vec<usize> {
     let tr_sq: Array1<f64> = train.map_axis(Axis(1), |r| r.dot(&r));
     let mut pred = Vec::with_capacity(test.nrows());
     for chunk in 0..test.nrows().div_ceil(256) {
@@ -184,7 +227,88 @@ pub fn knn(
             pred.push((0..classes).max_by_key(|&c| votes[c]).unwrap_or(0));
         }
     }
-    accuracy(&pred, y_test)
+    pred
+}
+
+/// k-nearest-neighbour accuracy.
+pub fn knn(
+    train: &Array2<f64>,
+    y_train: &[usize],
+    test: &Array2<f64>,
+    y_test: &[usize],
+    k: usize,
+    classes: usize,
+) -> f64 {
+    accuracy(&knn_predict(train, y_train, test, k, classes), y_test)
+}
+
+/// Accuracies of the supervised probes on one test set.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SupervisedScores {
+    /// Logistic regression.
+    pub logistic: f64,
+    /// The small fully connected network.
+    pub mlp: f64,
+    /// 5-nearest neighbours.
+    pub knn: f64,
+}
+
+/// The supervised probes fitted once on training features, to score any
+/// number of test sets (rotated copies, say) the same way: the training
+/// statistics for standardisation, logistic regression, the network, and
+/// the training rows that kNN votes with.
+pub struct FittedProbes {
+    mean: Array1<f64>,
+    std: Array1<f64>,
+    train: Array2<f64>,
+    y_train: Vec<usize>,
+    classes: usize,
+    logistic: LogisticProbe,
+    mlp: MlpProbe,
+}
+
+impl FittedProbes {
+    /// Fit every supervised probe on `train` (raw features) and its labels.
+    pub fn fit(train: &Array2<f32>, y_train: &[usize], classes: usize, seed: u64) -> Result<Self> {
+        anyhow::ensure!(
+            train.nrows() >= 2,
+            "probes need at least 2 training rows, got {}",
+            train.nrows()
+        );
+        let tr = train.mapv(f64::from);
+        let mean = tr.mean_axis(Axis(0)).expect("non-empty");
+        let std = tr
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 1e-8 { s } else { 1.0 });
+        let tr = (&tr - &mean) / &std;
+        Ok(FittedProbes {
+            logistic: LogisticProbe::fit(&tr, y_train)?,
+            mlp: MlpProbe::fit(&tr, y_train, classes, seed),
+            mean,
+            std,
+            train: tr,
+            y_train: y_train.to_vec(),
+            classes,
+        })
+    }
+
+    /// `x` standardised with the training statistics.
+    pub fn standardize(&self, x: &Array2<f32>) -> Array2<f64> {
+        (&x.mapv(f64::from) - &self.mean) / &self.std
+    }
+
+    /// Every supervised probe's accuracy on `test` (raw features).
+    pub fn score(&self, test: &Array2<f32>, y_test: &[usize]) -> SupervisedScores {
+        let te = self.standardize(test);
+        SupervisedScores {
+            logistic: accuracy(&self.logistic.predict(&te), y_test),
+            mlp: accuracy(&self.mlp.predict(&te), y_test),
+            knn: accuracy(
+                &knn_predict(&self.train, &self.y_train, &te, 5, self.classes),
+                y_test,
+            ),
+        }
+    }
 }
 
 /// k-means with k = `classes`; returns (Hungarian-matched accuracy, NMI).
@@ -262,17 +386,19 @@ pub fn run_all(
         train.nrows(),
         test.nrows()
     );
-    let (tr, te) = standardize(train, test);
+    let probes = FittedProbes::fit(train, y_train, classes, seed)?;
+    let te = probes.standardize(test);
     // k-means into more clusters than there are test rows is undefined
     let (kmeans_accuracy, nmi) = if te.nrows() >= classes {
         kmeans(&te, y_test, classes, seed)?
     } else {
         (f64::NAN, f64::NAN)
     };
+    let supervised = probes.score(test, y_test);
     Ok(ProbeScores {
-        logistic: logistic(&tr, y_train, &te, y_test)?,
-        mlp: mlp(&tr, y_train, &te, y_test, classes, seed),
-        knn: knn(&tr, y_train, &te, y_test, 5, classes),
+        logistic: supervised.logistic,
+        mlp: supervised.mlp,
+        knn: supervised.knn,
         kmeans_accuracy,
         nmi,
     })

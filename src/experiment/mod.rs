@@ -4,6 +4,7 @@
 //! writer both use ([`report`]).
 
 pub mod evaluate;
+pub mod invariance;
 pub mod report;
 pub mod reproduce;
 pub mod tables;

@@ -1,0 +1,163 @@
+//! What invariance buys, measured on one trained run and head:
+//!
+//! - **label efficiency**: the supervised probes fitted on 100, 1,000, ...
+//!   labelled training rows (stratified draws, several per size), scored on
+//!   the test features;
+//! - **rotation robustness**: probes fitted on all training features, scored
+//!   on the upright test images turned by one fixed angle at a time (and
+//!   mirrored). Exactly invariant features give flat curves.
+
+use anyhow::Result;
+use burn::tensor::Device;
+use ndarray::Array2;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::data::augment::{transform_images, Draw};
+use crate::data::{load_raw, Dataset, Splits};
+use crate::eval::features::{extract, Head};
+use crate::eval::probes::{FittedProbes, SupervisedScores};
+use crate::model::Autoencoder;
+
+/// A seeded stratified subset of `labels`' indices of (about) `n` rows:
+/// every class gets its share of `n` (rounded, at least one row where the
+/// class has any), drawn without replacement. The same seed gives the same
+/// rows.
+pub fn stratified_subset(labels: &[usize], n: usize, seed: u64) -> Vec<usize> {
+    let classes = labels.iter().max().map_or(0, |m| m + 1);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &l) in labels.iter().enumerate() {
+        by_class[l].push(i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let total = labels.len().max(1) as f64;
+    let mut out = Vec::new();
+    for rows in &mut by_class {
+        if rows.is_empty() {
+            continue;
+        }
+        let share = ((n as f64 * rows.len() as f64 / total).round() as usize).clamp(1, rows.len());
+        rows.shuffle(&mut rng);
+        out.extend_from_slice(&rows[..share]);
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The probes' accuracies with `labels` labelled training rows, over draws.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabelPoint {
+    /// Labelled rows asked for (the draws hold about this many).
+    pub labels: usize,
+    /// One score per draw.
+    pub draws: Vec<SupervisedScores>,
+}
+
+/// Fit the probes on stratified subsets of the training features of each
+/// size in `sizes` (`draws` seeded draws per size below the full set, one
+/// at the full set) and score them on the test features.
+pub fn label_efficiency(
+    f_train: &Array2<f32>,
+    y_train: &[usize],
+    f_test: &Array2<f32>,
+    y_test: &[usize],
+    classes: usize,
+    sizes: &[usize],
+    draws: usize,
+    seed: u64,
+) -> Result<Vec<LabelPoint>> {
+    let mut points = Vec::new();
+    for &size in sizes {
+        let full = size >= y_train.len();
+        let mut scores = Vec::new();
+        for draw in 0..if full { 1 } else { draws.max(1) } {
+            let rows = if full {
+                (0..y_train.len()).collect()
+            } else {
+                stratified_subset(y_train, size, seed.wrapping_add(draw as u64))
+            };
+            let x = f_train.select(ndarray::Axis(0), &rows);
+            let y: Vec<usize> = rows.iter().map(|&i| y_train[i]).collect();
+            let probes = FittedProbes::fit(&x, &y, classes, seed.wrapping_add(draw as u64))?;
+            scores.push(probes.score(f_test, y_test));
+        }
+        points.push(LabelPoint {
+            labels: size.min(y_train.len()),
+            draws: scores,
+        });
+    }
+    Ok(points)
+}
+
+/// The probes' accuracies on the test images under one fixed transform.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnglePoint {
+    /// Counter-clockwise rotation in degrees.
+    pub degrees: f64,
+    /// Mirrored before the rotation.
+    pub mirrored: bool,
+    /// The probes' accuracies.
+    pub scores: SupervisedScores,
+}
+
+/// The run's test images as the data set stores them: upright, not yet on
+/// the canvas.
+pub fn upright_test_set(config: &Config) -> Result<Dataset> {
+    let (_, raw) = load_raw(&config.data)?;
+    Ok(raw.take(config.data.test_limit))
+}
+
+/// `raw` images placed on a `canvas x canvas` square under the transform `d`.
+pub fn transformed(raw: &Dataset, canvas: usize, d: Draw) -> Dataset {
+    Dataset {
+        images: transform_images(&raw.images, raw.size, canvas, d),
+        size: canvas,
+        ..raw.clone()
+    }
+}
+
+/// Fit the probes on all training features of `head`, then score them on
+/// the upright test images rotated by `0, step, 2 step, ... < 360` degrees,
+/// unmirrored and mirrored.
+#[allow(clippy::too_many_arguments)]
+pub fn rotation_robustness(
+    model: &Autoencoder,
+    config: &Config,
+    head: Head,
+    data: &Splits,
+    step_degrees: f64,
+    device: &Device,
+    quiet: bool,
+    seed: u64,
+) -> Result<Vec<AnglePoint>> {
+    anyhow::ensure!(
+        step_degrees > 0.0 && step_degrees <= 360.0,
+        "the angle step must be in (0, 360] degrees, got {step_degrees}"
+    );
+    let classes = data.train.class_names.len();
+    let f_train = extract(model, config, head, &data.train, device, quiet)?;
+    let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
+    let raw = upright_test_set(config)?;
+    let steps = (360.0 / step_degrees).round() as usize;
+    let mut points = Vec::new();
+    for mirrored in [false, true] {
+        for k in 0..steps {
+            let degrees = k as f64 * step_degrees;
+            let d = Draw {
+                degrees,
+                mirror: mirrored,
+            };
+            let test = transformed(&raw, config.data.image_size, d);
+            let f_test = extract(model, config, head, &test, device, true)?;
+            points.push(AnglePoint {
+                degrees,
+                mirrored,
+                scores: probes.score(&f_test, &test.labels),
+            });
+        }
+    }
+    Ok(points)
+}
