@@ -92,10 +92,8 @@ pub fn evaluate_runs(
                     .map(|&n| if n == 0 { usize::MAX } else { n })
                     .collect();
                 let labels = label_efficiency(
-                    &f_train,
-                    y_train,
-                    &f_test,
-                    y_test,
+                    (&f_train, y_train),
+                    (&f_test, y_test),
                     classes,
                     &sizes,
                     studies.draws,

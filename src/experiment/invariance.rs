@@ -56,14 +56,12 @@ pub struct LabelPoint {
     pub draws: Vec<SupervisedScores>,
 }
 
-/// Fit the probes on stratified subsets of the training features of each
-/// size in `sizes` (`draws` seeded draws per size below the full set, one
+/// Fit the probes on stratified subsets of the training features (with
+/// their labels) of each size in `sizes` (`draws` seeded draws per size below the full set, one
 /// at the full set) and score them on the test features.
 pub fn label_efficiency(
-    f_train: &Array2<f32>,
-    y_train: &[usize],
-    f_test: &Array2<f32>,
-    y_test: &[usize],
+    (f_train, y_train): (&Array2<f32>, &[usize]),
+    (f_test, y_test): (&Array2<f32>, &[usize]),
     classes: usize,
     sizes: &[usize],
     draws: usize,
