@@ -205,7 +205,9 @@ pub fn lines(
     if !(x_lo.is_finite() && y_lo.is_finite()) {
         return Err(anyhow!("no finite points to draw"));
     }
-    let y_range = (y_lo - 0.02).max(0.0)..(y_hi + 0.02).min(1.0).max(y_lo + 0.05);
+    // room below the data for the legend
+    let span = (y_hi - y_lo).max(0.05);
+    let y_range = (y_lo - 0.45 * span).max(0.0)..(y_hi + 0.05 * span).min(1.0);
     let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
@@ -219,6 +221,8 @@ pub fn lines(
             let mut chart = $chart;
             chart
                 .configure_mesh()
+                .x_labels(10)
+                .x_label_formatter(&|x: &f64| format!("{x:.0}"))
                 .x_desc(x_label)
                 .y_desc(y_label)
                 .draw()?;
@@ -237,6 +241,7 @@ pub fn lines(
             }
             chart
                 .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw()?;
