@@ -3,29 +3,23 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use eqae::eval::probes::run_all;
 use ndarray::Array2;
 
-fn eqae() -> Command {
-    Command::cargo_bin("eqae").unwrap()
-}
+mod common;
+use common::{run, text, toy};
 
 /// Run the binary in `dir`; it must succeed. Returns its stdout.
 fn stdout_of(args: &[&str], dir: &Path) -> String {
-    let out = eqae().current_dir(dir).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let out = run(dir, args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
 }
 
 fn stderr_of(args: &[&str], dir: &Path) -> String {
-    let out = eqae().current_dir(dir).args(args).output().unwrap();
+    let out = run(dir, args);
     assert!(!out.status.success(), "expected failure for {args:?}");
-    String::from_utf8(out.stderr).unwrap()
+    text(&out.stderr)
 }
 
 #[test]
@@ -79,22 +73,7 @@ fn check_reports_exact_equivariance() {
 #[test]
 fn train_then_embed_writes_one_row_per_image_loadable_in_python() {
     let dir = tempfile::tempdir().unwrap();
-    let config = r#"
-name = "toy"
-[data]
-dataset = "synthetic"
-image_size = 16
-train_limit = 128
-test_limit = 40
-[model]
-group = "c4"
-channels = [2, 4]
-latent = 4
-group_linear = [4]
-[train]
-epochs = 1
-batch_size = 32
-"#;
+    let config = toy("toy", "", "", "");
     std::fs::write(dir.path().join("toy.toml"), config).unwrap();
     let _ = stdout_of(&["train", "--config", "toy.toml", "--quiet"], dir.path());
     for (head, width) in [("gram", 10 + 16 + 8), ("average", 4), ("v", 16)] {

@@ -15,21 +15,17 @@ use rand_chacha::ChaCha8Rng;
 
 const EPOCHS: usize = 3;
 
-const CONFIG: &str = r#"name = "kill"
-[data]
-dataset = "synthetic"
-image_size = 16
-train_limit = 320
-test_limit = 16
-[model]
-group = "d4"
-channels = [2, 4]
-latent = 4
-group_linear = [4]
-[train]
-epochs = 3
-batch_size = 32
-"#;
+mod common;
+
+/// A D4 run of 3 epochs on 320 synthetic images: a second or two.
+fn config() -> String {
+    common::toy(
+        "kill",
+        "train_limit = 320\ntest_limit = 16",
+        "group = \"d4\"",
+        "epochs = 3",
+    )
+}
 
 fn start(dir: &Path, runs: &str) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("eqae"))
@@ -123,7 +119,7 @@ fn metrics(run: &Path) -> Vec<(usize, String, String)> {
 fn killed_and_resumed_training_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("kill.toml"), CONFIG).unwrap();
+    std::fs::write(d.join("kill.toml"), config()).unwrap();
 
     let t = Instant::now();
     let status = finish(start(d, "reference"));

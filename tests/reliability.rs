@@ -3,41 +3,12 @@
 //! time limit, either in success or in one clear line starting `Error:`.
 //! Never a hang, a panic, an abort, or a file written outside the run.
 
+use ndarray::Array2;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use assert_cmd::Command;
-use ndarray::Array2;
-
 mod common;
-
-/// The binary, with a time limit: a hang fails the test instead of CI.
-fn eqae(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("eqae").unwrap();
-    cmd.current_dir(dir).timeout(Duration::from_secs(120));
-    cmd
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    eqae(dir).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The command must succeed; returns stdout and stderr together.
-fn succeeds(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({:?}): {}",
-        out.status,
-        text(&out.stderr)
-    );
-    text(&out.stdout) + &text(&out.stderr)
-}
+use common::{run, succeeds, text, toy};
 
 /// The command must fail with exit code 1 and one error line, `Error: ...`,
 /// last, containing every one of `needles` (lines before it are the
@@ -64,36 +35,6 @@ fn fails_with(dir: &Path, args: &[&str], needles: &[&str]) -> String {
         );
     }
     last.to_string()
-}
-
-/// A tiny synthetic-data run config. `data`, `model` and `train` hold
-/// `key = value` lines that replace or extend those sections (an empty
-/// value list, `key =`, is not needed: remove keys with `str::replace`).
-fn toy(name: &str, data: &str, model: &str, train: &str) -> String {
-    let mut config: toml::Table = toml::from_str(&format!(
-        r#"name = "{name}"
-[data]
-dataset = "synthetic"
-image_size = 16
-train_limit = 128
-test_limit = 40
-[model]
-group = "c4"
-channels = [2, 4]
-latent = 4
-group_linear = [4]
-[train]
-epochs = 1
-batch_size = 32
-"#
-    ))
-    .unwrap();
-    for (section, lines) in [("data", data), ("model", model), ("train", train)] {
-        let extra: toml::Table = toml::from_str(lines).unwrap();
-        let table = config[section].as_table_mut().unwrap();
-        table.extend(extra);
-    }
-    toml::to_string(&config).unwrap()
 }
 
 fn write(dir: &Path, name: &str, body: &str) {

@@ -10,6 +10,8 @@ use eqae::experiment::invariance::{rotation_robustness, stratified_subset};
 use eqae::group::GroupKind;
 use eqae::model::Autoencoder;
 
+mod common;
+
 #[test]
 fn label_subsets_are_stratified_and_reproducible() {
     // 3 classes in proportion 5 : 3 : 2
@@ -85,37 +87,9 @@ fn d4_features_score_the_same_at_every_grid_angle_mirrored_or_not() {
 #[test]
 fn eval_writes_the_studies() {
     let dir = tempfile::tempdir().unwrap();
-    let config = r#"
-name = "toy"
-[data]
-dataset = "synthetic"
-image_size = 16
-train_limit = 160
-test_limit = 40
-[model]
-group = "d4"
-channels = [2, 4]
-latent = 4
-group_linear = [4]
-[train]
-epochs = 1
-batch_size = 32
-"#;
+    let config = common::toy("toy", "train_limit = 160", "group = \"d4\"", "");
     std::fs::write(dir.path().join("toy.toml"), config).unwrap();
-    let run = |args: &[&str]| {
-        let out = assert_cmd::Command::cargo_bin("eqae")
-            .unwrap()
-            .current_dir(dir.path())
-            .args(args)
-            .timeout(std::time::Duration::from_secs(300))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| common::succeeds(dir.path(), args);
     run(&["train", "--config", "toy.toml", "--quiet"]);
     run(&[
         "eval",

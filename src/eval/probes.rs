@@ -17,6 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::time::Instant;
 
 /// Scores of every probe, in [0, 1].
 #[derive(Clone, Debug, Serialize)]
@@ -48,15 +49,35 @@ pub struct ProbeSeconds {
     pub kmeans: f64,
 }
 
+/// Standardisation with a training set's per-feature mean and standard
+/// deviation (constant features keep a scale of 1).
+pub struct Standardizer {
+    mean: Array1<f64>,
+    std: Array1<f64>,
+}
+
+impl Standardizer {
+    /// The statistics of `train` (at least one row).
+    pub fn fit(train: &Array2<f32>) -> Self {
+        let tr = train.mapv(f64::from);
+        Standardizer {
+            mean: tr.mean_axis(Axis(0)).expect("non-empty"),
+            std: tr
+                .std_axis(Axis(0), 0.0)
+                .mapv(|s| if s > 1e-8 { s } else { 1.0 }),
+        }
+    }
+
+    /// `x` standardised with the training statistics.
+    pub fn apply(&self, x: &Array2<f32>) -> Array2<f64> {
+        (&x.mapv(f64::from) - &self.mean) / &self.std
+    }
+}
+
 /// Standardise with the training set's mean and standard deviation.
 pub fn standardize(train: &Array2<f32>, test: &Array2<f32>) -> (Array2<f64>, Array2<f64>) {
-    let tr = train.mapv(f64::from);
-    let te = test.mapv(f64::from);
-    let mean = tr.mean_axis(Axis(0)).expect("non-empty");
-    let std = tr
-        .std_axis(Axis(0), 0.0)
-        .mapv(|s| if s > 1e-8 { s } else { 1.0 });
-    ((&tr - &mean) / &std, (&te - &mean) / &std)
+    let s = Standardizer::fit(train);
+    (s.apply(train), s.apply(test))
 }
 
 /// Share of `pred` equal to `truth`.
@@ -84,19 +105,6 @@ impl LogisticProbe {
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
         self.0.predict(x).to_vec()
     }
-}
-
-/// Multinomial logistic regression, test accuracy.
-pub fn logistic(
-    train: &Array2<f64>,
-    y_train: &[usize],
-    test: &Array2<f64>,
-    y_test: &[usize],
-) -> Result<f64> {
-    Ok(accuracy(
-        &LogisticProbe::fit(train, y_train)?.predict(test),
-        y_test,
-    ))
 }
 
 #[derive(Module, Debug)]
@@ -199,21 +207,6 @@ impl MlpProbe {
     }
 }
 
-/// The small fully connected network ([`MlpProbe`]), test accuracy.
-pub fn mlp(
-    train: &Array2<f64>,
-    y_train: &[usize],
-    test: &Array2<f64>,
-    y_test: &[usize],
-    classes: usize,
-    seed: u64,
-) -> f64 {
-    accuracy(
-        &MlpProbe::fit(train, y_train, classes, seed).predict(test),
-        y_test,
-    )
-}
-
 /// Classes predicted by majority of the `k` nearest training rows (Euclidean).
 pub fn knn_predict(
     train: &Array2<f64>,
@@ -245,18 +238,6 @@ pub fn knn_predict(
     pred
 }
 
-/// k-nearest-neighbour accuracy.
-pub fn knn(
-    train: &Array2<f64>,
-    y_train: &[usize],
-    test: &Array2<f64>,
-    y_test: &[usize],
-    k: usize,
-    classes: usize,
-) -> f64 {
-    accuracy(&knn_predict(train, y_train, test, k, classes), y_test)
-}
-
 /// Accuracies of the supervised probes on one test set.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct SupervisedScores {
@@ -273,13 +254,14 @@ pub struct SupervisedScores {
 /// statistics for standardisation, logistic regression, the network, and
 /// the training rows that kNN votes with.
 pub struct FittedProbes {
-    mean: Array1<f64>,
-    std: Array1<f64>,
+    standardizer: Standardizer,
     train: Array2<f64>,
     y_train: Vec<usize>,
     classes: usize,
     logistic: LogisticProbe,
     mlp: MlpProbe,
+    /// Seconds each fit took (kNN has nothing to fit).
+    fit_seconds: ProbeSeconds,
 }
 
 impl FittedProbes {
@@ -290,39 +272,59 @@ impl FittedProbes {
             "probes need at least 2 training rows, got {}",
             train.nrows()
         );
-        let tr = train.mapv(f64::from);
-        let mean = tr.mean_axis(Axis(0)).expect("non-empty");
-        let std = tr
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 1e-8 { s } else { 1.0 });
-        let tr = (&tr - &mean) / &std;
+        let standardizer = Standardizer::fit(train);
+        let tr = standardizer.apply(train);
+        let t = Instant::now();
+        let logistic = LogisticProbe::fit(&tr, y_train)?;
+        let logistic_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mlp = MlpProbe::fit(&tr, y_train, classes, seed);
+        let fit_seconds = ProbeSeconds {
+            logistic: logistic_seconds,
+            mlp: t.elapsed().as_secs_f64(),
+            ..ProbeSeconds::default()
+        };
         Ok(FittedProbes {
-            logistic: LogisticProbe::fit(&tr, y_train)?,
-            mlp: MlpProbe::fit(&tr, y_train, classes, seed),
-            mean,
-            std,
+            standardizer,
             train: tr,
             y_train: y_train.to_vec(),
             classes,
+            logistic,
+            mlp,
+            fit_seconds,
         })
     }
 
     /// `x` standardised with the training statistics.
     pub fn standardize(&self, x: &Array2<f32>) -> Array2<f64> {
-        (&x.mapv(f64::from) - &self.mean) / &self.std
+        self.standardizer.apply(x)
     }
 
     /// Every supervised probe's accuracy on `test` (raw features).
     pub fn score(&self, test: &Array2<f32>, y_test: &[usize]) -> SupervisedScores {
+        self.score_timed(test, y_test).0
+    }
+
+    /// [`Self::score`], and each probe's seconds, fit and scoring together.
+    pub fn score_timed(
+        &self,
+        test: &Array2<f32>,
+        y_test: &[usize],
+    ) -> (SupervisedScores, ProbeSeconds) {
         let te = self.standardize(test);
-        SupervisedScores {
-            logistic: accuracy(&self.logistic.predict(&te), y_test),
-            mlp: accuracy(&self.mlp.predict(&te), y_test),
-            knn: accuracy(
-                &knn_predict(&self.train, &self.y_train, &te, 5, self.classes),
-                y_test,
-            ),
-        }
+        let mut seconds = self.fit_seconds;
+        let timed = |slot: &mut f64, predict: &dyn Fn() -> Vec<usize>| {
+            let t = Instant::now();
+            let acc = accuracy(&predict(), y_test);
+            *slot += t.elapsed().as_secs_f64();
+            acc
+        };
+        let logistic = timed(&mut seconds.logistic, &|| self.logistic.predict(&te));
+        let mlp = timed(&mut seconds.mlp, &|| self.mlp.predict(&te));
+        let knn = timed(&mut seconds.knn, &|| {
+            knn_predict(&self.train, &self.y_train, &te, 5, self.classes)
+        });
+        (SupervisedScores { logistic, mlp, knn }, seconds)
     }
 }
 
@@ -401,33 +403,20 @@ pub fn run_all(
         train.nrows(),
         test.nrows()
     );
-    use std::time::Instant;
-    let (tr, te) = standardize(train, test);
-    let mut seconds = ProbeSeconds::default();
+    let probes = FittedProbes::fit(train, y_train, classes, seed)?;
+    let (supervised, mut seconds) = probes.score_timed(test, y_test);
     let t = Instant::now();
     // k-means into more clusters than there are test rows is undefined
-    let (kmeans_accuracy, nmi) = if te.nrows() >= classes {
-        kmeans(&te, y_test, classes, seed)?
+    let (kmeans_accuracy, nmi) = if test.nrows() >= classes {
+        kmeans(&probes.standardize(test), y_test, classes, seed)?
     } else {
         (f64::NAN, f64::NAN)
     };
     seconds.kmeans = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let logistic = accuracy(&LogisticProbe::fit(&tr, y_train)?.predict(&te), y_test);
-    seconds.logistic = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mlp = accuracy(
-        &MlpProbe::fit(&tr, y_train, classes, seed).predict(&te),
-        y_test,
-    );
-    seconds.mlp = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let knn = knn(&tr, y_train, &te, y_test, 5, classes);
-    seconds.knn = t.elapsed().as_secs_f64();
     Ok(ProbeScores {
-        logistic,
-        mlp,
-        knn,
+        logistic: supervised.logistic,
+        mlp: supervised.mlp,
+        knn: supervised.knn,
         kmeans_accuracy,
         nmi,
         seconds,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 
 use super::invariance::{label_efficiency, rotation_robustness, AnglePoint, LabelPoint};
-use super::report::{write_reports, RowResult};
+use super::report::{mean_std, write_reports, RowResult};
 use crate::config::ModelKind;
 use crate::data::load_splits;
 use crate::eval::features::Head;
@@ -155,14 +155,6 @@ pub fn evaluate_runs(
     })
 }
 
-fn mean(v: impl Iterator<Item = f64>) -> (f64, f64) {
-    let v: Vec<f64> = v.collect();
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
 /// `studies.json`, `label_efficiency.csv` and `.png`,
 /// `rotation_robustness.csv` and `.png`; returns the figures' warnings.
 fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
@@ -183,7 +175,8 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
                     s.config, s.head, p.labels, sc.logistic, sc.mlp, sc.knn
                 );
             }
-            curve.push((p.labels as f64, mean(p.draws.iter().map(|d| d.logistic)).0));
+            let logistic: Vec<f64> = p.draws.iter().map(|d| d.logistic).collect();
+            curve.push((p.labels as f64, mean_std(&logistic).0));
         }
         curves.push((name(s), curve));
     }

@@ -136,6 +136,8 @@ pub fn rotation_robustness(
         "the angle step must be in (0, 360] degrees, got {step_degrees}"
     );
     let classes = data.train.class_names.len();
+    // expanded once here, not once per angle inside `extract`
+    let model = &model.for_inference();
     let f_train = extract(model, config, head, &data.train, device, quiet)?;
     let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
     let raw = upright_test_set(config)?;

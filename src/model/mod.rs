@@ -66,7 +66,8 @@ impl Autoencoder {
     }
 
     /// The same model prepared for inference with fixed weights: no
-    /// autodiff, and every filter bank expanded once instead of per call.
+    /// autodiff, and every filter bank expanded once instead of per call
+    /// (calling it again on the result expands nothing).
     pub fn for_inference(&self) -> Self {
         match self.valid() {
             Autoencoder::Equivariant(m) => Autoencoder::Equivariant(m.freeze()),
@@ -107,7 +108,14 @@ mod tests {
             let model = Autoencoder::new(&config, 16, &device);
             let x = Tensor::<4>::random([3, 1, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
             let plain = model.valid().forward(x.clone()).reconstruction;
-            let frozen = model.for_inference().forward(x).reconstruction;
+            let frozen = model.for_inference();
+            let twice = frozen.for_inference().forward(x.clone()).reconstruction;
+            let frozen = frozen.forward(x).reconstruction;
+            assert_eq!(
+                twice.to_data(),
+                frozen.to_data(),
+                "{kind:?} {group:?} twice"
+            );
             assert_eq!(plain.into_data(), frozen.into_data(), "{kind:?} {group:?}");
         }
     }

@@ -80,6 +80,9 @@ impl FilterBank {
     /// The same bank with its expansion done once and kept: for inference
     /// with fixed weights.
     fn freeze(self) -> Self {
+        if self.frozen.is_some() {
+            return self;
+        }
         let frozen = Some(self.expanded_weight());
         FilterBank { frozen, ..self }
     }

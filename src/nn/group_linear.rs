@@ -59,6 +59,9 @@ impl GroupLinear {
 
     /// The same layer with its weight expanded once, for inference.
     pub fn freeze(self) -> Self {
+        if self.frozen.is_some() {
+            return self;
+        }
         let frozen = Some(self.expanded_weight());
         GroupLinear { frozen, ..self }
     }

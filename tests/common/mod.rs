@@ -104,3 +104,63 @@ pub fn fake_mnist(root: &std::path::Path, name: &str, train: usize, test: usize)
         .unwrap();
     }
 }
+
+/// The binary in `dir`, with a time limit: a hang fails the test instead
+/// of CI.
+pub fn eqae(dir: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("eqae").unwrap();
+    cmd.current_dir(dir)
+        .timeout(std::time::Duration::from_secs(300));
+    cmd
+}
+
+/// Run the binary in `dir` with `args`.
+pub fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    eqae(dir).args(args).output().unwrap()
+}
+
+/// Bytes as text, lossily.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The command must succeed; returns stdout and stderr together.
+pub fn succeeds(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}): {}",
+        out.status,
+        text(&out.stderr)
+    );
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+/// A tiny synthetic-data run config. `data`, `model` and `train` hold
+/// `key = value` lines that replace or extend those sections.
+pub fn toy(name: &str, data: &str, model: &str, train: &str) -> String {
+    let mut config: toml::Table = toml::from_str(&format!(
+        r#"name = "{name}"
+[data]
+dataset = "synthetic"
+image_size = 16
+train_limit = 128
+test_limit = 40
+[model]
+group = "c4"
+channels = [2, 4]
+latent = 4
+group_linear = [4]
+[train]
+epochs = 1
+batch_size = 32
+"#
+    ))
+    .unwrap();
+    for (section, lines) in [("data", data), ("model", model), ("train", train)] {
+        let extra: toml::Table = toml::from_str(lines).unwrap();
+        let table = config[section].as_table_mut().unwrap();
+        table.extend(extra);
+    }
+    toml::to_string(&config).unwrap()
+}
