@@ -1,0 +1,167 @@
+//! The probes' time and the logistic probe's settings, on real features.
+//!
+//!     eqae embed --run runs/table1-full/d4_gram-s0 --split train --out f_train.npy
+//!     eqae embed --run runs/table1-full/d4_gram-s0 --split test --out f_test.npy
+//!     EQAE_PROBE_FEATURES=f cargo bench --bench probes
+//!
+//! (`f` is the common prefix: `f_train.npy`, `f_train_labels.npy`,
+//! `f_test.npy`, `f_test_labels.npy`.) Without the variable it runs on a
+//! synthetic mixture of 20,000 x 256 so that it works anywhere.
+//!
+//! Part 1 chooses the logistic probe's settings on a validation split: 10%
+//! of the training rows (stratified) held out, the test set untouched. It
+//! prints the validation accuracy and seconds of each L2 penalty and
+//! iteration cap, with and without whitening; a setting has converged
+//! when doubling its iterations no longer changes the accuracy.
+//!
+//! Part 2 times every probe with the default settings on all training rows
+//! and scores the test rows, against linfa-logistic's settings before
+//! (L2 1e-3, 150 iterations, not whitened).
+//!
+//! `EQAE_PROBE_PART=1` or `2` runs one part only.
+
+use std::time::Instant;
+
+use eqae::eval::probes::{
+    accuracy, kmeans, FittedProbes, LogisticProbe, LogisticSettings, Standardizer,
+};
+use eqae::experiment::invariance::stratified_subset;
+use ndarray::{Array1, Array2, Axis};
+use ndarray_npy::read_npy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+struct Split {
+    x: Array2<f32>,
+    y: Vec<usize>,
+}
+
+fn load(prefix: &str, split: &str) -> Split {
+    let path = format!("{prefix}_{split}.npy");
+    let x: Array2<f32> = read_npy(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = format!("{prefix}_{split}_labels.npy");
+    let y: Array1<i64> = read_npy(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    Split {
+        x,
+        y: y.iter().map(|&v| v as usize).collect(),
+    }
+}
+
+/// Ten Gaussian classes in 256 dimensions whose means differ in a 32-dimensional
+/// subspace, with correlated noise.
+fn synthetic(rows: usize, seed: u64) -> Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (dims, classes) = (256, 10);
+    let means = Array2::from_shape_fn((classes, 32), |_| rng.gen_range(-1.0..1.0f32));
+    let mix = Array2::from_shape_fn((32, dims), |_| rng.gen_range(-1.0..1.0f32));
+    let mut x = Array2::zeros((rows, dims));
+    let mut y = Vec::with_capacity(rows);
+    for (i, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
+        let c = i % classes;
+        let latent = means.row(c).mapv(|m| m + rng.gen_range(-1.5..1.5f32));
+        row.assign(&latent.dot(&mix));
+        row.mapv_inplace(|v| v + rng.gen_range(-0.5..0.5f32));
+        y.push(c);
+    }
+    Split { x, y }
+}
+
+fn rows(s: &Split, idx: &[usize]) -> Split {
+    Split {
+        x: s.x.select(Axis(0), idx),
+        y: idx.iter().map(|&i| s.y[i]).collect(),
+    }
+}
+
+fn main() {
+    let (train, test) = match std::env::var("EQAE_PROBE_FEATURES") {
+        Ok(prefix) => (load(&prefix, "train"), load(&prefix, "test")),
+        Err(_) => (synthetic(20_000, 1), synthetic(5_000, 2)),
+    };
+    let classes = train.y.iter().max().map_or(1, |m| m + 1);
+    let part = std::env::var("EQAE_PROBE_PART").unwrap_or_default();
+    println!(
+        "features: {} training and {} test rows of {}, {classes} classes",
+        train.x.nrows(),
+        test.x.nrows(),
+        train.x.ncols()
+    );
+    if part != "2" {
+        // 10% of the training rows, stratified, as the validation split
+        let held = stratified_subset(&train.y, train.y.len() / 10, 0);
+        let mut is_held = vec![false; train.y.len()];
+        held.iter().for_each(|&i| is_held[i] = true);
+        let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
+        let (fit, val) = (rows(&train, &kept), rows(&train, &held));
+        let s = Standardizer::fit(&fit.x);
+        let (fit_x, val_x) = (s.apply(&fit.x), s.apply(&val.x));
+        println!(
+            "\npart 1: logistic settings, {} fit / {} validation rows",
+            fit.y.len(),
+            val.y.len()
+        );
+        println!("| whiten | L2 | iterations | validation accuracy | seconds |");
+        println!("|---|---|---|---|---|");
+        let mut grid = vec![(false, 1e-3, 150), (false, 1e-3, 300)];
+        for l2 in [1.0, 10.0, 100.0, 1000.0] {
+            for it in [150, 300] {
+                grid.push((true, l2, it));
+            }
+        }
+        for (whiten, l2, max_iterations) in grid {
+            let settings = LogisticSettings {
+                l2,
+                max_iterations,
+                whiten,
+            };
+            let t = Instant::now();
+            let probe = LogisticProbe::fit_with(&fit_x, &fit.y, settings).expect("fit");
+            let acc = accuracy(&probe.predict(&val_x), &val.y);
+            println!(
+                "| {whiten} | {l2} | {max_iterations} | {:.2}% | {:.1} |",
+                100.0 * acc,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if part != "1" {
+        println!("\npart 2: every probe, all training rows, scored on the test rows");
+        println!("| probe | test accuracy | seconds (fit and score) |");
+        println!("|---|---|---|");
+        let s = Standardizer::fit(&train.x);
+        let (tr, te) = (s.apply(&train.x), s.apply(&test.x));
+        let before = LogisticSettings {
+            l2: 1e-3,
+            max_iterations: 150,
+            whiten: false,
+        };
+        let t = Instant::now();
+        let probe = LogisticProbe::fit_with(&tr, &train.y, before).expect("fit");
+        let acc = accuracy(&probe.predict(&te), &test.y);
+        println!(
+            "| logistic, before (L2 1e-3, 150 iterations, not whitened) | {:.2}% | {:.1} |",
+            100.0 * acc,
+            t.elapsed().as_secs_f64()
+        );
+        let probes = FittedProbes::fit(&train.x, &train.y, classes, 0).expect("fit");
+        let (scores, seconds) = probes.score_timed(&test.x, &test.y);
+        let d = LogisticSettings::default();
+        println!(
+            "| logistic (L2 {}, {} iterations, whitened) | {:.2}% | {:.1} |",
+            d.l2,
+            d.max_iterations,
+            100.0 * scores.logistic,
+            seconds.logistic
+        );
+        println!("| MLP | {:.2}% | {:.1} |", 100.0 * scores.mlp, seconds.mlp);
+        println!("| 5-NN | {:.2}% | {:.1} |", 100.0 * scores.knn, seconds.knn);
+        let t = Instant::now();
+        let (acc, nmi) =
+            kmeans(&probes.standardize(&test.x), &test.y, classes, 0).expect("k-means");
+        println!(
+            "| k-means (accuracy; NMI {nmi:.3}) | {:.2}% | {:.1} |",
+            100.0 * acc,
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
