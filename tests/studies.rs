@@ -64,7 +64,8 @@ fn d4_features_score_the_same_at_every_grid_angle_mirrored_or_not() {
     let data = load_splits(&config.data).unwrap();
     for head in [Head::Gram, Head::Average] {
         let points =
-            rotation_robustness(&model, &config, head, &data, 90.0, &device, true, 0).unwrap();
+            rotation_robustness(&model, &config, (head, None), &data, 90.0, &device, true, 0)
+                .unwrap();
         assert_eq!(
             points.len(),
             8,
@@ -107,6 +108,7 @@ fn eval_writes_the_studies() {
         "2",
         "--rotations",
         "90",
+        "--plots",
     ]);
     let rep = dir.path().join("rep");
     let csv = std::fs::read_to_string(rep.join("label_efficiency.csv")).unwrap();
@@ -118,9 +120,41 @@ fn eval_writes_the_studies() {
         "studies.json",
         "label_efficiency.png",
         "rotation_robustness.png",
+        "confusion.json",
+        "confusion_toy_gram.png",
+        "kmeans_toy_gram.png",
     ] {
         assert!(rep.join(f).exists(), "{f} missing");
     }
+    // each confusion matrix counts every test image once
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rep.join("confusion.json")).unwrap())
+            .unwrap();
+    for probe in ["logistic", "kmeans"] {
+        let total: u64 = json[0][probe]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+            .sum();
+        assert_eq!(total, 40, "{probe}: {json}");
+    }
+
+    // the pose study of an attention run
+    let config = common::toy(
+        "att",
+        "",
+        "group = \"d4\"\nkind = \"attention\"\ncode = 8",
+        "",
+    );
+    std::fs::write(dir.path().join("att.toml"), config).unwrap();
+    run(&["train", "--config", "att.toml", "--quiet"]);
+    let out = run(&[
+        "eval", "--run", "runs/att", "--out", "pose", "--quiet", "--pose",
+    ]);
+    assert!(out.contains("attention recovers the pose of"), "{out}");
+    let pose = dir.path().join("pose");
+    assert!(pose.join("pose.json").exists() && pose.join("pose_att.png").exists());
 }
 
 #[test]
@@ -130,10 +164,80 @@ fn control_the_raw_embedding_is_not_invariant() {
     device.seed(3);
     let model = Autoencoder::new(&config.model, 16, &device);
     let data = load_splits(&config.data).unwrap();
-    let points =
-        rotation_robustness(&model, &config, Head::V, &data, 90.0, &device, true, 0).unwrap();
+    let points = rotation_robustness(
+        &model,
+        &config,
+        (Head::V, None),
+        &data,
+        90.0,
+        &device,
+        true,
+        0,
+    )
+    .unwrap();
     let knn: Vec<f64> = points.iter().map(|p| p.scores.knn).collect();
     eprintln!("raw V, kNN by angle: {knn:?}");
     // V's rows move with the image: the probes see other vectors
     assert!(knn.iter().any(|&a| a != knn[0]), "{knn:?}");
+}
+
+/// Whatever the weights, equivariant attention moves its argmax with the
+/// image: on every D4 transform of the same upright images, the offset
+/// `t^-1 argmax w(t.x)` is the same for each image, so with one image per
+/// class the pose is recovered for all of them. This fails if the study's
+/// reading of a draw (mirror first, then rotate counter-clockwise) and the
+/// group's element order disagree, or if the attention is not equivariant.
+#[test]
+fn attention_recovers_exact_grid_transforms_of_the_same_images() {
+    use eqae::data::augment::Draw;
+    use eqae::data::Dataset;
+    use eqae::experiment::pose::pose_study;
+    use eqae::group::action::transform_square;
+    use eqae::group::Group;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    let mut config = tiny(GroupKind::D4);
+    config.model.kind = ModelKind::Attention;
+    config.model.code = 8;
+    config.validate().unwrap();
+    let device = Device::flex();
+    device.seed(5);
+    let model = Autoencoder::new(&config.model, 16, &device);
+    // one upright image per class: random pixels, so that no rotation or
+    // reflection maps an image to itself (a symmetric shape ties the weights)
+    let classes = 4;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let upright: Vec<Vec<f32>> = (0..classes)
+        .map(|_| (0..256).map(|_| rng.gen_range(0.0..1.0f32)).collect())
+        .collect();
+    let d4 = Group::dihedral(4);
+    let (mut images, mut labels, mut draws) = (Vec::new(), Vec::new(), Vec::new());
+    for (c, img) in upright.iter().enumerate() {
+        for t in 0..d4.order() {
+            images.extend(transform_square(img, 16, &d4, t));
+            labels.push(c);
+            let e = d4.element(t);
+            draws.push(Draw {
+                degrees: 90.0 * e.rotation as f64,
+                mirror: e.reflection,
+            });
+        }
+    }
+    let test = Dataset {
+        images,
+        size: 16,
+        labels,
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+        file_names: None,
+    };
+    let study = pose_study(&model, &config, &test, &draws, &device, true).unwrap();
+    assert_eq!(study.images, classes * 8);
+    assert_eq!(study.agreement, 1.0, "{study:?}");
+    assert_eq!(study.mirror_agreement, 1.0);
+    // counts: every true element recovered as itself
+    for (t, row) in study.counts.iter().enumerate() {
+        assert_eq!(row[t], classes, "row {t}: {row:?}");
+    }
+    assert!(study.mean_entropy >= 0.0 && study.mean_entropy <= study.uniform_entropy + 1e-9);
 }

@@ -65,6 +65,15 @@ pub struct EvalArgs {
     /// images turned by every multiple of this many degrees (and mirrored).
     #[arg(long, requires = "run", value_parser = parse_step)]
     pub rotations: Option<f64>,
+    /// With --run: what the attention does with the pose, for attention
+    /// runs: how often its argmax recovers each test image's rotation and
+    /// reflection (pose.json, pose_<run>.png).
+    #[arg(long, requires = "run")]
+    pub pose: bool,
+    /// With --table: train (or resume) every row's model for every seed and
+    /// stop; a later `--table` run evaluates them without training.
+    #[arg(long, requires = "table")]
+    pub train_only: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -86,8 +95,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
             runs: args.runs.clone(),
             out: args.out.clone(),
             quiet: args.quiet,
+            train_only: args.train_only,
         };
         let results = reproduce(&opts, &device)?;
+        if opts.train_only {
+            println!(
+                "trained every row of table {} (preset {}) for {} seed(s)",
+                opts.table.number(),
+                opts.preset.name(),
+                opts.seeds
+            );
+            return Ok(());
+        }
         println!("{}", table_markdown(&opts, &results));
         return Ok(());
     }
@@ -99,6 +118,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         labels: args.labels.clone(),
         draws: usize::from(args.draws),
         rotation_step: args.rotations,
+        pose: args.pose,
     };
     let done = evaluate_runs(
         &args.run,
@@ -117,6 +137,27 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if !done.studies.is_empty() {
         println!(
             "written {}/studies.json and the label-efficiency and rotation-robustness CSV and PNG files",
+            args.out.display()
+        );
+    }
+    for p in &done.poses {
+        println!(
+            "{}: attention recovers the pose of {:.1}% of {} test images ({:.1}% within one step, reflection right for {:.1}%); mean weight entropy {:.3} nats of {:.3}; canonical element per class: {}",
+            p.config,
+            100.0 * p.agreement,
+            p.images,
+            100.0 * p.within_one_step,
+            100.0 * p.mirror_agreement,
+            p.mean_entropy,
+            p.uniform_entropy,
+            p.canonical.join(", ")
+        );
+    }
+    if args.pose && done.poses.is_empty() {
+        eprintln!("warning: --pose: none of the runs is an attention model");
+    } else if !done.poses.is_empty() {
+        println!(
+            "written {}/pose.json and pose_<run>.png",
             args.out.display()
         );
     }

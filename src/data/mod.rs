@@ -274,6 +274,19 @@ pub fn load_raw(config: &DataConfig) -> Result<(Dataset, Dataset), DataError> {
     }
 }
 
+/// The augmentation seed of the training images: image `i` of the training
+/// set (before the validation split) was transformed by
+/// `augment::draw(train_augment_seed, i)`.
+pub fn train_augment_seed(config: &DataConfig) -> u64 {
+    config.seed.wrapping_mul(2)
+}
+
+/// The augmentation seed of the test images: test image `i` was
+/// transformed by `augment::draw(test_augment_seed, i)`.
+pub fn test_augment_seed(config: &DataConfig) -> u64 {
+    config.seed.wrapping_mul(2).wrapping_add(1)
+}
+
 /// Load, limit, augment and split as the config says. The training and
 /// test sets are augmented with different seeds derived from `seed`.
 pub fn load_splits(config: &DataConfig) -> Result<Splits, DataError> {
@@ -281,8 +294,8 @@ pub fn load_splits(config: &DataConfig) -> Result<Splits, DataError> {
     let train = train.take(config.train_limit);
     let test = test.take(config.test_limit);
     let s = config.image_size;
-    let train = train.augmented(s, config.augment, config.seed.wrapping_mul(2));
-    let test = test.augmented(s, config.augment, config.seed.wrapping_mul(2) + 1);
+    let train = train.augmented(s, config.augment, train_augment_seed(config));
+    let test = test.augmented(s, config.augment, test_augment_seed(config));
     let (train, validation) = stratified_split(&train, config.validation_fraction, config.seed);
     Ok(Splits {
         train,

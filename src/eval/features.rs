@@ -42,6 +42,17 @@ impl Head {
         }
     }
 
+    /// The name configs and the command line use (`gram`, `average`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::Code => "code",
+            Head::Average => "average",
+            Head::Gram => "gram",
+            Head::Attention => "attention",
+            Head::V => "v",
+        }
+    }
+
     /// The heads a model kind offers by default.
     pub fn defaults(kind: ModelKind) -> Vec<Head> {
         match kind {

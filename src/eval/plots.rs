@@ -13,6 +13,7 @@ use linfa_reduction::Pca;
 use linfa_tsne::TSneParams;
 use ndarray::{Array2, Axis};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rand::SeedableRng;
 
 static FONT: Once = Once::new();
@@ -252,6 +253,92 @@ pub fn lines(
         draw!(builder.build_cartesian_2d((x_lo * 0.8..x_hi * 1.25).log_scale(), y_range)?);
     } else {
         draw!(builder.build_cartesian_2d(x_lo..x_hi, y_range)?);
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A count matrix as a heat map (confusion matrices, attention poses): cell
+/// `[r][c]` shaded by its share of row `r` and labelled with its count.
+pub fn heatmap(
+    counts: &[Vec<usize>],
+    (row_names, col_names): (&[String], &[String]),
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    path: &Path,
+) -> Result<()> {
+    let rows = counts.len();
+    let cols = counts.first().map_or(0, Vec::len);
+    if rows == 0 || cols == 0 || counts.iter().any(|r| r.len() != cols) {
+        return Err(anyhow!("a heat map needs a non-empty rectangular matrix"));
+    }
+    register_font();
+    let cell = (640 / rows.max(cols)).clamp(18, 60) as u32;
+    let (w, h) = (cols as u32 * cell + 160, rows as u32 * cell + 140);
+    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(75)
+        .build_cartesian_2d(0..cols, 0..rows)?;
+    // row 0 on top
+    let y = |r: usize| rows - r;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        // one blank key point each: plotters' usize axes loop forever on 0
+        .x_labels(1)
+        .y_labels(1)
+        .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|_| String::new())
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()?;
+    // names centred on their cells (the mesh would put them on the edges)
+    let label_font = ("sans-serif", 12).into_font();
+    for (c, name) in col_names.iter().enumerate().take(cols) {
+        let (x, bottom) = chart.backend_coord(&(c, 0));
+        let x = (x + chart.backend_coord(&(c + 1, 0)).0) / 2;
+        let style = label_font
+            .clone()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(name.clone(), (x, bottom + 4), style))?;
+    }
+    for (r, name) in row_names.iter().enumerate().take(rows) {
+        let (x, top) = chart.backend_coord(&(0, y(r)));
+        let mid = (top + chart.backend_coord(&(0, y(r) - 1)).1) / 2;
+        let style = label_font
+            .clone()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        root.draw(&Text::new(name.clone(), (x - 4, mid), style))?;
+    }
+    let font = ("sans-serif", (cell as f64 * 0.32).clamp(8.0, 14.0)).into_font();
+    for (r, row) in counts.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f64;
+        for (c, &n) in row.iter().enumerate() {
+            let share = n as f64 / total;
+            // white (0) to dark blue (the whole row)
+            let shade = |lo: f64| (255.0 - share * (255.0 - lo)) as u8;
+            let fill = RGBColor(shade(20.0), shade(60.0), shade(140.0));
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(c, y(r)), (c + 1, y(r) - 1)],
+                fill.filled(),
+            )))?;
+            if n > 0 && cell >= 24 {
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                let pixel = chart.backend_coord(&(c, y(r)));
+                root.draw(&Text::new(
+                    format!("{n}"),
+                    (pixel.0 + 3, pixel.1 + 3),
+                    font.clone().color(&ink),
+                ))?;
+            }
+        }
     }
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;

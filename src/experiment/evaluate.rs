@@ -7,11 +7,12 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 
 use super::invariance::{label_efficiency, rotation_robustness, AnglePoint, LabelPoint};
+use super::pose::{augment_draws, pose_study, PoseStudy};
 use super::report::{mean_std, write_reports, RowResult};
 use crate::config::ModelKind;
-use crate::data::load_splits;
+use crate::data::{load_splits, test_augment_seed};
 use crate::eval::features::Head;
-use crate::eval::probes::run_all;
+use crate::eval::probes::{cluster_classes, confusion_matrix, kmeans_clusters, FittedProbes};
 use crate::eval::{figures::figures, plots, split_features};
 use crate::train::RunDir;
 
@@ -26,6 +27,8 @@ pub struct Studies {
     pub draws: usize,
     /// Angle step of the rotation-robustness study, in degrees.
     pub rotation_step: Option<f64>,
+    /// The attention pose study of every attention run.
+    pub pose: bool,
 }
 
 /// One run and head's studies.
@@ -53,6 +56,8 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
     /// The invariance studies asked for.
     pub studies: Vec<StudyResult>,
+    /// The attention pose studies asked for.
+    pub poses: Vec<PoseStudy>,
 }
 
 /// Evaluate `heads` (each run's own when empty) of every run in `runs`,
@@ -69,11 +74,24 @@ pub fn evaluate_runs(
     let mut results = Vec::new();
     let mut figure_rows = Vec::new();
     let mut study_results = Vec::new();
+    let mut poses = Vec::new();
+    let mut confusions = Vec::new();
     for dir in runs {
         let run = RunDir::new(dir);
         let config = run.load_config()?;
         let model = run.load_model(&config, device)?;
         let data = load_splits(&config.data)?;
+        if studies.pose && config.model.kind == ModelKind::Attention {
+            anyhow::ensure!(
+                config.data.augment,
+                "{}: the pose study needs augmented test images (data.augment = true)",
+                config.name
+            );
+            let draws = augment_draws(test_augment_seed(&config.data), data.test.len());
+            poses.push(pose_study(
+                &model, &config, &data.test, &draws, device, quiet,
+            )?);
+        }
         let heads = if heads.is_empty() {
             Head::defaults(config.model.kind)
         } else {
@@ -84,7 +102,19 @@ pub fn evaluate_runs(
             let (f_train, f_test) = split_features(&model, &config, head, &data, device, quiet)?;
             let (y_train, y_test) = (&data.train.labels, &data.test.labels);
             let classes = data.train.class_names.len();
-            let scores = run_all(&f_train, y_train, &f_test, y_test, classes, seed)?;
+            // fitted once: the scores, the confusion matrices, label
+            // efficiency at all labels and every rotated test set reuse them
+            let probes = FittedProbes::fit(&f_train, y_train, classes, seed)?;
+            let scores = probes.score_all(&f_test, y_test, seed)?;
+            if draw {
+                confusions.push(confusions_of(
+                    &probes,
+                    (&f_test, y_test),
+                    &data.test.class_names,
+                    format!("{}_{}", config.name, head.name()),
+                    seed,
+                )?);
+            }
             if !studies.labels.is_empty() || studies.rotation_step.is_some() {
                 let sizes: Vec<usize> = studies
                     .labels
@@ -95,13 +125,20 @@ pub fn evaluate_runs(
                     (&f_train, y_train),
                     (&f_test, y_test),
                     classes,
-                    &sizes,
-                    studies.draws,
+                    (&sizes, studies.draws),
+                    Some(&probes),
                     seed,
                 )?;
                 let angles = match studies.rotation_step {
                     Some(step) => rotation_robustness(
-                        &model, &config, head, &data, step, device, quiet, seed,
+                        &model,
+                        &config,
+                        (head, Some(&probes)),
+                        &data,
+                        step,
+                        device,
+                        quiet,
+                        seed,
                     )?,
                     None => Vec::new(),
                 };
@@ -146,13 +183,129 @@ pub fn evaluate_runs(
     if !study_results.is_empty() {
         warnings.extend(write_studies(out, &study_results)?);
     }
+    if !poses.is_empty() {
+        warnings.extend(write_poses(out, &poses)?);
+    }
+    if !confusions.is_empty() {
+        warnings.extend(write_confusions(out, &confusions)?);
+    }
     Ok(Evaluation {
         results,
         markdown,
         files: (json, md),
         warnings,
         studies: study_results,
+        poses,
     })
+}
+
+/// Test-set confusion matrices of one run and head.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Confusions {
+    /// `<config>_<head>`, the stem of the figures.
+    pub name: String,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// Logistic probe: `[true][predicted]`.
+    pub logistic: Vec<Vec<usize>>,
+    /// k-means clusters, each named by its Hungarian-matched class:
+    /// `[true][cluster's class]`.
+    pub kmeans: Vec<Vec<usize>>,
+}
+
+fn confusions_of(
+    probes: &FittedProbes,
+    (f_test, y_test): (&ndarray::Array2<f32>, &[usize]),
+    class_names: &[String],
+    name: String,
+    seed: u64,
+) -> Result<Confusions> {
+    let classes = class_names.len();
+    let logistic = confusion_matrix(&probes.predict_logistic(f_test), y_test, classes);
+    let kmeans = if f_test.nrows() >= classes {
+        let clusters = kmeans_clusters(&probes.standardize(f_test), classes, seed)?;
+        let class_of = cluster_classes(&clusters, y_test, classes);
+        let named: Vec<usize> = clusters.iter().map(|&c| class_of[c]).collect();
+        confusion_matrix(&named, y_test, classes)
+    } else {
+        vec![vec![0; classes]; classes]
+    };
+    Ok(Confusions {
+        name,
+        classes: class_names.to_vec(),
+        logistic,
+        kmeans,
+    })
+}
+
+/// `confusion.json`, and per run and head `confusion_<name>.png` (logistic
+/// probe) and `kmeans_<name>.png` (matched k-means clusters).
+fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<String>> {
+    RunDir::write_atomic(
+        &out.join("confusion.json"),
+        serde_json::to_string_pretty(all)?.as_bytes(),
+    )?;
+    let mut warnings = Vec::new();
+    for c in all {
+        for (what, counts, file) in [
+            (
+                "logistic regression",
+                &c.logistic,
+                format!("confusion_{}.png", c.name),
+            ),
+            (
+                "k-means, clusters matched to classes",
+                &c.kmeans,
+                format!("kmeans_{}.png", c.name),
+            ),
+        ] {
+            let drawn = plots::heatmap(
+                counts,
+                (&c.classes, &c.classes),
+                &format!("{}: {what} on the test set", c.name),
+                ("predicted class", "true class"),
+                &out.join(&file),
+            );
+            if let Err(e) = drawn {
+                warnings.push(format!("no figure {file}: {e:#}"));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// `pose.json`, and `pose_<config>.png` per attention run: true transform
+/// against the one the attention recovered.
+fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
+    RunDir::write_atomic(
+        &out.join("pose.json"),
+        serde_json::to_string_pretty(poses)?.as_bytes(),
+    )?;
+    let mut warnings = Vec::new();
+    for p in poses {
+        let path = out.join(format!("pose_{}.png", p.config));
+        let title = format!(
+            "{}: attention pose, {:.1}% recovered (entropy {:.2} of {:.2} nats)",
+            p.config,
+            100.0 * p.agreement,
+            p.mean_entropy,
+            p.uniform_entropy
+        );
+        let drawn = plots::heatmap(
+            &p.counts,
+            (&p.elements, &p.elements),
+            &title,
+            (
+                "recovered transform (argmax of w, class offset removed)",
+                "true transform (nearest element)",
+            ),
+            &path,
+        );
+        if let Err(e) = drawn {
+            warnings.push(format!("no pose figure for {}: {e:#}", p.config));
+        }
+    }
+    Ok(warnings)
 }
 
 /// `studies.json`, `label_efficiency.csv` and `.png`,

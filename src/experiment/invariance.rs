@@ -59,12 +59,15 @@ pub struct LabelPoint {
 /// Fit the probes on stratified subsets of the training features (with
 /// their labels) of each size in `sizes` (`draws` seeded draws per size below the full set, one
 /// at the full set) and score them on the test features.
+///
+/// `fitted`, when given, are the probes already fitted on all of `f_train`
+/// with `seed`: the full size reuses them instead of fitting again.
 pub fn label_efficiency(
     (f_train, y_train): (&Array2<f32>, &[usize]),
     (f_test, y_test): (&Array2<f32>, &[usize]),
     classes: usize,
-    sizes: &[usize],
-    draws: usize,
+    (sizes, draws): (&[usize], usize),
+    fitted: Option<&FittedProbes>,
     seed: u64,
 ) -> Result<Vec<LabelPoint>> {
     let mut points = Vec::new();
@@ -72,6 +75,10 @@ pub fn label_efficiency(
         let full = size >= y_train.len();
         let mut scores = Vec::new();
         for draw in 0..if full { 1 } else { draws.max(1) } {
+            if let (true, Some(probes)) = (full, fitted) {
+                scores.push(probes.score(f_test, y_test));
+                continue;
+            }
             let rows = if full {
                 (0..y_train.len()).collect()
             } else {
@@ -117,14 +124,14 @@ pub fn transformed(raw: &Dataset, canvas: usize, d: Draw) -> Dataset {
     }
 }
 
-/// Fit the probes on all training features of `head`, then score them on
-/// the upright test images rotated by `0, step, 2 step, ... < 360` degrees,
-/// unmirrored and mirrored.
+/// Fit the probes on all training features of `head` (or take `fitted`,
+/// fitted on them already), then score them on the upright test images
+/// rotated by `0, step, 2 step, ... < 360` degrees, unmirrored and mirrored.
 #[allow(clippy::too_many_arguments)]
 pub fn rotation_robustness(
     model: &Autoencoder,
     config: &Config,
-    head: Head,
+    (head, fitted): (Head, Option<&FittedProbes>),
     data: &Splits,
     step_degrees: f64,
     device: &Device,
@@ -138,8 +145,15 @@ pub fn rotation_robustness(
     let classes = data.train.class_names.len();
     // expanded once here, not once per angle inside `extract`
     let model = &model.for_inference();
-    let f_train = extract(model, config, head, &data.train, device, quiet)?;
-    let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
+    let own;
+    let probes = match fitted {
+        Some(p) => p,
+        None => {
+            let f_train = extract(model, config, head, &data.train, device, quiet)?;
+            own = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
+            &own
+        }
+    };
     let raw = upright_test_set(config)?;
     let steps = (360.0 / step_degrees).round() as usize;
     let mut points = Vec::new();

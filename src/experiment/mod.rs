@@ -1,10 +1,12 @@
 //! Experiments above training and evaluation: the paper's tables
 //! ([`tables`]), reproducing them end to end over seeds ([`reproduce`]),
-//! evaluating trained runs as they are ([`evaluate`]), and the one report
+//! evaluating trained runs as they are ([`evaluate`]), the invariance and
+//! attention studies ([`invariance`], [`pose`]), and the one report
 //! writer both use ([`report`]).
 
 pub mod evaluate;
 pub mod invariance;
+pub mod pose;
 pub mod report;
 pub mod reproduce;
 pub mod tables;

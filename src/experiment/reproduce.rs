@@ -32,6 +32,10 @@ pub struct TableOptions {
     pub out: PathBuf,
     /// No progress bars.
     pub quiet: bool,
+    /// Train (or resume) every row's model for every seed, evaluate nothing:
+    /// the long part of a reproduction, run first so that the evaluation can
+    /// follow later (or with other probe settings) without training again.
+    pub train_only: bool,
 }
 
 impl TableOptions {
@@ -111,6 +115,9 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 let model = trained_row(opts, &path, &config, &data_cache[&key], device)?;
                 trained.insert(row.config, (config, model));
             }
+            if opts.train_only {
+                continue;
+            }
             let (config, model) = &trained[row.config];
             let data = &data_cache[&toml::to_string(&config.data)?];
             let (scores, f_test) =
@@ -151,6 +158,9 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             results.push(result);
             write_reports(&opts.out, &opts.stem(), &opts.title(), &results)?;
         }
+    }
+    if opts.train_only {
+        return Ok(results);
     }
     for warning in figures(&figure_rows, &opts.out, &opts.stem()) {
         eprintln!("warning: {warning}");
