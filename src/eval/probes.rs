@@ -142,8 +142,9 @@ impl Whitener {
 /// Settings of the logistic probe.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct LogisticSettings {
-    /// L2 penalty `alpha / 2 |W|^2` beside the summed (not averaged)
-    /// cross-entropy.
+    /// L2 penalty per training row: linfa-logistic minimises the summed
+    /// cross-entropy plus `alpha / 2 |W|^2`, with `alpha = l2 * rows`, so the
+    /// same setting means the same on 100 labels as on 54,000.
     pub l2: f64,
     /// L-BFGS iterations at most.
     pub max_iterations: u64,
@@ -156,7 +157,7 @@ impl Default for LogisticSettings {
     /// set): `benches/probes.rs`, `docs/probes.md`.
     fn default() -> Self {
         LogisticSettings {
-            l2: 100.0,
+            l2: 2e-3,
             max_iterations: 150,
             whiten: true,
         }
@@ -189,7 +190,7 @@ impl LogisticProbe {
         };
         let data = linfa::Dataset::new(records, Array1::from(y_train.to_vec()));
         let model = MultiLogisticRegression::default()
-            .alpha(settings.l2)
+            .alpha(settings.l2 * y_train.len() as f64)
             .max_iterations(settings.max_iterations)
             .fit(&data)
             .context("logistic regression did not fit")?;
