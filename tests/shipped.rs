@@ -1,0 +1,134 @@
+//! The trained models shipped in `models/`: each loads with its own config,
+//! passes `eqae check`, embeds a folder of images with no training, and its
+//! invariant features do not move under any exact group element.
+
+use std::path::{Path, PathBuf};
+
+use eqae::config::ModelKind;
+use eqae::data::Dataset;
+use eqae::eval::features::{extract, Head};
+use eqae::group::action::transform_square;
+use eqae::model::Autoencoder;
+use eqae::train::RunDir;
+
+mod common;
+
+/// Every shipped model folder (one with a `model.bpk`).
+fn shipped() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.bpk").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn models_are_shipped() {
+    let names: Vec<String> = shipped()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"mnist_d4_gram".to_string()), "{names:?}");
+}
+
+#[test]
+fn shipped_features_are_invariant_on_generated_images() {
+    let device = common::device();
+    for dir in shipped() {
+        let run = RunDir::new(&dir);
+        let config = run.load_config().unwrap();
+        let model = run.load_model(&config, &device).unwrap();
+        let Autoencoder::Equivariant(m) = &model else {
+            continue;
+        };
+        let group = m.group().group();
+        let size = config.data.image_size;
+        let upright: Vec<f32> = common::blob_images(4, size, 9)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap();
+        let exact: Vec<usize> = (0..group.order())
+            .filter(|&t| group.is_grid_exact(t))
+            .collect();
+        let mut images = Vec::new();
+        for &t in &exact {
+            for img in upright.chunks(size * size) {
+                images.extend(transform_square(img, size, &group, t));
+            }
+        }
+        let rows = exact.len() * 4;
+        let data = Dataset {
+            images,
+            size,
+            labels: vec![0; rows],
+            class_names: vec!["blob".into()],
+            file_names: None,
+        };
+        let heads = match config.model.kind {
+            ModelKind::Attention => vec![Head::Attention],
+            _ => vec![Head::Gram, Head::Average],
+        };
+        for head in heads {
+            let f = extract(&model, &config, head, &data, &device, true).unwrap();
+            let scale = f.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1e-12);
+            let mut worst = 0.0f32;
+            for (k, _) in exact.iter().enumerate().skip(1) {
+                for i in 0..4 {
+                    let (a, b) = (f.row(i), f.row(k * 4 + i));
+                    for (x, y) in a.iter().zip(b.iter()) {
+                        worst = worst.max((x - y).abs() / scale);
+                    }
+                }
+            }
+            assert!(
+                worst < 1e-5,
+                "{}: {head:?} features move by {worst:e} under exact elements",
+                dir.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn shipped_models_pass_check_and_embed_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for k in 0..3u32 {
+        let img = image::GrayImage::from_fn(32, 32, |x, y| {
+            let inside = (6..26).contains(&x) && (6..26).contains(&y);
+            image::Luma([if inside { ((x * 7 + y * 13 + k * 50) % 256) as u8 } else { 0 }])
+        });
+        img.save(images.join(format!("img{k}.png"))).unwrap();
+    }
+    for model in shipped() {
+        let m = model.to_str().unwrap();
+        let out = common::succeeds(dir.path(), &["check", "--run", m]);
+        assert!(out.contains("worst error over exact elements"), "{out}");
+        let npy = dir.path().join("f.npy");
+        common::succeeds(
+            dir.path(),
+            &[
+                "embed",
+                "--run",
+                m,
+                "--images",
+                "images",
+                "--head",
+                "gram",
+                "--out",
+                npy.to_str().unwrap(),
+                "--quiet",
+            ],
+        );
+        let f: ndarray::Array2<f32> = ndarray_npy::read_npy(&npy).unwrap();
+        assert_eq!(f.nrows(), 3, "{m}");
+    }
+}
