@@ -104,7 +104,11 @@ fn shipped_models_pass_check_and_embed_a_folder() {
     for k in 0..3u32 {
         let img = image::GrayImage::from_fn(32, 32, |x, y| {
             let inside = (6..26).contains(&x) && (6..26).contains(&y);
-            image::Luma([if inside { ((x * 7 + y * 13 + k * 50) % 256) as u8 } else { 0 }])
+            image::Luma([if inside {
+                ((x * 7 + y * 13 + k * 50) % 256) as u8
+            } else {
+                0
+            }])
         });
         img.save(images.join(format!("img{k}.png"))).unwrap();
     }

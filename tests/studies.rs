@@ -241,3 +241,70 @@ fn attention_recovers_exact_grid_transforms_of_the_same_images() {
     }
     assert!(study.mean_entropy >= 0.0 && study.mean_entropy <= study.uniform_entropy + 1e-9);
 }
+
+/// `--table` with every study: `--train-only` trains each row's model and
+/// writes no report; the evaluation after it reuses them and writes seed
+/// 0's studies for all seven rows, the pose of both attention rows and a
+/// confusion matrix per row.
+#[test]
+fn a_table_trains_first_then_writes_every_rows_studies() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).unwrap();
+    for (name, model) in [
+        ("baseline", "kind = \"baseline\"\ncode = 8"),
+        ("d4_gram", "group = \"d4\""),
+        ("d12_gram", "group = \"d12\""),
+        (
+            "d4_attention",
+            "group = \"d4\"\nkind = \"attention\"\ncode = 8",
+        ),
+        (
+            "d12_attention",
+            "group = \"d12\"\nkind = \"attention\"\ncode = 8",
+        ),
+    ] {
+        let config = common::toy(name, "", model, "");
+        std::fs::write(configs.join(format!("{name}.toml")), config).unwrap();
+    }
+    let table = [
+        "eval", "--table", "1", "--preset", "full", "--seeds", "1", "--quiet",
+    ];
+    let out = common::succeeds(dir.path(), &[&table[..], &["--train-only"]].concat());
+    assert!(out.contains("trained every row"), "{out}");
+    assert!(dir
+        .path()
+        .join("runs/table1-full/d12_attention-s0/model.bpk")
+        .exists());
+    assert!(!dir.path().join("reports/table1_full.json").exists());
+    let studies = [
+        "--labels",
+        "20",
+        "0",
+        "--draws",
+        "1",
+        "--rotations",
+        "180",
+        "--pose",
+    ];
+    let out = common::succeeds(dir.path(), &[&table[..], &studies[..]].concat());
+    assert!(
+        !out.contains("epoch 1/1"),
+        "the trained rows are reused: {out}"
+    );
+    let rep = dir.path().join("reports/table1_full_studies");
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(rep.join(f)).unwrap()).unwrap()
+    };
+    assert_eq!(read("studies.json").as_array().unwrap().len(), 7);
+    assert_eq!(read("pose.json").as_array().unwrap().len(), 2);
+    assert_eq!(read("confusion.json").as_array().unwrap().len(), 7);
+    for f in [
+        "label_efficiency.png",
+        "rotation_robustness.png",
+        "pose_d4_attention-s0.png",
+        "confusion_d12_gram-s0_gram.png",
+    ] {
+        assert!(rep.join(f).exists(), "{f} missing");
+    }
+}

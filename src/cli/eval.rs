@@ -54,21 +54,23 @@ pub struct EvalArgs {
     /// features (with --run; table reproductions always draw them).
     #[arg(long)]
     pub plots: bool,
-    /// With --run: label efficiency, the probes fitted on this many
-    /// stratified training labels each (0 = all), e.g. `--labels 100 1000 0`.
-    #[arg(long, num_args = 1.., requires = "run")]
+    /// Label efficiency: the probes fitted on this many stratified training
+    /// labels each (0 = all), e.g. `--labels 100 1000 10000 0` (with
+    /// --table: on seed 0's rows).
+    #[arg(long, num_args = 1..)]
     pub labels: Vec<usize>,
     /// Draws per label count below all (seeded, stratified).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub draws: u16,
-    /// With --run: rotation robustness, the probes scored on the upright test
-    /// images turned by every multiple of this many degrees (and mirrored).
-    #[arg(long, requires = "run", value_parser = parse_step)]
+    /// Rotation robustness: the probes scored on the upright test images
+    /// turned by every multiple of this many degrees, and mirrored (with
+    /// --table: on seed 0's rows).
+    #[arg(long, value_parser = parse_step)]
     pub rotations: Option<f64>,
-    /// With --run: what the attention does with the pose, for attention
-    /// runs: how often its argmax recovers each test image's rotation and
-    /// reflection (pose.json, pose_<run>.png).
-    #[arg(long, requires = "run")]
+    /// What the attention does with the pose, for attention runs (with
+    /// --table: seed 0's attention rows): how often its argmax recovers each
+    /// test image's rotation and reflection (pose.json, pose_<run>.png).
+    #[arg(long)]
     pub pose: bool,
     /// With --table: train (or resume) every row's model for every seed and
     /// stop; a later `--table` run evaluates them without training.
@@ -85,6 +87,12 @@ pub struct EvalArgs {
 /// Run `eqae eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.device.select()?;
+    let studies = Studies {
+        labels: args.labels.clone(),
+        draws: usize::from(args.draws),
+        rotation_step: args.rotations,
+        pose: args.pose,
+    };
     if let Some(table) = args.table {
         let opts = TableOptions {
             table: PaperTable::from_number(table)
@@ -96,6 +104,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             out: args.out.clone(),
             quiet: args.quiet,
             train_only: args.train_only,
+            studies,
         };
         let results = reproduce(&opts, &device)?;
         if opts.train_only {
@@ -114,12 +123,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("give --table 1|2, or one or more --run directories");
     }
     let heads: Vec<Head> = args.head.iter().copied().map(Head::from).collect();
-    let studies = Studies {
-        labels: args.labels.clone(),
-        draws: usize::from(args.draws),
-        rotation_step: args.rotations,
-        pose: args.pose,
-    };
     let done = evaluate_runs(
         &args.run,
         &heads,

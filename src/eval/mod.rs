@@ -35,27 +35,3 @@ pub fn split_features(
     let f_test = features::extract(model, config, head, &data.test, device, quiet)?;
     Ok((f_train, f_test))
 }
-
-/// Features of the train and test splits through `head`, and every probe's
-/// score on them. Returns the scores and the test features.
-pub fn evaluate_head(
-    model: &Autoencoder,
-    config: &Config,
-    head: features::Head,
-    data: &Splits,
-    device: &Device,
-    quiet: bool,
-    seed: u64,
-) -> Result<(probes::ProbeScores, Array2<f32>)> {
-    let (f_train, f_test) = split_features(model, config, head, data, device, quiet)?;
-    let classes = data.train.class_names.len();
-    let scores = probes::run_all(
-        &f_train,
-        &data.train.labels,
-        &f_test,
-        &data.test.labels,
-        classes,
-        seed,
-    )?;
-    Ok((scores, f_test))
-}

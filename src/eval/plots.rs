@@ -7,9 +7,8 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
-use linfa::traits::{Fit, Transformer};
-use linfa::DatasetBase;
-use linfa_reduction::Pca;
+use linfa::traits::Transformer;
+use linfa_linalg::eigh::Eigh;
 use linfa_tsne::TSneParams;
 use ndarray::{Array2, Axis};
 use plotters::prelude::*;
@@ -43,23 +42,29 @@ pub fn pca(
             features.ncols()
         ));
     }
-    let model = Pca::params(mc)
-        .fit(&DatasetBase::from(features.clone()))
-        .map_err(|e| anyhow!("PCA failed: {e}"))?;
-    // linfa's ratio is relative to the kept components; Figure 8 wants the
-    // share of the total variance.
-    let total: f64 = features.var_axis(Axis(0), 1.0).sum().max(1e-30);
+    // Exact PCA from the covariance's eigendecomposition (linfa-linalg).
+    // linfa-reduction's truncated SVD panicked (NaN in its sort) on
+    // rank-deficient features such as 40 rows of Gram features.
+    if features.iter().any(|v| !v.is_finite()) {
+        return Err(anyhow!("PCA: the features hold NaN or infinite values"));
+    }
+    let mean = features.mean_axis(Axis(0)).expect("at least one row");
+    let centred = features - &mean;
     let dof = (features.nrows() as f64 - 1.0).max(1.0);
-    let ratio = model
-        .singular_values()
+    let covariance = centred.t().dot(&centred) / dof;
+    let (variances, axes) = covariance.eigh().map_err(|e| anyhow!("PCA failed: {e}"))?;
+    let mut order: Vec<usize> = (0..variances.len()).collect();
+    order.sort_by(|&a, &b| variances[b].total_cmp(&variances[a]));
+    // Figure 8 wants each component's share of the total variance
+    let total: f64 = variances.iter().map(|v| v.max(0.0)).sum::<f64>().max(1e-30);
+    let ratio = order[..mc]
         .iter()
-        .map(|s| s * s / dof / total)
+        .map(|&i| variances[i].max(0.0) / total)
         .collect();
-    let projected = model.transform(DatasetBase::from(features.clone())).records;
     let mut out = Array2::zeros((features.nrows(), k));
-    let kept = k.min(projected.ncols());
-    out.slice_mut(ndarray::s![.., ..kept])
-        .assign(&projected.slice(ndarray::s![.., ..kept]));
+    for (c, &i) in order.iter().take(k.min(mc)).enumerate() {
+        out.column_mut(c).assign(&centred.dot(&axes.column(i)));
+    }
     Ok((out, ratio))
 }
 
@@ -343,4 +348,44 @@ pub fn heatmap(
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points on a tilted line plus a little noise along one other axis:
+    /// the first component carries almost all the variance, the ratios sum
+    /// to at most 1, and rank-deficient input (more columns than rows) is
+    /// fine.
+    #[test]
+    fn pca_finds_the_dominant_axis_of_rank_deficient_data() {
+        let rows = 12;
+        let x = Array2::from_shape_fn((rows, 30), |(i, j)| {
+            let t = i as f64 - 5.5;
+            match j {
+                0 => 3.0 * t,
+                1 => -4.0 * t,
+                2 => 0.01 * ((i * 7) % 5) as f64,
+                _ => 0.0,
+            }
+        });
+        let (proj, ratio) = pca(&x, 2, 20).unwrap();
+        assert_eq!(proj.dim(), (rows, 2));
+        assert_eq!(ratio.len(), 12, "at most min(rows, columns) components");
+        assert!(ratio[0] > 0.999, "{ratio:?}");
+        assert!(ratio.iter().sum::<f64>() <= 1.0 + 1e-9);
+        // the first coordinate is the position along the line, |(3, -4)| = 5
+        for i in 0..rows {
+            let t = i as f64 - 5.5;
+            assert!(
+                (proj[[i, 0]].abs() - 5.0 * t.abs()).abs() < 0.05,
+                "{}",
+                proj[[i, 0]]
+            );
+        }
+        let mut bad = x.clone();
+        bad[[0, 0]] = f64::NAN;
+        assert!(pca(&bad, 2, 20).is_err());
+    }
 }

@@ -9,11 +9,12 @@ use burn::tensor::Device;
 use super::invariance::{label_efficiency, rotation_robustness, AnglePoint, LabelPoint};
 use super::pose::{augment_draws, pose_study, PoseStudy};
 use super::report::{mean_std, write_reports, RowResult};
-use crate::config::ModelKind;
-use crate::data::{load_splits, test_augment_seed};
+use crate::config::{Config, ModelKind};
+use crate::data::{load_splits, test_augment_seed, Splits};
 use crate::eval::features::Head;
 use crate::eval::probes::{cluster_classes, confusion_matrix, kmeans_clusters, FittedProbes};
 use crate::eval::{figures::figures, plots, split_features};
+use crate::model::Autoencoder;
 use crate::train::RunDir;
 
 /// The invariance studies to run beside the probes (`eqae eval --labels`,
@@ -29,6 +30,13 @@ pub struct Studies {
     pub rotation_step: Option<f64>,
     /// The attention pose study of every attention run.
     pub pose: bool,
+}
+
+impl Studies {
+    /// Whether any study is asked for.
+    pub fn any(&self) -> bool {
+        !self.labels.is_empty() || self.rotation_step.is_some() || self.pose
+    }
 }
 
 /// One run and head's studies.
@@ -82,15 +90,7 @@ pub fn evaluate_runs(
         let model = run.load_model(&config, device)?;
         let data = load_splits(&config.data)?;
         if studies.pose && config.model.kind == ModelKind::Attention {
-            anyhow::ensure!(
-                config.data.augment,
-                "{}: the pose study needs augmented test images (data.augment = true)",
-                config.name
-            );
-            let draws = augment_draws(test_augment_seed(&config.data), data.test.len());
-            poses.push(pose_study(
-                &model, &config, &data.test, &draws, device, quiet,
-            )?);
+            poses.push(test_set_pose(&model, &config, &data, device, quiet)?);
         }
         let heads = if heads.is_empty() {
             Head::defaults(config.model.kind)
@@ -115,39 +115,16 @@ pub fn evaluate_runs(
                     seed,
                 )?);
             }
-            if !studies.labels.is_empty() || studies.rotation_step.is_some() {
-                let sizes: Vec<usize> = studies
-                    .labels
-                    .iter()
-                    .map(|&n| if n == 0 { usize::MAX } else { n })
-                    .collect();
-                let labels = label_efficiency(
-                    (&f_train, y_train),
-                    (&f_test, y_test),
-                    classes,
-                    (&sizes, studies.draws),
-                    Some(&probes),
-                    seed,
-                )?;
-                let angles = match studies.rotation_step {
-                    Some(step) => rotation_robustness(
-                        &model,
-                        &config,
-                        (head, Some(&probes)),
-                        &data,
-                        step,
-                        device,
-                        quiet,
-                        seed,
-                    )?,
-                    None => Vec::new(),
-                };
-                study_results.push(StudyResult {
-                    config: config.name.clone(),
-                    head: head.label().into(),
-                    label_efficiency: labels,
-                    rotation_robustness: angles,
-                });
+            let fitted = FittedFeatures {
+                head,
+                f_train: &f_train,
+                f_test: &f_test,
+                probes: &probes,
+            };
+            if let Some(study) =
+                run_studies(&model, &config, &data, &fitted, studies, device, quiet)?
+            {
+                study_results.push(study);
             }
             let features = f_test.ncols();
             if draw {
@@ -199,6 +176,85 @@ pub fn evaluate_runs(
     })
 }
 
+/// One head's features and the probes fitted on them.
+pub struct FittedFeatures<'a> {
+    /// The head they came from.
+    pub head: Head,
+    /// Training features.
+    pub f_train: &'a ndarray::Array2<f32>,
+    /// Test features.
+    pub f_test: &'a ndarray::Array2<f32>,
+    /// The probes fitted on all of `f_train` with the run's seed.
+    pub probes: &'a FittedProbes,
+}
+
+/// The label-efficiency and rotation studies `studies` asks for, on one
+/// head (None when it asks for neither).
+pub fn run_studies(
+    model: &Autoencoder,
+    config: &Config,
+    data: &Splits,
+    fitted: &FittedFeatures,
+    studies: &Studies,
+    device: &Device,
+    quiet: bool,
+) -> Result<Option<StudyResult>> {
+    if studies.labels.is_empty() && studies.rotation_step.is_none() {
+        return Ok(None);
+    }
+    let seed = config.train.seed;
+    let (y_train, y_test) = (&data.train.labels, &data.test.labels);
+    let sizes: Vec<usize> = studies
+        .labels
+        .iter()
+        .map(|&n| if n == 0 { usize::MAX } else { n })
+        .collect();
+    let labels = label_efficiency(
+        (fitted.f_train, y_train),
+        (fitted.f_test, y_test),
+        data.train.class_names.len(),
+        (&sizes, studies.draws),
+        Some(fitted.probes),
+        seed,
+    )?;
+    let angles = match studies.rotation_step {
+        Some(step) => rotation_robustness(
+            model,
+            config,
+            (fitted.head, Some(fitted.probes)),
+            data,
+            step,
+            device,
+            quiet,
+            seed,
+        )?,
+        None => Vec::new(),
+    };
+    Ok(Some(StudyResult {
+        config: config.name.clone(),
+        head: fitted.head.label().into(),
+        label_efficiency: labels,
+        rotation_robustness: angles,
+    }))
+}
+
+/// The pose study of an attention run on its augmented test set.
+pub fn test_set_pose(
+    model: &Autoencoder,
+    config: &Config,
+    data: &Splits,
+    device: &Device,
+    quiet: bool,
+) -> Result<PoseStudy> {
+    anyhow::ensure!(
+        config.data.augment,
+        "{}: the pose study needs augmented test images (data.augment = true)",
+        config.name
+    );
+    let draws = augment_draws(test_augment_seed(&config.data), data.test.len());
+    pose_study(model, config, &data.test, &draws, device, quiet)
+}
+
 /// Test-set confusion matrices of one run and head.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Confusions {
@@ -213,7 +269,7 @@ pub struct Confusions {
     pub kmeans: Vec<Vec<usize>>,
 }
 
-fn confusions_of(
+pub(crate) fn confusions_of(
     probes: &FittedProbes,
     (f_test, y_test): (&ndarray::Array2<f32>, &[usize]),
     class_names: &[String],
@@ -240,7 +296,7 @@ fn confusions_of(
 
 /// `confusion.json`, and per run and head `confusion_<name>.png` (logistic
 /// probe) and `kmeans_<name>.png` (matched k-means clusters).
-fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<String>> {
+pub(crate) fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<String>> {
     RunDir::write_atomic(
         &out.join("confusion.json"),
         serde_json::to_string_pretty(all)?.as_bytes(),
@@ -276,7 +332,7 @@ fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<String>> {
 
 /// `pose.json`, and `pose_<config>.png` per attention run: true transform
 /// against the one the attention recovered.
-fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
+pub(crate) fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
     RunDir::write_atomic(
         &out.join("pose.json"),
         serde_json::to_string_pretty(poses)?.as_bytes(),
@@ -310,7 +366,7 @@ fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
 
 /// `studies.json`, `label_efficiency.csv` and `.png`,
 /// `rotation_robustness.csv` and `.png`; returns the figures' warnings.
-fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
+pub(crate) fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
     RunDir::write_atomic(
         &out.join("studies.json"),
         serde_json::to_string_pretty(studies)?.as_bytes(),

@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 
+use super::evaluate::{
+    confusions_of, run_studies, test_set_pose, write_confusions, write_poses, write_studies,
+    FittedFeatures, Studies,
+};
 use super::report::{markdown, write_reports, RowResult};
 use super::tables::{PaperTable, Preset};
 use crate::config::Config;
 use crate::data::{load_splits, Splits};
-use crate::eval::{evaluate_head, figures::figures};
+use crate::eval::features::Head;
+use crate::eval::probes::FittedProbes;
+use crate::eval::{figures::figures, split_features};
 use crate::model::Autoencoder;
 use crate::train::{train, RunDir, TrainOptions};
 
@@ -36,6 +42,10 @@ pub struct TableOptions {
     /// the long part of a reproduction, run first so that the evaluation can
     /// follow later (or with other probe settings) without training again.
     pub train_only: bool,
+    /// Studies of seed 0's rows (label efficiency, rotation robustness, the
+    /// attention rows' pose), with their confusion matrices, written to
+    /// `<out>/<stem>_studies/`.
+    pub studies: Studies,
 }
 
 impl TableOptions {
@@ -99,6 +109,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     let mut results = Vec::new();
     // seed 0's test features of every row, for the figures
     let mut figure_rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)> = Vec::new();
+    let mut seed_studies = SeedStudies::default();
     for seed in 0..opts.seeds {
         let mut trained: BTreeMap<&str, (Config, Autoencoder)> = BTreeMap::new();
         for row in &rows {
@@ -120,8 +131,20 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             }
             let (config, model) = &trained[row.config];
             let data = &data_cache[&toml::to_string(&config.data)?];
-            let (scores, f_test) =
-                evaluate_head(model, config, row.head, data, device, opts.quiet, seed)?;
+            let (f_train, f_test) =
+                split_features(model, config, row.head, data, device, opts.quiet)?;
+            let classes = data.train.class_names.len();
+            let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
+            let scores = probes.score_all(&f_test, &data.test.labels, seed)?;
+            if seed == 0 && opts.studies.any() {
+                let fitted = FittedFeatures {
+                    head: row.head,
+                    f_train: &f_train,
+                    f_test: &f_test,
+                    probes: &probes,
+                };
+                seed_studies.add(opts, model, config, data, &fitted, device)?;
+            }
             let group = row
                 .group
                 .map(|g| g.name().to_uppercase())
@@ -166,6 +189,60 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
         eprintln!("warning: {warning}");
     }
     Ok(results)
+}
+
+/// What the studies of seed 0 found so far, rewritten after every row.
+#[derive(Default)]
+struct SeedStudies {
+    studies: Vec<super::evaluate::StudyResult>,
+    poses: Vec<super::pose::PoseStudy>,
+    confusions: Vec<super::evaluate::Confusions>,
+}
+
+impl SeedStudies {
+    fn add(
+        &mut self,
+        opts: &TableOptions,
+        model: &Autoencoder,
+        config: &Config,
+        data: &Splits,
+        fitted: &FittedFeatures,
+        device: &Device,
+    ) -> Result<()> {
+        let out = opts.out.join(format!("{}_studies", opts.stem()));
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        let mut warnings = Vec::new();
+        if let Some(s) = run_studies(
+            model,
+            config,
+            data,
+            fitted,
+            &opts.studies,
+            device,
+            opts.quiet,
+        )? {
+            self.studies.push(s);
+            warnings.extend(write_studies(&out, &self.studies)?);
+        }
+        if opts.studies.pose && fitted.head == Head::Attention {
+            self.poses
+                .push(test_set_pose(model, config, data, device, opts.quiet)?);
+            warnings.extend(write_poses(&out, &self.poses)?);
+        }
+        self.confusions.push(confusions_of(
+            fitted.probes,
+            (fitted.f_test, &data.test.labels),
+            &data.test.class_names,
+            format!("{}_{}", config.name, fitted.head.name()),
+            config.train.seed,
+        )?);
+        warnings.extend(write_confusions(&out, &self.confusions)?);
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    }
 }
 
 /// The table's Markdown for these results.
