@@ -34,7 +34,9 @@ fn models_are_shipped() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert!(names.contains(&"mnist_d4_gram".to_string()), "{names:?}");
+    for name in ["mnist_d4_gram", "mnist_d12_gram"] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
 }
 
 #[test]
