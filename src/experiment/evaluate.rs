@@ -297,10 +297,7 @@ pub(crate) fn confusions_of(
 /// `confusion.json`, and per run and head `confusion_<name>.png` (logistic
 /// probe) and `kmeans_<name>.png` (matched k-means clusters).
 pub(crate) fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<String>> {
-    RunDir::write_atomic(
-        &out.join("confusion.json"),
-        serde_json::to_string_pretty(all)?.as_bytes(),
-    )?;
+    write_json(&out.join("confusion.json"), all)?;
     let mut warnings = Vec::new();
     for c in all {
         for (what, counts, file) in [
@@ -330,13 +327,16 @@ pub(crate) fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<Str
     Ok(warnings)
 }
 
+/// `value` as pretty JSON, written atomically.
+fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    RunDir::write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())?;
+    Ok(())
+}
+
 /// `pose.json`, and `pose_<config>.png` per attention run: true transform
 /// against the one the attention recovered.
 pub(crate) fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
-    RunDir::write_atomic(
-        &out.join("pose.json"),
-        serde_json::to_string_pretty(poses)?.as_bytes(),
-    )?;
+    write_json(&out.join("pose.json"), poses)?;
     let mut warnings = Vec::new();
     for p in poses {
         let path = out.join(format!("pose_{}.png", p.config));
@@ -367,10 +367,7 @@ pub(crate) fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>
 /// `studies.json`, `label_efficiency.csv` and `.png`,
 /// `rotation_robustness.csv` and `.png`; returns the figures' warnings.
 pub(crate) fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
-    RunDir::write_atomic(
-        &out.join("studies.json"),
-        serde_json::to_string_pretty(studies)?.as_bytes(),
-    )?;
+    write_json(&out.join("studies.json"), studies)?;
     let mut warnings = Vec::new();
     let name = |s: &StudyResult| format!("{} {}", s.config, s.head);
     let mut csv = String::from("run,head,labels,draw,logistic,mlp,knn\n");
