@@ -73,6 +73,19 @@ fn rows(s: &Split, idx: &[usize]) -> Split {
     }
 }
 
+/// Accuracy on `eval` of the logistic probe fitted on `fit`, and the
+/// seconds of fit and scoring.
+fn timed_logistic(
+    settings: LogisticSettings,
+    (fit_x, fit_y): (&Array2<f64>, &[usize]),
+    (eval_x, eval_y): (&Array2<f64>, &[usize]),
+) -> (f64, f64) {
+    let t = Instant::now();
+    let probe = LogisticProbe::fit_with(fit_x, fit_y, settings).expect("fit");
+    let acc = accuracy(&probe.predict(eval_x), eval_y);
+    (acc, t.elapsed().as_secs_f64())
+}
+
 fn main() {
     let (train, test) = match std::env::var("EQAE_PROBE_FEATURES") {
         Ok(prefix) => (load(&prefix, "train"), load(&prefix, "test")),
@@ -115,13 +128,10 @@ fn main() {
                 max_iterations,
                 whiten,
             };
-            let t = Instant::now();
-            let probe = LogisticProbe::fit_with(&fit_x, &fit.y, settings).expect("fit");
-            let acc = accuracy(&probe.predict(&val_x), &val.y);
+            let (acc, seconds) = timed_logistic(settings, (&fit_x, &fit.y), (&val_x, &val.y));
             println!(
-                "| {whiten} | {l2} | {max_iterations} | {:.2}% | {:.1} |",
-                100.0 * acc,
-                t.elapsed().as_secs_f64()
+                "| {whiten} | {l2} | {max_iterations} | {:.2}% | {seconds:.1} |",
+                100.0 * acc
             );
         }
     }
@@ -136,13 +146,10 @@ fn main() {
             max_iterations: 150,
             whiten: false,
         };
-        let t = Instant::now();
-        let probe = LogisticProbe::fit_with(&tr, &train.y, before).expect("fit");
-        let acc = accuracy(&probe.predict(&te), &test.y);
+        let (acc, seconds) = timed_logistic(before, (&tr, &train.y), (&te, &test.y));
         println!(
-            "| logistic, before (L2 1e-3, 150 iterations, not whitened) | {:.2}% | {:.1} |",
-            100.0 * acc,
-            t.elapsed().as_secs_f64()
+            "| logistic, before (L2 1e-3, 150 iterations, not whitened) | {:.2}% | {seconds:.1} |",
+            100.0 * acc
         );
         let probes = FittedProbes::fit(&train.x, &train.y, classes, 0).expect("fit");
         let (scores, seconds) = probes.score_timed(&test.x, &test.y);

@@ -55,12 +55,17 @@ fn tiny(group: GroupKind) -> Config {
     c
 }
 
+/// An untrained model of `config` on the CPU, initialised from `seed`.
+fn seeded_model(config: Config, seed: u64) -> (Config, Device, Autoencoder) {
+    let device = Device::flex();
+    device.seed(seed);
+    let model = Autoencoder::new(&config.model, config.data.image_size, &device);
+    (config, device, model)
+}
+
 #[test]
 fn d4_features_score_the_same_at_every_grid_angle_mirrored_or_not() {
-    let config = tiny(GroupKind::D4);
-    let device = Device::flex();
-    device.seed(3);
-    let model = Autoencoder::new(&config.model, 16, &device);
+    let (config, device, model) = seeded_model(tiny(GroupKind::D4), 3);
     let data = load_splits(&config.data).unwrap();
     for head in [Head::Gram, Head::Average] {
         let points =
@@ -159,10 +164,7 @@ fn eval_writes_the_studies() {
 
 #[test]
 fn control_the_raw_embedding_is_not_invariant() {
-    let config = tiny(GroupKind::D4);
-    let device = Device::flex();
-    device.seed(3);
-    let model = Autoencoder::new(&config.model, 16, &device);
+    let (config, device, model) = seeded_model(tiny(GroupKind::D4), 3);
     let data = load_splits(&config.data).unwrap();
     let points = rotation_robustness(
         &model,
@@ -201,9 +203,7 @@ fn attention_recovers_exact_grid_transforms_of_the_same_images() {
     config.model.kind = ModelKind::Attention;
     config.model.code = 8;
     config.validate().unwrap();
-    let device = Device::flex();
-    device.seed(5);
-    let model = Autoencoder::new(&config.model, 16, &device);
+    let (config, device, model) = seeded_model(config, 5);
     // one upright image per class: random pixels, so that no rotation or
     // reflection maps an image to itself (a symmetric shape ties the weights)
     let classes = 4;

@@ -36,6 +36,17 @@ pub struct ProbeScores {
     pub seconds: ProbeSeconds,
 }
 
+impl ProbeScores {
+    /// The supervised probes' accuracies alone.
+    pub fn supervised(&self) -> SupervisedScores {
+        SupervisedScores {
+            logistic: self.logistic,
+            mlp: self.mlp,
+            knn: self.knn,
+        }
+    }
+}
+
 /// Wall-clock seconds per probe, fit and scoring together.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct ProbeSeconds {
@@ -140,7 +151,7 @@ impl Whitener {
 }
 
 /// Settings of the logistic probe.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogisticSettings {
     /// L2 penalty per training row: linfa-logistic minimises the summed
     /// cross-entropy plus `alpha / 2 |W|^2`, with `alpha = l2 * rows`, so the
@@ -406,30 +417,43 @@ impl FittedProbes {
 
     /// Every probe's score on `test`: the supervised ones, and k-means on the
     /// standardised test features (NaN when there are fewer test rows than
-    /// classes).
+    /// classes). Also returns the k-means cluster of every test row (None
+    /// then), for confusion matrices without clustering again.
     pub fn score_all(
         &self,
         test: &Array2<f32>,
         y_test: &[usize],
         seed: u64,
-    ) -> Result<ProbeScores> {
+    ) -> Result<(ProbeScores, Option<Vec<usize>>)> {
         anyhow::ensure!(test.nrows() >= 1, "probes need at least 1 test row");
         let (supervised, mut seconds) = self.score_timed(test, y_test);
         let t = Instant::now();
-        let (kmeans_accuracy, nmi) = if test.nrows() >= self.classes {
-            kmeans(&self.standardize(test), y_test, self.classes, seed)?
+        let clusters = if test.nrows() >= self.classes {
+            Some(kmeans_clusters(
+                &self.standardize(test),
+                self.classes,
+                seed,
+            )?)
         } else {
-            (f64::NAN, f64::NAN)
+            None
+        };
+        let (kmeans_accuracy, nmi) = match &clusters {
+            Some(c) => (
+                matched_accuracy(c, y_test, self.classes),
+                nmi(c, y_test, self.classes),
+            ),
+            None => (f64::NAN, f64::NAN),
         };
         seconds.kmeans = t.elapsed().as_secs_f64();
-        Ok(ProbeScores {
+        let scores = ProbeScores {
             logistic: supervised.logistic,
             mlp: supervised.mlp,
             knn: supervised.knn,
             kmeans_accuracy,
             nmi,
             seconds,
-        })
+        };
+        Ok((scores, clusters))
     }
 
     /// The logistic probe's predicted classes of `test` (raw features).
@@ -547,7 +571,8 @@ pub fn run_all(
         train.nrows(),
         test.nrows()
     );
-    FittedProbes::fit(train, y_train, classes, seed)?.score_all(test, y_test, seed)
+    let probes = FittedProbes::fit(train, y_train, classes, seed)?;
+    Ok(probes.score_all(test, y_test, seed)?.0)
 }
 
 /// `counts[true][predicted]` of `classes` classes.

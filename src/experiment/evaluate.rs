@@ -12,7 +12,7 @@ use super::report::{mean_std, write_reports, RowResult};
 use crate::config::{Config, ModelKind};
 use crate::data::{load_splits, test_augment_seed, Splits};
 use crate::eval::features::Head;
-use crate::eval::probes::{cluster_classes, confusion_matrix, kmeans_clusters, FittedProbes};
+use crate::eval::probes::{cluster_classes, confusion_matrix, FittedProbes, ProbeScores};
 use crate::eval::{figures::figures, plots, split_features};
 use crate::model::Autoencoder;
 use crate::train::RunDir;
@@ -105,22 +105,18 @@ pub fn evaluate_runs(
             // fitted once: the scores, the confusion matrices, label
             // efficiency at all labels and every rotated test set reuse them
             let probes = FittedProbes::fit(&f_train, y_train, classes, seed)?;
-            let scores = probes.score_all(&f_test, y_test, seed)?;
-            if draw {
-                confusions.push(confusions_of(
-                    &probes,
-                    (&f_test, y_test),
-                    &data.test.class_names,
-                    format!("{}_{}", config.name, head.name()),
-                    seed,
-                )?);
-            }
+            let (scores, clusters) = probes.score_all(&f_test, y_test, seed)?;
             let fitted = FittedFeatures {
                 head,
                 f_train: &f_train,
                 f_test: &f_test,
                 probes: &probes,
+                scores: &scores,
+                clusters: clusters.as_deref(),
             };
+            if draw {
+                confusions.push(confusions_of(&config, &fitted, &data)?);
+            }
             if let Some(study) =
                 run_studies(&model, &config, &data, &fitted, studies, device, quiet)?
             {
@@ -186,6 +182,10 @@ pub struct FittedFeatures<'a> {
     pub f_test: &'a ndarray::Array2<f32>,
     /// The probes fitted on all of `f_train` with the run's seed.
     pub probes: &'a FittedProbes,
+    /// Their scores on `f_test`.
+    pub scores: &'a ProbeScores,
+    /// The k-means cluster of every test row, when there was one.
+    pub clusters: Option<&'a [usize]>,
 }
 
 /// The label-efficiency and rotation studies `studies` asks for, on one
@@ -214,7 +214,7 @@ pub fn run_studies(
         (fitted.f_test, y_test),
         data.train.class_names.len(),
         (&sizes, studies.draws),
-        Some(fitted.probes),
+        Some(fitted.scores.supervised()),
         seed,
     )?;
     let angles = match studies.rotation_step {
@@ -270,24 +270,24 @@ pub struct Confusions {
 }
 
 pub(crate) fn confusions_of(
-    probes: &FittedProbes,
-    (f_test, y_test): (&ndarray::Array2<f32>, &[usize]),
-    class_names: &[String],
-    name: String,
-    seed: u64,
+    config: &Config,
+    fitted: &FittedFeatures,
+    data: &Splits,
 ) -> Result<Confusions> {
+    let (y_test, class_names) = (&data.test.labels, &data.test.class_names);
     let classes = class_names.len();
-    let logistic = confusion_matrix(&probes.predict_logistic(f_test), y_test, classes);
-    let kmeans = if f_test.nrows() >= classes {
-        let clusters = kmeans_clusters(&probes.standardize(f_test), classes, seed)?;
-        let class_of = cluster_classes(&clusters, y_test, classes);
-        let named: Vec<usize> = clusters.iter().map(|&c| class_of[c]).collect();
-        confusion_matrix(&named, y_test, classes)
-    } else {
-        vec![vec![0; classes]; classes]
+    let predicted = fitted.probes.predict_logistic(fitted.f_test);
+    let logistic = confusion_matrix(&predicted, y_test, classes);
+    let kmeans = match fitted.clusters {
+        Some(clusters) => {
+            let class_of = cluster_classes(clusters, y_test, classes);
+            let named: Vec<usize> = clusters.iter().map(|&c| class_of[c]).collect();
+            confusion_matrix(&named, y_test, classes)
+        }
+        None => vec![vec![0; classes]; classes],
     };
     Ok(Confusions {
-        name,
+        name: format!("{}_{}", config.name, fitted.head.name()),
         classes: class_names.to_vec(),
         logistic,
         kmeans,
@@ -386,20 +386,16 @@ pub(crate) fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<S
         }
         curves.push((name(s), curve));
     }
-    if !curves.is_empty() {
-        RunDir::write_atomic(&out.join("label_efficiency.csv"), csv.as_bytes())?;
-        let path = out.join("label_efficiency.png");
-        let drawn = plots::lines(
+    warnings.extend(write_curves(
+        &out.join("label_efficiency"),
+        &csv,
+        &curves,
+        (
             "Label efficiency: logistic regression on frozen features",
             ("labelled training images", "test accuracy"),
             true,
-            &curves,
-            &path,
-        );
-        if let Err(e) = drawn {
-            warnings.push(format!("no label-efficiency figure: {e:#}"));
-        }
-    }
+        ),
+    )?);
     let mut csv = String::from("run,head,degrees,mirrored,logistic,mlp,knn\n");
     let mut curves = Vec::new();
     for s in studies.iter().filter(|s| !s.rotation_robustness.is_empty()) {
@@ -426,19 +422,34 @@ pub(crate) fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<S
             );
         }
     }
-    if !curves.is_empty() {
-        RunDir::write_atomic(&out.join("rotation_robustness.csv"), csv.as_bytes())?;
-        let path = out.join("rotation_robustness.png");
-        let drawn = plots::lines(
+    warnings.extend(write_curves(
+        &out.join("rotation_robustness"),
+        &csv,
+        &curves,
+        (
             "Rotation robustness: logistic regression on upright test images turned by one angle",
             ("rotation (degrees)", "test accuracy"),
             false,
-            &curves,
-            &path,
-        );
-        if let Err(e) = drawn {
-            warnings.push(format!("no rotation-robustness figure: {e:#}"));
-        }
-    }
+        ),
+    )?);
     Ok(warnings)
+}
+
+/// A study's `<stem>.csv` and its line chart `<stem>.png` (title, axis
+/// labels, logarithmic x), unless there are no curves; returns the chart's
+/// warning if it could not be drawn.
+fn write_curves(
+    stem: &Path,
+    csv: &str,
+    curves: &[(String, Vec<(f64, f64)>)],
+    (title, axes, log_x): (&str, (&str, &str), bool),
+) -> Result<Option<String>> {
+    if curves.is_empty() {
+        return Ok(None);
+    }
+    RunDir::write_atomic(&stem.with_extension("csv"), csv.as_bytes())?;
+    let path = stem.with_extension("png");
+    Ok(plots::lines(title, axes, log_x, curves, &path)
+        .err()
+        .map(|e| format!("no figure {}: {e:#}", path.display())))
 }

@@ -60,14 +60,15 @@ pub struct LabelPoint {
 /// their labels) of each size in `sizes` (`draws` seeded draws per size below the full set, one
 /// at the full set) and score them on the test features.
 ///
-/// `fitted`, when given, are the probes already fitted on all of `f_train`
-/// with `seed`: the full size reuses them instead of fitting again.
+/// `full`, when given, are the scores of the probes already fitted on all of
+/// `f_train` with `seed`: the full size takes them instead of fitting and
+/// scoring again.
 pub fn label_efficiency(
     (f_train, y_train): (&Array2<f32>, &[usize]),
     (f_test, y_test): (&Array2<f32>, &[usize]),
     classes: usize,
     (sizes, draws): (&[usize], usize),
-    fitted: Option<&FittedProbes>,
+    full_scores: Option<SupervisedScores>,
     seed: u64,
 ) -> Result<Vec<LabelPoint>> {
     let mut points = Vec::new();
@@ -75,8 +76,8 @@ pub fn label_efficiency(
         let full = size >= y_train.len();
         let mut scores = Vec::new();
         for draw in 0..if full { 1 } else { draws.max(1) } {
-            if let (true, Some(probes)) = (full, fitted) {
-                scores.push(probes.score(f_test, y_test));
+            if let (true, Some(known)) = (full, full_scores) {
+                scores.push(known);
                 continue;
             }
             let rows = if full {

@@ -135,13 +135,15 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 split_features(model, config, row.head, data, device, opts.quiet)?;
             let classes = data.train.class_names.len();
             let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
-            let scores = probes.score_all(&f_test, &data.test.labels, seed)?;
+            let (scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
             if seed == 0 && opts.studies.any() {
                 let fitted = FittedFeatures {
                     head: row.head,
                     f_train: &f_train,
                     f_test: &f_test,
                     probes: &probes,
+                    scores: &scores,
+                    clusters: clusters.as_deref(),
                 };
                 seed_studies.add(opts, model, config, data, &fitted, device)?;
             }
@@ -230,13 +232,7 @@ impl SeedStudies {
                 .push(test_set_pose(model, config, data, device, opts.quiet)?);
             warnings.extend(write_poses(&out, &self.poses)?);
         }
-        self.confusions.push(confusions_of(
-            fitted.probes,
-            (fitted.f_test, &data.test.labels),
-            &data.test.class_names,
-            format!("{}_{}", config.name, fitted.head.name()),
-            config.train.seed,
-        )?);
+        self.confusions.push(confusions_of(config, fitted, data)?);
         warnings.extend(write_confusions(&out, &self.confusions)?);
         for w in warnings {
             eprintln!("warning: {w}");
