@@ -18,7 +18,13 @@
 //! and scores the test rows, against linfa-logistic's settings before
 //! (L2 1e-3, 150 iterations, not whitened).
 //!
-//! `EQAE_PROBE_PART=1` or `2` runs one part only.
+//! Part 3 chooses kNN's settings on the same validation split: k, and the
+//! space the distances are measured in (standardised features as the probe
+//! uses them, raw features, either scaled to unit length, i.e. cosine
+//! similarity, or the standardised features projected on their top
+//! principal axes).
+//!
+//! `EQAE_PROBE_PART=1`, `2` or `3` runs one part only.
 
 use std::time::Instant;
 
@@ -86,6 +92,66 @@ fn timed_logistic(
     (acc, t.elapsed().as_secs_f64())
 }
 
+/// Predictions of the `k` nearest rows of `fit` for every row of `eval`,
+/// for each k in `ks` (one distance computation for all of them).
+fn knn_for_each_k(
+    fit: &Array2<f64>,
+    fit_y: &[usize],
+    eval: &Array2<f64>,
+    ks: &[usize],
+    classes: usize,
+) -> Vec<Vec<usize>> {
+    let fit_sq: Array1<f64> = fit.map_axis(Axis(1), |r| r.dot(&r));
+    let mut preds = vec![Vec::with_capacity(eval.nrows()); ks.len()];
+    let kmax = ks.iter().copied().max().unwrap_or(1);
+    for start in (0..eval.nrows()).step_by(256) {
+        let rows = eval.slice(ndarray::s![start..(start + 256).min(eval.nrows()), ..]);
+        let d = &fit_sq - &(rows.dot(&fit.t()) * 2.0);
+        for row in d.rows() {
+            let mut idx: Vec<usize> = (0..row.len()).collect();
+            idx.select_nth_unstable_by(kmax - 1, |&a, &b| row[a].total_cmp(&row[b]));
+            idx.truncate(kmax);
+            idx.sort_by(|&a, &b| row[a].total_cmp(&row[b]));
+            for (slot, &k) in ks.iter().enumerate() {
+                let mut votes = vec![0usize; classes];
+                idx[..k].iter().for_each(|&i| votes[fit_y[i]] += 1);
+                // ties go to the class of the nearest row among them
+                let top = *votes.iter().max().unwrap_or(&0);
+                let pick = idx[..k]
+                    .iter()
+                    .map(|&i| fit_y[i])
+                    .find(|&c| votes[c] == top)
+                    .unwrap_or(0);
+                preds[slot].push(pick);
+            }
+        }
+    }
+    preds
+}
+
+/// Rows scaled to unit Euclidean length (zero rows stay zero).
+fn unit_rows(x: &Array2<f64>) -> Array2<f64> {
+    let mut x = x.clone();
+    for mut row in x.rows_mut() {
+        let n = row.dot(&row).sqrt();
+        if n > 0.0 {
+            row /= n;
+        }
+    }
+    x
+}
+
+/// `(fit, eval)` projected on the top `d` principal axes of `fit`.
+fn principal(fit: &Array2<f64>, eval: &Array2<f64>, d: usize) -> (Array2<f64>, Array2<f64>) {
+    use linfa_linalg::eigh::Eigh;
+    let covariance = fit.t().dot(fit) / fit.nrows() as f64;
+    let (variances, axes) = covariance.eigh().expect("eigh");
+    let mut order: Vec<usize> = (0..variances.len()).collect();
+    order.sort_by(|&a, &b| variances[b].total_cmp(&variances[a]));
+    let top = axes.select(Axis(1), &order[..d.min(order.len())]);
+    (fit.dot(&top), eval.dot(&top))
+}
+
 fn main() {
     let (train, test) = match std::env::var("EQAE_PROBE_FEATURES") {
         Ok(prefix) => (load(&prefix, "train"), load(&prefix, "test")),
@@ -99,7 +165,7 @@ fn main() {
         test.x.nrows(),
         train.x.ncols()
     );
-    if part != "2" {
+    if part.is_empty() || part == "1" {
         // 10% of the training rows, stratified, as the validation split
         let held = stratified_subset(&train.y, train.y.len() / 10, 0);
         let mut is_held = vec![false; train.y.len()];
@@ -135,7 +201,60 @@ fn main() {
             );
         }
     }
-    if part != "1" {
+    if part.is_empty() || part == "3" {
+        let held = stratified_subset(&train.y, train.y.len() / 10, 0);
+        let mut is_held = vec![false; train.y.len()];
+        held.iter().for_each(|&i| is_held[i] = true);
+        let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
+        let (fit, val) = (rows(&train, &kept), rows(&train, &held));
+        let s = Standardizer::fit(&fit.x);
+        let (fit_std, val_std) = (s.apply(&fit.x), s.apply(&val.x));
+        let (fit_raw, val_raw) = (fit.x.mapv(f64::from), val.x.mapv(f64::from));
+        let ks = [1, 5, 10, 20];
+        println!(
+            "\npart 3: kNN settings, {} fit / {} validation rows",
+            fit.y.len(),
+            val.y.len()
+        );
+        println!("| space | k = 1 | k = 5 | k = 10 | k = 20 | seconds |");
+        println!("|---|---|---|---|---|---|");
+        let mut spaces: Vec<(String, Array2<f64>, Array2<f64>)> = vec![
+            (
+                "standardised (the probe now)".into(),
+                fit_std.clone(),
+                val_std.clone(),
+            ),
+            (
+                "standardised, unit length".into(),
+                unit_rows(&fit_std),
+                unit_rows(&val_std),
+            ),
+            ("raw".into(), fit_raw.clone(), val_raw.clone()),
+            (
+                "raw, unit length".into(),
+                unit_rows(&fit_raw),
+                unit_rows(&val_raw),
+            ),
+        ];
+        for d in [32, 128] {
+            let (f, v) = principal(&fit_std, &val_std, d);
+            spaces.push((format!("standardised, top {d} principal axes"), f, v));
+        }
+        for (name, f, v) in &spaces {
+            let t = Instant::now();
+            let preds = knn_for_each_k(f, &fit.y, v, &ks, classes);
+            let cells: Vec<String> = preds
+                .iter()
+                .map(|p| format!("{:.2}%", 100.0 * accuracy(p, &val.y)))
+                .collect();
+            println!(
+                "| {name} | {} | {:.1} |",
+                cells.join(" | "),
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if part.is_empty() || part == "2" {
         println!("\npart 2: every probe, all training rows, scored on the test rows");
         println!("| probe | test accuracy | seconds (fit and score) |");
         println!("|---|---|---|");

@@ -189,7 +189,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     // the training loop's own step (random inputs: the loss stays finite)
     let mut step = |model: Autoencoder| -> Result<Autoencoder> {
-        let (model, _) = train_step(model, &mut optim, x.clone(), &train)
+        let (model, _) = train_step(model, &mut optim, x.clone(), &train, train.learning_rate)
             .map_err(|loss| anyhow::anyhow!("the benchmark's loss became {loss}"))?;
         let _ = device.sync();
         Ok(model)

@@ -6,6 +6,7 @@ pub mod check;
 pub mod embed;
 pub mod eval;
 pub mod train;
+pub mod tune;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,9 @@ pub enum Command {
     /// Probe frozen features (logistic regression, MLP, kNN, k-means), or
     /// reproduce the paper's tables with --table.
     Eval(eval::EvalArgs),
+    /// Choose hyperparameters on the validation split: train variants of a
+    /// config that each change one setting, and score their probes.
+    Tune(tune::TuneArgs),
 }
 
 /// Dispatch a parsed command line.
@@ -47,6 +51,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Tune(args) => tune::run(args),
     }
 }
 

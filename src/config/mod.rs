@@ -29,6 +29,15 @@ pub enum ConfigError {
         /// What toml said.
         message: String,
     },
+    /// A `KEY=VALUE` setting from the command line that names no key of the
+    /// config or does not parse.
+    #[error("cannot apply `{assignment}`: {message}")]
+    Setting {
+        /// The setting as given.
+        assignment: String,
+        /// Why it cannot be applied.
+        message: String,
+    },
     /// A value that parses but cannot work.
     #[error("invalid value for `{key}`: {message}")]
     Value {
@@ -236,6 +245,8 @@ pub struct TrainConfig {
     pub entropy_weight: f64,
     /// Seed of weight initialisation and batch order.
     pub seed: u64,
+    /// How the learning rate changes over the run.
+    pub schedule: Schedule,
 }
 
 impl Default for TrainConfig {
@@ -246,6 +257,32 @@ impl Default for TrainConfig {
             learning_rate: 1e-3,
             entropy_weight: 0.01,
             seed: 0,
+            schedule: Schedule::Constant,
+        }
+    }
+}
+
+/// `train.schedule`: the learning rate over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// `learning_rate` throughout (the paper's setting).
+    #[default]
+    Constant,
+    /// Cosine decay from `learning_rate` to 0 over all epochs.
+    Cosine,
+}
+
+impl TrainConfig {
+    /// The learning rate after `done` of the run's steps (0 at the start,
+    /// 1 at the end).
+    pub fn learning_rate_at(&self, done: f64) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.learning_rate,
+            Schedule::Cosine => {
+                let done = done.clamp(0.0, 1.0);
+                self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+            }
         }
     }
 }
@@ -338,6 +375,35 @@ impl Config {
     /// The resolved config as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// This config with one dotted key set, `model.latent=64` or
+    /// `train.schedule=cosine` (the value is TOML; a bare word is read as a
+    /// string), checked like a config file: an unknown key, a wrong type or
+    /// a value that cannot work is an error naming the key.
+    pub fn with_setting(&self, assignment: &str) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError::Setting {
+            assignment: assignment.to_string(),
+            message,
+        };
+        let (key, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| fail("expected KEY=VALUE, e.g. model.latent=64".into()))?;
+        let (key, raw) = (key.trim(), raw.trim());
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut root = toml::Value::try_from(self).expect("config serialises");
+        let mut slot = &mut root;
+        for part in key.split('.') {
+            slot = slot
+                .get_mut(part)
+                .ok_or_else(|| fail(format!("the config has no key `{key}`")))?;
+        }
+        *slot = value;
+        let text = toml::to_string(&root).map_err(|e| fail(e.to_string()))?;
+        Config::from_toml(&text, Path::new(assignment))
     }
 
     /// Every key whose value differs between `self` (old) and `other`
@@ -438,6 +504,42 @@ mod tests {
                 ..Config::default()
             };
             assert!(c.validate().is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn cosine_schedule_decays_from_the_rate_to_zero() {
+        let mut t = TrainConfig::default();
+        assert_eq!(t.learning_rate_at(0.7), t.learning_rate);
+        t.schedule = Schedule::Cosine;
+        assert!((t.learning_rate_at(0.0) - t.learning_rate).abs() < 1e-15);
+        assert!((t.learning_rate_at(0.5) - 0.5 * t.learning_rate).abs() < 1e-15);
+        assert!(t.learning_rate_at(1.0).abs() < 1e-15);
+        let c = parse("[train]\nschedule = \"cosine\"\n").unwrap();
+        assert_eq!(c.train.schedule, Schedule::Cosine);
+        let err = parse("[train]\nschedule = \"linear\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schedule"), "{err}");
+    }
+
+    #[test]
+    fn a_setting_changes_one_key_and_is_validated() {
+        let c = Config::default();
+        let d = c.with_setting("model.latent=48").unwrap();
+        assert_eq!(c.diff(&d), ["model.latent: 32 -> 48"]);
+        let d = c.with_setting("train.schedule = cosine").unwrap();
+        assert_eq!(d.train.schedule, Schedule::Cosine);
+        let d = c.with_setting("model.channels=[2, 4, 8, 8]").unwrap();
+        assert_eq!(d.model.channels, [2, 4, 8, 8]);
+        for (bad, says) in [
+            ("model.latnt=3", "no key `model.latnt`"),
+            ("model.latent", "KEY=VALUE"),
+            ("model.latent=big", "model.latent"),
+            ("model.kernel=4", "model.kernel"),
+        ] {
+            let err = c.with_setting(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 

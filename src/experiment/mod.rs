@@ -1,8 +1,9 @@
 //! Experiments above training and evaluation: the paper's tables
 //! ([`tables`]), reproducing them end to end over seeds ([`reproduce`]),
 //! evaluating trained runs as they are ([`evaluate`]), the invariance and
-//! attention studies ([`invariance`], [`pose`]), and the one report
-//! writer both use ([`report`]).
+//! attention studies ([`invariance`], [`pose`]), hyperparameter studies
+//! on the validation split ([`tune`]), and the one report writer the
+//! tables and evaluations use ([`report`]).
 
 pub mod evaluate;
 pub mod invariance;
@@ -10,6 +11,7 @@ pub mod pose;
 pub mod report;
 pub mod reproduce;
 pub mod tables;
+pub mod tune;
 
 pub use evaluate::{evaluate_runs, Evaluation};
 pub use report::RowResult;

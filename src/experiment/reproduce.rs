@@ -2,9 +2,9 @@
 //! evaluate every row over several seeds, write the reports as rows finish.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 
 use super::evaluate::{
@@ -19,7 +19,7 @@ use crate::eval::features::Head;
 use crate::eval::probes::FittedProbes;
 use crate::eval::{figures::figures, split_features};
 use crate::model::Autoencoder;
-use crate::train::{train, RunDir, TrainOptions};
+use crate::train::{trained_model, RunDir};
 
 /// Options of a table reproduction.
 #[derive(Clone, Debug)]
@@ -60,43 +60,15 @@ impl TableOptions {
     }
 }
 
-/// The trained model of one row config and seed: reused when its run
-/// folder holds exactly this config, trained (or resumed) when it holds
-/// none, refused when it holds another.
-fn trained_row(
-    opts: &TableOptions,
-    config_path: &Path,
-    config: &Config,
-    data: &Splits,
-    device: &Device,
-) -> Result<Autoencoder> {
-    let runs_root = opts.runs.join(format!(
+/// The run folder of one row config and seed:
+/// `<runs>/table<N>-<preset>/<name>-s<seed>`.
+fn row_run(opts: &TableOptions, config: &Config) -> RunDir {
+    let root = opts.runs.join(format!(
         "table{}-{}",
         opts.table.number(),
         opts.preset.name()
     ));
-    let run = RunDir::new(runs_root.join(&config.name));
-    if run.model().exists() {
-        let changed = run.load_config()?.diff(config);
-        if !changed.is_empty() {
-            bail!(
-                "{} was trained with another config than {} (preset {}) gives now ({}); delete that folder to train it again",
-                run.root.display(),
-                config_path.display(),
-                opts.preset.name(),
-                changed.join(", ")
-            );
-        }
-    } else {
-        let topts = TrainOptions {
-            quiet: opts.quiet,
-            resume: true,
-            stop_after: None,
-        };
-        train(config, &run, data, device, &topts)
-            .with_context(|| format!("training {}", config.name))?;
-    }
-    run.load_model(config, device)
+    RunDir::new(root.join(&config.name))
 }
 
 /// Reproduce a table; returns the per-seed results (also written to disk
@@ -123,7 +95,9 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 if !data_cache.contains_key(&key) {
                     data_cache.insert(key.clone(), load_splits(&config.data)?);
                 }
-                let model = trained_row(opts, &path, &config, &data_cache[&key], device)?;
+                let run = row_run(opts, &config);
+                let model = trained_model(&config, &run, &data_cache[&key], device, opts.quiet)
+                    .with_context(|| format!("row config {}", path.display()))?;
                 trained.insert(row.config, (config, model));
             }
             if opts.train_only {

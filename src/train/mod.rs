@@ -98,13 +98,15 @@ pub struct StepStats {
     pub entropy: Option<f64>,
 }
 
-/// One optimisation step on the batch `x`: objective, backward, Adam. A
-/// non-finite loss is returned as `Err(loss)` before any weight changes.
+/// One optimisation step on the batch `x` at learning rate `lr`: objective,
+/// backward, Adam. A non-finite loss is returned as `Err(loss)` before any
+/// weight changes.
 pub fn train_step(
     model: Autoencoder,
     optim: &mut ModuleOptimizer,
     x: Tensor<4>,
     t: &TrainConfig,
+    lr: f64,
 ) -> std::result::Result<(Autoencoder, StepStats), f64> {
     let objective = objective(&model, x, t.entropy_weight);
     let loss = objective.loss.clone().into_scalar::<f32>() as f64;
@@ -113,7 +115,7 @@ pub fn train_step(
     }
     let entropy = objective.entropy.map(|h| h.into_scalar::<f32>() as f64);
     let grads = GradientsParams::from_grads(objective.loss.backward(), &model);
-    let model = optim.step(t.learning_rate, model, grads);
+    let model = optim.step(lr, model, grads);
     Ok((model, StepStats { loss, entropy }))
 }
 
@@ -145,6 +147,37 @@ pub fn reconstruction_loss(
         count += chunk.len() * data.size * data.size;
     }
     total / count.max(1) as f64
+}
+
+/// The trained model of `config` in `run`: loaded when the run holds
+/// exactly this config's weights, trained (or resumed from its latest
+/// checkpoint) when it holds none, refused when it holds another config's.
+pub fn trained_model(
+    config: &Config,
+    run: &RunDir,
+    data: &Splits,
+    device: &Device,
+    quiet: bool,
+) -> Result<Autoencoder> {
+    if run.model().exists() {
+        let changed = run.load_config()?.diff(config);
+        if !changed.is_empty() {
+            bail!(
+                "{} was trained with another config ({}); delete that folder to train it again",
+                run.root.display(),
+                changed.join(", ")
+            );
+        }
+    } else {
+        let opts = TrainOptions {
+            quiet,
+            resume: true,
+            stop_after: None,
+        };
+        train(config, run, data, device, &opts)
+            .with_context(|| format!("training {}", config.name))?;
+    }
+    run.load_model(config, device)
 }
 
 /// Train a model as `config` says, writing everything into `run`.
@@ -265,6 +298,7 @@ pub fn train(
             t.seed.wrapping_add(1000 + epoch as u64),
         ));
         let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(|c| c.to_vec()).collect();
+        let steps_per_epoch = batches.len() as f64;
         let bar = progress::bar(
             batches.len() as u64,
             opts.quiet,
@@ -291,7 +325,10 @@ pub fn train(
             for (step, pixels) in rx.iter().enumerate() {
                 let x = images_tensor(pixels, train_set.size, &device);
                 let n = x.dims()[0];
-                let stats = match train_step(model.clone(), &mut optim, x, t) {
+                let lr = t.learning_rate_at(
+                    (epoch as f64 + step as f64 / steps_per_epoch) / t.epochs as f64,
+                );
+                let stats = match train_step(model.clone(), &mut optim, x, t, lr) {
                     Ok((next, stats)) => {
                         model = next;
                         stats
