@@ -24,12 +24,16 @@
 //! similarity, or the standardised features projected on their top
 //! principal axes).
 //!
-//! `EQAE_PROBE_PART=1`, `2` or `3` runs one part only.
+//! Part 4 chooses the MLP probe's settings on the same validation split:
+//! hidden width, dropout, batch, weight decay and patience, with seconds.
+//!
+//! `EQAE_PROBE_PART=1`, `2`, `3` or `4` runs one part only.
 
 use std::time::Instant;
 
 use eqae::eval::probes::{
-    accuracy, kmeans, FittedProbes, LogisticProbe, LogisticSettings, Standardizer,
+    accuracy, kmeans, FittedProbes, LogisticProbe, LogisticSettings, MlpProbe, MlpSettings,
+    Standardizer,
 };
 use eqae::experiment::invariance::stratified_subset;
 use ndarray::{Array1, Array2, Axis};
@@ -250,6 +254,61 @@ fn main() {
             println!(
                 "| {name} | {} | {:.1} |",
                 cells.join(" | "),
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if part.is_empty() || part == "4" {
+        let held = stratified_subset(&train.y, train.y.len() / 10, 0);
+        let mut is_held = vec![false; train.y.len()];
+        held.iter().for_each(|&i| is_held[i] = true);
+        let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
+        let (fit, val) = (rows(&train, &kept), rows(&train, &held));
+        let s = Standardizer::fit(&fit.x);
+        let (fit_x, val_x) = (s.apply(&fit.x), s.apply(&val.x));
+        println!(
+            "\npart 4: MLP settings, {} fit / {} validation rows",
+            fit.y.len(),
+            val.y.len()
+        );
+        println!("| hidden | dropout | batch | weight decay | patience | validation accuracy | seconds |");
+        println!("|---|---|---|---|---|---|---|");
+        let d = MlpSettings::default();
+        let grid = [
+            d,
+            MlpSettings { batch: 512, ..d },
+            MlpSettings { patience: 10, ..d },
+            MlpSettings {
+                hidden: 1024,
+                dropout: 0.5,
+                batch: 512,
+                ..d
+            },
+            MlpSettings {
+                hidden: 1024,
+                batch: 512,
+                ..d
+            },
+            MlpSettings {
+                hidden: 512,
+                dropout: 0.5,
+                batch: 256,
+                weight_decay: 1e-3,
+                ..d
+            },
+        ];
+        for m in grid {
+            let t = Instant::now();
+            let probe = MlpProbe::fit_with(&fit_x, &fit.y, classes, 0, m);
+            let acc = accuracy(&probe.predict(&val_x), &val.y);
+            println!(
+                "| {} | {} | {} | {} | {} | {:.2}% | {:.1} |",
+                m.hidden,
+                m.dropout,
+                m.batch,
+                m.weight_decay,
+                m.patience,
+                100.0 * acc,
                 t.elapsed().as_secs_f64()
             );
         }

@@ -68,9 +68,17 @@ fn d4_features_score_the_same_at_every_grid_angle_mirrored_or_not() {
     let (config, device, model) = seeded_model(tiny(GroupKind::D4), 3);
     let data = load_splits(&config.data).unwrap();
     for head in [Head::Gram, Head::Average] {
-        let points =
-            rotation_robustness(&model, &config, (head, None), &data, 90.0, &device, true, 0)
-                .unwrap();
+        let points = rotation_robustness(
+            &model,
+            &config,
+            (head, None),
+            &data,
+            (90.0, 0),
+            &device,
+            true,
+            0,
+        )
+        .unwrap();
         assert_eq!(
             points.len(),
             8,
@@ -171,7 +179,7 @@ fn control_the_raw_embedding_is_not_invariant() {
         &config,
         (Head::V, None),
         &data,
-        90.0,
+        (90.0, 0),
         &device,
         true,
         0,

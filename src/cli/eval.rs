@@ -68,6 +68,10 @@ pub struct EvalArgs {
     /// --table: on seed 0's rows).
     #[arg(long, value_parser = parse_step)]
     pub rotations: Option<f64>,
+    /// Upright test images turned by --rotations (the first N; 0 = all):
+    /// 48 angles of 10,000 images are half a million embeddings per row.
+    #[arg(long, default_value_t = 2000)]
+    pub rotation_images: usize,
     /// What the attention does with the pose, for attention runs (with
     /// --table: seed 0's attention rows): how often its argmax recovers each
     /// test image's rotation and reflection (pose.json, pose_<run>.png).
@@ -92,6 +96,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         labels: args.labels.clone(),
         draws: usize::from(args.draws),
         rotation_step: args.rotations,
+        rotation_images: args.rotation_images,
         pose: args.pose,
     };
     if let Some(table) = args.table {

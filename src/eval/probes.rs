@@ -234,26 +234,65 @@ fn rows(idx: &[usize], x: &Array2<f64>, device: &Device) -> Tensor<2> {
     Tensor::<2>::from_data(TensorData::new(buf, [idx.len(), f]), device)
 }
 
-/// A fitted small fully connected network (one hidden layer of 256, ReLU,
-/// dropout 0.2, Adam with weight decay). 10% of the training rows are held
-/// out to choose the epoch (early stopping), as the paper tuned on a
-/// validation set.
+/// Settings of the small fully connected network probe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlpSettings {
+    /// Width of the hidden layer.
+    pub hidden: usize,
+    /// Dropout after the hidden layer.
+    pub dropout: f64,
+    /// Rows per Adam step.
+    pub batch: usize,
+    /// Adam's weight decay.
+    pub weight_decay: f64,
+    /// Epochs without a better held-out accuracy before stopping.
+    pub patience: usize,
+}
+
+impl Default for MlpSettings {
+    /// See `docs/probes.md` (chosen on a validation split of the training
+    /// features, never the test set).
+    fn default() -> Self {
+        MlpSettings {
+            hidden: 256,
+            dropout: 0.2,
+            batch: 128,
+            weight_decay: 1e-4,
+            patience: 20,
+        }
+    }
+}
+
+/// A fitted small fully connected network (one hidden layer, ReLU,
+/// dropout, Adam with weight decay; [`MlpSettings`]). 10% of the training
+/// rows are held out to choose the epoch (early stopping), as the paper
+/// tuned on a validation set.
 pub struct MlpProbe(Mlp);
 
 impl MlpProbe {
-    /// Fit on standardised training features.
+    /// Fit on standardised training features with the default settings.
     pub fn fit(train: &Array2<f64>, y_train: &[usize], classes: usize, seed: u64) -> Self {
+        Self::fit_with(train, y_train, classes, seed, MlpSettings::default())
+    }
+
+    /// Fit on standardised training features.
+    pub fn fit_with(
+        train: &Array2<f64>,
+        y_train: &[usize],
+        classes: usize,
+        seed: u64,
+        settings: MlpSettings,
+    ) -> Self {
         let device = Device::flex().autodiff();
         device.seed(seed);
         let f = train.ncols();
         let mut model = Mlp {
-            hidden: LinearConfig::new(f, 256).init(&device),
-            dropout: DropoutConfig::new(0.2).init(),
-            out: LinearConfig::new(256, classes).init(&device),
+            hidden: LinearConfig::new(f, settings.hidden).init(&device),
+            dropout: DropoutConfig::new(settings.dropout).init(),
+            out: LinearConfig::new(settings.hidden, classes).init(&device),
         };
-        let mut optim = AdamConfig::new()
-            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4)))
-            .init();
+        let decay = burn::optim::decay::WeightDecayConfig::new(settings.weight_decay as f32);
+        let mut optim = AdamConfig::new().with_weight_decay(Some(decay)).init();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut order: Vec<usize> = (0..train.nrows()).collect();
         order.shuffle(&mut rng);
@@ -264,7 +303,7 @@ impl MlpProbe {
         let (mut best, mut best_acc, mut since) = (model.clone(), -1.0, 0);
         for _epoch in 0..200 {
             fit_idx.shuffle(&mut rng);
-            for idx in fit_idx.chunks(128) {
+            for idx in fit_idx.chunks(settings.batch.max(1)) {
                 let x = rows(idx, train, &device);
                 let labels: Vec<i64> = idx.iter().map(|&i| y_train[i] as i64).collect();
                 let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
@@ -283,7 +322,7 @@ impl MlpProbe {
                 (best, best_acc, since) = (model.clone(), acc, 0);
             } else {
                 since += 1;
-                if since >= 20 {
+                if since >= settings.patience {
                     break;
                 }
             }

@@ -28,6 +28,8 @@ pub struct Studies {
     pub draws: usize,
     /// Angle step of the rotation-robustness study, in degrees.
     pub rotation_step: Option<f64>,
+    /// Upright test images the rotation-robustness study turns (0 = all).
+    pub rotation_images: usize,
     /// The attention pose study of every attention run.
     pub pose: bool,
 }
@@ -223,7 +225,7 @@ pub fn run_studies(
             config,
             (fitted.head, Some(fitted.probes)),
             data,
-            step,
+            (step, studies.rotation_images),
             device,
             quiet,
             seed,

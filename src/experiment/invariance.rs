@@ -127,14 +127,15 @@ pub fn transformed(raw: &Dataset, canvas: usize, d: Draw) -> Dataset {
 
 /// Fit the probes on all training features of `head` (or take `fitted`,
 /// fitted on them already), then score them on the upright test images
-/// rotated by `0, step, 2 step, ... < 360` degrees, unmirrored and mirrored.
+/// (the first `images` of them; 0 = all) rotated by `0, step, 2 step, ...
+/// < 360` degrees, unmirrored and mirrored.
 #[allow(clippy::too_many_arguments)]
 pub fn rotation_robustness(
     model: &Autoencoder,
     config: &Config,
     (head, fitted): (Head, Option<&FittedProbes>),
     data: &Splits,
-    step_degrees: f64,
+    (step_degrees, images): (f64, usize),
     device: &Device,
     quiet: bool,
     seed: u64,
@@ -155,7 +156,10 @@ pub fn rotation_robustness(
             &own
         }
     };
-    let raw = upright_test_set(config)?;
+    let mut raw = upright_test_set(config)?;
+    if images > 0 {
+        raw = raw.take(images);
+    }
     let steps = (360.0 / step_degrees).round() as usize;
     let mut points = Vec::new();
     for mirrored in [false, true] {
