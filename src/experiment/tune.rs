@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(variant_slug("model.latent=64"), "model.latent_64");
         assert_eq!(
             variant_slug("model.channels=[2, 4]"),
-            "model.channels___2__4_"
+            "model.channels__2__4_"
         );
         assert_eq!(variant_slug("../x"), ".._x");
     }
