@@ -256,7 +256,9 @@ impl Default for MlpSettings {
         MlpSettings {
             hidden: 256,
             dropout: 0.2,
-            batch: 128,
+            // 128 before: the same validation accuracy on the D12 Gram
+            // features (95.33% against 95.41%), in 181 s against 116 s
+            batch: 512,
             weight_decay: 1e-4,
             patience: 20,
         }
