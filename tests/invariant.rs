@@ -110,3 +110,69 @@ fn element_names_parse_and_errors_are_clear() {
     let err = parse_elements(&c4, &names(&["M"])).unwrap_err();
     assert!(err.contains("'M' is not an element"), "{err}");
 }
+
+/// Both heads of an attention model (its code, and Q before the
+/// compression), image to features through `extract`, for every element
+/// that maps the pixel grid onto itself, in every group.
+#[test]
+fn attention_heads_are_invariant_from_the_image_on() {
+    use eqae::config::{Config, ModelKind};
+    use eqae::data::Dataset;
+    use eqae::eval::features::{extract, Head};
+    use eqae::group::action::transform_square;
+    use eqae::model::Autoencoder;
+
+    let size = 16;
+    for kind in GroupKind::ALL {
+        let mut config = Config::default();
+        config.model.kind = ModelKind::Attention;
+        config.model.group = kind;
+        config.model.channels = vec![2, 2];
+        config.model.latent = 4;
+        config.model.group_linear = vec![4];
+        config.model.code = 6;
+        config.data.image_size = size;
+        let d = device();
+        d.seed(5);
+        let model = Autoencoder::new(&config.model, size, &d);
+        let g = kind.group();
+        let exact: Vec<usize> = (0..g.order()).filter(|&t| g.is_grid_exact(t)).collect();
+        let upright: Vec<f32> = common::blob_images(3, size, 4)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap();
+        let mut images = Vec::new();
+        for &t in &exact {
+            for img in upright.chunks(size * size) {
+                images.extend(transform_square(img, size, &g, t));
+            }
+        }
+        let data = Dataset {
+            images,
+            size,
+            labels: vec![0; exact.len() * 3],
+            class_names: vec!["blob".into()],
+            file_names: None,
+        };
+        for (head, width) in [(Head::Attention, 6), (Head::AttentionQ, g.order() * 4)] {
+            let f = extract(&model, &config, head, &data, &d, true).unwrap();
+            assert_eq!(f.ncols(), width, "{kind} {head:?}");
+            let scale = f.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1e-12);
+            for k in 1..exact.len() {
+                for i in 0..3 {
+                    let worst = f
+                        .row(i)
+                        .iter()
+                        .zip(f.row(k * 3 + i).iter())
+                        .fold(0.0f32, |a, (x, y)| a.max((x - y).abs() / scale));
+                    assert!(
+                        (worst as f64) < EXACT,
+                        "{kind} {head:?} under {}: {worst:e}",
+                        g.element_name(exact[k])
+                    );
+                }
+            }
+        }
+    }
+}

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use eqae::config::ModelKind;
 use eqae::data::Dataset;
 use eqae::eval::features::{extract, Head};
 use eqae::group::action::transform_square;
@@ -73,11 +72,7 @@ fn shipped_features_are_invariant_on_generated_images() {
             class_names: vec!["blob".into()],
             file_names: None,
         };
-        let heads = match config.model.kind {
-            ModelKind::Attention => vec![Head::Attention],
-            _ => vec![Head::Gram, Head::Average],
-        };
-        for head in heads {
+        for head in Head::defaults(config.model.kind) {
             let f = extract(&model, &config, head, &data, &device, true).unwrap();
             let scale = f.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1e-12);
             let mut worst = 0.0f32;

@@ -252,8 +252,9 @@ fn attention_recovers_exact_grid_transforms_of_the_same_images() {
 
 /// `--table` with every study: `--train-only` trains each row's model and
 /// writes no report; the evaluation after it reuses them and writes seed
-/// 0's studies for all seven rows, the pose of both attention rows and a
-/// confusion matrix per row.
+/// 0's studies for all nine rows (the paper's seven and the attention
+/// models' Q), the pose of both attention models and a confusion matrix
+/// per row.
 #[test]
 fn a_table_trains_first_then_writes_every_rows_studies() {
     let dir = tempfile::tempdir().unwrap();
@@ -304,9 +305,9 @@ fn a_table_trains_first_then_writes_every_rows_studies() {
     let read = |f: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(rep.join(f)).unwrap()).unwrap()
     };
-    assert_eq!(read("studies.json").as_array().unwrap().len(), 7);
+    assert_eq!(read("studies.json").as_array().unwrap().len(), 9);
     assert_eq!(read("pose.json").as_array().unwrap().len(), 2);
-    assert_eq!(read("confusion.json").as_array().unwrap().len(), 7);
+    assert_eq!(read("confusion.json").as_array().unwrap().len(), 9);
     for f in [
         "label_efficiency.png",
         "rotation_robustness.png",

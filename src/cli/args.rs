@@ -34,6 +34,8 @@ pub enum HeadArg {
     Gram,
     /// The equivariant attention model's invariant code.
     Attention,
+    /// The attention model's invariant Q, before its compression to the code.
+    AttentionQ,
     /// The raw equivariant embedding V, flattened row-major (not invariant).
     V,
 }
@@ -45,6 +47,7 @@ impl From<HeadArg> for Head {
             HeadArg::Average => Head::Average,
             HeadArg::Gram => Head::Gram,
             HeadArg::Attention => Head::Attention,
+            HeadArg::AttentionQ => Head::AttentionQ,
             HeadArg::V => Head::V,
         }
     }

@@ -26,6 +26,9 @@ pub enum Head {
     Gram,
     /// The equivariant attention model's invariant code.
     Attention,
+    /// The attention model's invariant Q before its compression to the
+    /// code, flattened row-major (`N * m` features).
+    AttentionQ,
     /// The raw equivariant embedding V, flattened row-major (not invariant).
     V,
 }
@@ -38,6 +41,7 @@ impl Head {
             Head::Average => "Average Pooling",
             Head::Gram => "Gram Pooling",
             Head::Attention => "Equivariant Attention",
+            Head::AttentionQ => "Equivariant Attention (Q)",
             Head::V => "Equivariant embedding V",
         }
     }
@@ -49,6 +53,7 @@ impl Head {
             Head::Average => "average",
             Head::Gram => "gram",
             Head::Attention => "attention",
+            Head::AttentionQ => "attention-q",
             Head::V => "v",
         }
     }
@@ -58,7 +63,7 @@ impl Head {
         match kind {
             ModelKind::Baseline => vec![Head::Code],
             ModelKind::Equivariant => vec![Head::Average, Head::Gram],
-            ModelKind::Attention => vec![Head::Attention],
+            ModelKind::Attention => vec![Head::Attention, Head::AttentionQ],
         }
     }
 }
@@ -108,6 +113,19 @@ pub fn extract(
             (Autoencoder::Equivariant(m), Head::Attention) => match m.encode(x).code {
                 Some(code) => code,
                 None => bail!("{}: --head attention needs an attention model", config.name),
+            },
+            (Autoencoder::Equivariant(m), Head::AttentionQ) => match m.attention() {
+                Some(att) => {
+                    // # Shapes: [B, N, m] -> Q [B, N, m] -> [B, N*m]
+                    let v = m.embed(x);
+                    let q = att.invariant(v.clone(), att.weights(v));
+                    let [b, n, c] = q.dims();
+                    q.reshape([b, n * c])
+                }
+                None => bail!(
+                    "{}: --head attention-q needs an attention model",
+                    config.name
+                ),
             },
             (_, h) => bail!("{}: head {h:?} does not apply to this model", config.name),
         };
