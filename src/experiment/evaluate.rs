@@ -146,6 +146,18 @@ pub fn evaluate_runs(
                 paper_logistic: f64::NAN,
                 paper_mlp: f64::NAN,
             });
+            // written as they come (an evaluation of full-scale runs takes
+            // an hour): an interrupted one keeps every head it finished
+            write_reports(out, "eval", "Evaluation (", &results)?;
+            if !study_results.is_empty() {
+                write_studies(out, &study_results)?;
+            }
+            if !confusions.is_empty() {
+                write_confusions(out, &confusions)?;
+            }
+        }
+        if !poses.is_empty() {
+            write_poses(out, &poses)?;
         }
     }
     // the results first: a figure that fails must not lose them
