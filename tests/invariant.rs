@@ -159,7 +159,7 @@ fn attention_heads_are_invariant_from_the_image_on() {
             let f = extract(&model, &config, head, &data, &d, true).unwrap();
             assert_eq!(f.ncols(), width, "{kind} {head:?}");
             let scale = f.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1e-12);
-            for k in 1..exact.len() {
+            for (k, &t) in exact.iter().enumerate().skip(1) {
                 for i in 0..3 {
                     let worst = f
                         .row(i)
@@ -169,7 +169,7 @@ fn attention_heads_are_invariant_from_the_image_on() {
                     assert!(
                         (worst as f64) < EXACT,
                         "{kind} {head:?} under {}: {worst:e}",
-                        g.element_name(exact[k])
+                        g.element_name(t)
                     );
                 }
             }

@@ -247,6 +247,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// How the learning rate changes over the run.
     pub schedule: Schedule,
+    /// Clip each parameter's gradient to this L2 norm before the Adam step
+    /// (burn's per-tensor norm clipping); 0 = no clipping.
+    pub grad_clip: f64,
 }
 
 impl Default for TrainConfig {
@@ -258,6 +261,7 @@ impl Default for TrainConfig {
             entropy_weight: 0.01,
             seed: 0,
             schedule: Schedule::Constant,
+            grad_clip: 0.0,
         }
     }
 }
@@ -461,6 +465,20 @@ mod tests {
             err.contains("`model.kernel`") && err.contains("odd"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gradient_clipping_must_be_zero_or_positive() {
+        assert_eq!(
+            parse("[train]\ngrad_clip = 1.0\n").unwrap().train.grad_clip,
+            1.0
+        );
+        for bad in ["-1.0", "nan", "inf"] {
+            let err = parse(&format!("[train]\ngrad_clip = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`train.grad_clip`"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -137,6 +137,12 @@ impl Config {
         if t.epochs > MAX_EPOCHS {
             return bad("train.epochs", format!("must be at most {MAX_EPOCHS}"));
         }
+        if !(t.grad_clip >= 0.0 && t.grad_clip.is_finite()) {
+            return bad(
+                "train.grad_clip",
+                format!("{} must be 0 (off) or positive", t.grad_clip),
+            );
+        }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return bad(
                 "train.learning_rate",

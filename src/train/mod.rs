@@ -9,6 +9,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -199,7 +200,11 @@ pub fn train(
     let device = device.clone().autodiff();
     device.seed(t.seed);
     let mut model = Autoencoder::new(&config.model, config.data.image_size, &device);
-    let mut optim: ModuleOptimizer = AdamConfig::new().init();
+    let mut adam = AdamConfig::new();
+    if t.grad_clip > 0.0 {
+        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)));
+    }
+    let mut optim: ModuleOptimizer = adam.init();
     let mut start_epoch = 0;
     let mut metrics = METRICS_HEADER.to_string();
 
@@ -369,6 +374,15 @@ pub fn train(
         } else {
             reconstruction_loss(&model, &data.validation, 256, &device)
         };
+        // a loss that jumps by orders of magnitude without becoming NaN is a
+        // divergence too: stop before its weights replace the last good
+        // checkpoint (only the newest checkpoint is kept)
+        if let Some(best) = best_validation(&metrics).filter(|b| val > DIVERGED * b) {
+            bail!(
+                "validation MSE jumped from {best:.5} to {val:.5} in epoch {}: training diverged and was stopped; the checkpoint of epoch {epoch} is kept. Resume with train.grad_clip (e.g. 1.0) or a lower train.learning_rate",
+                epoch + 1
+            );
+        }
         let entropy = if entropy_sum > 0.0 {
             format!("{:.6}", entropy_sum / steps as f64)
         } else {
@@ -418,6 +432,19 @@ pub fn train(
             .context("cannot save final weights")?;
     }
     Ok(summary)
+}
+
+/// A validation MSE this many times the best of the run so far stops it.
+pub const DIVERGED: f64 = 10.0;
+
+/// The lowest finite validation MSE in a metrics.csv text.
+fn best_validation(metrics: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(2)?.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .reduce(f64::min)
 }
 
 fn log(opts: &TrainOptions, line: &str) {
