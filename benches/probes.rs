@@ -83,6 +83,16 @@ fn rows(s: &Split, idx: &[usize]) -> Split {
     }
 }
 
+/// The training rows split into (fit, validation): 10% held out,
+/// stratified, the same for every part.
+fn validation_split(train: &Split) -> (Split, Split) {
+    let held = stratified_subset(&train.y, train.y.len() / 10, 0);
+    let mut is_held = vec![false; train.y.len()];
+    held.iter().for_each(|&i| is_held[i] = true);
+    let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
+    (rows(train, &kept), rows(train, &held))
+}
+
 /// Accuracy on `eval` of the logistic probe fitted on `fit`, and the
 /// seconds of fit and scoring.
 fn timed_logistic(
@@ -171,11 +181,7 @@ fn main() {
     );
     if part.is_empty() || part == "1" {
         // 10% of the training rows, stratified, as the validation split
-        let held = stratified_subset(&train.y, train.y.len() / 10, 0);
-        let mut is_held = vec![false; train.y.len()];
-        held.iter().for_each(|&i| is_held[i] = true);
-        let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
-        let (fit, val) = (rows(&train, &kept), rows(&train, &held));
+        let (fit, val) = validation_split(&train);
         let s = Standardizer::fit(&fit.x);
         let (fit_x, val_x) = (s.apply(&fit.x), s.apply(&val.x));
         println!(
@@ -206,11 +212,7 @@ fn main() {
         }
     }
     if part.is_empty() || part == "3" {
-        let held = stratified_subset(&train.y, train.y.len() / 10, 0);
-        let mut is_held = vec![false; train.y.len()];
-        held.iter().for_each(|&i| is_held[i] = true);
-        let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
-        let (fit, val) = (rows(&train, &kept), rows(&train, &held));
+        let (fit, val) = validation_split(&train);
         let s = Standardizer::fit(&fit.x);
         let (fit_std, val_std) = (s.apply(&fit.x), s.apply(&val.x));
         let (fit_raw, val_raw) = (fit.x.mapv(f64::from), val.x.mapv(f64::from));
@@ -259,11 +261,7 @@ fn main() {
         }
     }
     if part.is_empty() || part == "4" {
-        let held = stratified_subset(&train.y, train.y.len() / 10, 0);
-        let mut is_held = vec![false; train.y.len()];
-        held.iter().for_each(|&i| is_held[i] = true);
-        let kept: Vec<usize> = (0..train.y.len()).filter(|&i| !is_held[i]).collect();
-        let (fit, val) = (rows(&train, &kept), rows(&train, &held));
+        let (fit, val) = validation_split(&train);
         let s = Standardizer::fit(&fit.x);
         let (fit_x, val_x) = (s.apply(&fit.x), s.apply(&val.x));
         println!(
