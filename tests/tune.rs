@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod common;
-use common::{run, text, toy};
+use common::{run, succeeds, text, toy};
 
 fn csv_rows(dir: &Path) -> Vec<Vec<String>> {
     let csv = std::fs::read_to_string(dir.join("reports/tune_toy.csv")).unwrap();
@@ -123,35 +123,15 @@ fn a_bad_setting_is_refused_before_anything_trains() {
 fn a_trained_run_varies_only_its_features() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("toy.toml"), toy("toy", "", "", "")).unwrap();
-    let out = run(dir.path(), &["train", "--config", "toy.toml", "--quiet"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = run(
+    succeeds(dir.path(), &["train", "--config", "toy.toml", "--quiet"]);
+    let tune = ["tune", "--trained", "runs/toy", "--quiet", "--vary"];
+    succeeds(
         dir.path(),
-        &[
-            "tune",
-            "--trained",
-            "runs/toy",
-            "--quiet",
-            "--head",
-            "gram",
-            "--vary",
-            "features.gram_band=1",
-        ],
+        &[&tune[..], &["features.gram_band=1", "--head", "gram"]].concat(),
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(dir.path().join("reports/tune_toy.csv").exists());
     assert!(!dir.path().join("runs/tune-toy").exists(), "nothing trains");
-    let out = run(
-        dir.path(),
-        &[
-            "tune",
-            "--trained",
-            "runs/toy",
-            "--quiet",
-            "--vary",
-            "model.latent=6",
-        ],
-    );
+    let out = run(dir.path(), &[&tune[..], &["model.latent=6"]].concat());
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("only features.* can vary on a trained run"),

@@ -37,6 +37,18 @@ pub struct ProbeScores {
 }
 
 impl ProbeScores {
+    /// One log line: `logistic 95.5%, MLP 95.6%, kNN 88.8%, k-means 39.8%, NMI 0.357`.
+    pub fn summary(&self) -> String {
+        format!(
+            "logistic {:.2}%, MLP {:.2}%, kNN {:.2}%, k-means {:.1}%, NMI {:.3}",
+            100.0 * self.logistic,
+            100.0 * self.mlp,
+            100.0 * self.knn,
+            100.0 * self.kmeans_accuracy,
+            self.nmi
+        )
+    }
+
     /// The supervised probes' accuracies alone.
     pub fn supervised(&self) -> SupervisedScores {
         SupervisedScores {

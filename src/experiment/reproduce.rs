@@ -144,15 +144,11 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 paper_mlp: row.mlp,
             };
             eprintln!(
-                "table {} seed {seed}: {} {}: logistic {:.1}%, MLP {:.1}%, kNN {:.1}%, k-means {:.1}%, NMI {:.3}",
+                "table {} seed {seed}: {} {}: {}",
                 opts.table.number(),
                 result.model,
                 result.group,
-                100.0 * result.scores.logistic,
-                100.0 * result.scores.mlp,
-                100.0 * result.scores.knn,
-                100.0 * result.scores.kmeans_accuracy,
-                result.scores.nmi
+                result.scores.summary()
             );
             results.push(result);
             write_reports(&opts.out, &opts.stem(), &opts.title(), &results)?;

@@ -191,14 +191,10 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
                 scores,
             };
             eprintln!(
-                "tune {}: {variant} ({}): validation logistic {:.2}%, MLP {:.2}%, kNN {:.2}%, k-means {:.1}%, NMI {:.3}",
+                "tune {}: {variant} ({}): validation {}",
                 opts.base.name,
                 row.head,
-                100.0 * row.scores.logistic,
-                100.0 * row.scores.mlp,
-                100.0 * row.scores.knn,
-                100.0 * row.scores.kmeans_accuracy,
-                row.scores.nmi
+                row.scores.summary()
             );
             rows.push(row);
             write_tune_reports(opts, &data, &rows)?;
