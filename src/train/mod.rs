@@ -230,6 +230,9 @@ pub fn train(
                     let saved_model = load_weights(&dir.join("model.bpk"), &saved, &device)?;
                     run.save_model(&saved, &saved_model)?;
                 }
+                // and the metrics row a kill between the checkpoint and
+                // metrics.csv left out
+                RunDir::write_atomic(&run.metrics(), run.metrics_up_to(epoch, &dir)?.as_bytes())?;
                 return Ok(TrainSummary {
                     epochs: epoch,
                     trained_now: 0,
