@@ -19,21 +19,27 @@
 //! (L2 1e-3, 150 iterations, not whitened).
 //!
 //! Part 3 chooses kNN's settings on the same validation split: k, and the
-//! space the distances are measured in (standardised features as the probe
-//! uses them, raw features, either scaled to unit length, i.e. cosine
-//! similarity, or the standardised features projected on their top
-//! principal axes).
+//! space the distances are measured in (standardised features, raw
+//! features, either scaled to unit length, i.e. cosine similarity, the
+//! standardised features projected on their top principal axes, or
+//! whitened along all of them, with and without the Ledoit-Wolf shrinkage
+//! of the probe, then scaled to unit length).
+//!
+//! Part 5 checks kNN's space on label subsets of the validation split's fit
+//! rows (100, 1,000 and 10,000, stratified, 3 draws each): the whitening is
+//! fitted on the labelled rows alone, as in the label-efficiency study.
 //!
 //! Part 4 chooses the MLP probe's settings on the same validation split:
 //! hidden width, dropout, batch, weight decay and patience, with seconds.
 //!
-//! `EQAE_PROBE_PART=1`, `2`, `3` or `4` runs one part only.
+//! `EQAE_PROBE_PART=1` to `5` runs one part only.
 
 use std::time::Instant;
 
+use eqae::eval::probes::knn::unit_rows;
 use eqae::eval::probes::{
-    accuracy, kmeans, FittedProbes, LogisticProbe, LogisticSettings, MlpProbe, MlpSettings,
-    Standardizer,
+    accuracy, kmeans, FittedProbes, KnnProbe, LogisticProbe, LogisticSettings, MlpProbe,
+    MlpSettings, PrincipalAxes, Standardizer,
 };
 use eqae::experiment::invariance::stratified_subset;
 use ndarray::{Array1, Array2, Axis};
@@ -144,16 +150,6 @@ fn knn_for_each_k(
 }
 
 /// Rows scaled to unit Euclidean length (zero rows stay zero).
-fn unit_rows(x: &Array2<f64>) -> Array2<f64> {
-    let mut x = x.clone();
-    for mut row in x.rows_mut() {
-        let n = row.dot(&row).sqrt();
-        if n > 0.0 {
-            row /= n;
-        }
-    }
-    x
-}
 
 /// `(fit, eval)` projected on the top `d` principal axes of `fit`.
 fn principal(fit: &Array2<f64>, eval: &Array2<f64>, d: usize) -> (Array2<f64>, Array2<f64>) {
@@ -226,26 +222,41 @@ fn main() {
         println!("|---|---|---|---|---|---|");
         let mut spaces: Vec<(String, Array2<f64>, Array2<f64>)> = vec![
             (
-                "standardised (the probe now)".into(),
+                "standardised (the probe before)".into(),
                 fit_std.clone(),
                 val_std.clone(),
             ),
             (
                 "standardised, unit length".into(),
-                unit_rows(&fit_std),
-                unit_rows(&val_std),
+                unit_rows(fit_std.clone()),
+                unit_rows(val_std.clone()),
             ),
             ("raw".into(), fit_raw.clone(), val_raw.clone()),
             (
                 "raw, unit length".into(),
-                unit_rows(&fit_raw),
-                unit_rows(&val_raw),
+                unit_rows(fit_raw.clone()),
+                unit_rows(val_raw.clone()),
             ),
         ];
         for d in [32, 128] {
             let (f, v) = principal(&fit_std, &val_std, d);
             spaces.push((format!("standardised, top {d} principal axes"), f, v));
         }
+        let axes = PrincipalAxes::fit(&fit_std).expect("principal axes");
+        for (name, w) in [
+            ("whitened, unit length", axes.whitener()),
+            (
+                "whitened with Ledoit-Wolf shrinkage, unit length (the probe now)",
+                axes.shrunk_whitener(),
+            ),
+        ] {
+            let (f, v) = (unit_rows(w.apply(&fit_std)), unit_rows(w.apply(&val_std)));
+            spaces.push((name.into(), f, v));
+        }
+        println!(
+            "(Ledoit-Wolf shrinkage on these rows: {:.5})",
+            axes.shrinkage()
+        );
         for (name, f, v) in &spaces {
             let t = Instant::now();
             let preds = knn_for_each_k(f, &fit.y, v, &ks, classes);
@@ -347,5 +358,46 @@ fn main() {
             100.0 * acc,
             t.elapsed().as_secs_f64()
         );
+    }
+
+    if part.is_empty() || part == "5" {
+        let (fit, val) = validation_split(&train);
+        println!(
+            "\npart 5: kNN spaces on label subsets of the {} fit rows, {} validation rows, k = 5",
+            fit.y.len(),
+            val.y.len()
+        );
+        println!("| labels | standardised | whitened, unit | shrunk whitening, unit (the probe) | shrinkage |");
+        println!("|---|---|---|---|---|");
+        for labels in [100, 1_000, 10_000] {
+            let mut acc = [Vec::new(), Vec::new(), Vec::new()];
+            let mut shrinkage = 0.0;
+            for draw in 0..3 {
+                let sub = rows(&fit, &stratified_subset(&fit.y, labels, draw));
+                let s = Standardizer::fit(&sub.x);
+                let (f, v) = (s.apply(&sub.x), s.apply(&val.x));
+                let axes = PrincipalAxes::fit(&f).expect("principal axes");
+                shrinkage += axes.shrinkage() / 3.0;
+                let plain = eqae::eval::probes::knn_predict(&f, &sub.y, &v, 5, classes);
+                acc[0].push(accuracy(&plain, &val.y));
+                let w = axes.whitener();
+                let (fw, vw) = (unit_rows(w.apply(&f)), unit_rows(w.apply(&v)));
+                let white = eqae::eval::probes::knn_predict(&fw, &sub.y, &vw, 5, classes);
+                acc[1].push(accuracy(&white, &val.y));
+                let probe = KnnProbe::with_whitener(axes.shrunk_whitener(), &f, &sub.y, classes);
+                acc[2].push(accuracy(&probe.predict(&v), &val.y));
+            }
+            let cell = |a: &[f64]| {
+                let mean = a.iter().sum::<f64>() / a.len() as f64;
+                let var = a.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / a.len() as f64;
+                format!("{:.2} ± {:.2}%", 100.0 * mean, 100.0 * var.sqrt())
+            };
+            println!(
+                "| {labels} | {} | {} | {} | {shrinkage:.4} |",
+                cell(&acc[0]),
+                cell(&acc[1]),
+                cell(&acc[2])
+            );
+        }
     }
 }

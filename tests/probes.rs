@@ -1,7 +1,11 @@
-//! The logistic probe's numerics: linfa-logistic's patched log-sum-exp
-//! (vendor/linfa-logistic) and the whitening in front of it.
+//! The probes' numerics: linfa-logistic's patched log-sum-exp
+//! (vendor/linfa-logistic), the whitening in front of it, and kNN's shrunk
+//! whitening.
 
-use eqae::eval::probes::{accuracy, LogisticProbe, LogisticSettings, Whitener};
+use eqae::eval::probes::{
+    accuracy, knn_predict, KnnProbe, LogisticProbe, LogisticSettings, PrincipalAxes, Standardizer,
+    Whitener,
+};
 use linfa::prelude::*;
 use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2};
@@ -81,4 +85,71 @@ fn the_default_probe_fits_small_and_rank_deficient_training_sets() {
     };
     let probe = LogisticProbe::fit_with(&x, &y, plain).unwrap();
     assert!(accuracy(&probe.predict(&xt), &yt) > 0.9);
+}
+
+/// Two classes told apart only by the difference of two strongly
+/// correlated features: `a = z + d`, `b = z`, with `z` of unit spread and
+/// the class shift `d = +-0.15`, plus `extra` columns of pure noise.
+fn correlated_pair(rows: usize, extra: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Array2::zeros((rows, 2 + extra));
+    let y: Vec<usize> = (0..rows).map(|i| i % 2).collect();
+    for (i, &c) in y.iter().enumerate() {
+        let z: f32 = rng.gen_range(-1.0..1.0);
+        let shift = if c == 0 { -0.15 } else { 0.15 };
+        x[[i, 0]] = z + shift + 0.02 * rng.gen_range(-1.0f32..1.0);
+        x[[i, 1]] = z + 0.02 * rng.gen_range(-1.0f32..1.0);
+        for j in 0..extra {
+            x[[i, 2 + j]] = rng.gen_range(-1.0..1.0);
+        }
+    }
+    (x, y)
+}
+
+#[test]
+fn knn_in_whitened_features_finds_a_small_difference_of_correlated_features() {
+    let (train, y) = correlated_pair(2000, 6, 5);
+    let (test, yt) = correlated_pair(500, 6, 6);
+    let s = Standardizer::fit(&train);
+    let (tr, te) = (s.apply(&train), s.apply(&test));
+    let probe = KnnProbe::fit(&tr, &y, 2).unwrap();
+    let whitened = accuracy(&probe.predict(&te), &yt);
+    let standardised = accuracy(&knn_predict(&tr, &y, &te, KnnProbe::K, 2), &yt);
+    assert!(whitened > 0.98, "whitened kNN accuracy {whitened}");
+    assert!(
+        standardised < 0.75,
+        "standardised kNN accuracy {standardised}: the test no longer tells the spaces apart"
+    );
+}
+
+#[test]
+fn ledoit_wolf_shrinkage_falls_as_rows_grow_and_stays_in_zero_one() {
+    let shrinkage = |rows: usize| {
+        let (x, _) = correlated_pair(rows, 2, 7);
+        let tr = Standardizer::fit(&x).apply(&x);
+        PrincipalAxes::fit(&tr).unwrap().shrinkage()
+    };
+    let (few, many) = (shrinkage(20), shrinkage(5000));
+    assert!((0.0..=1.0).contains(&few) && (0.0..=1.0).contains(&many));
+    assert!(
+        few > 10.0 * many,
+        "shrinkage with 20 rows {few}, with 5,000 rows {many}"
+    );
+    assert!(many < 0.01, "shrinkage with 5,000 rows {many}");
+    // isotropic noise: nothing to keep from the sample covariance's shape
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let noise = Array2::from_shape_fn((200, 40), |_| rng.gen_range(-1.0f32..1.0));
+    let tr = Standardizer::fit(&noise).apply(&noise);
+    let iso = PrincipalAxes::fit(&tr).unwrap().shrinkage();
+    assert!(iso > 0.9, "shrinkage of isotropic noise {iso}");
+}
+
+#[test]
+fn knn_ties_go_to_the_class_of_the_nearest_row() {
+    let train = ndarray::array![[0.0], [1.0], [-1.5], [3.0]];
+    // from 0.1 the nearest are 0.0 (class 1), 1.0 (class 0), -1.5 (class 0),
+    // 3.0 (class 1): with k = 4 the vote ties 2-2 and class 1 is nearest
+    let y = vec![1, 0, 0, 1];
+    let test = ndarray::array![[0.1], [0.9]];
+    assert_eq!(knn_predict(&train, &y, &test, 4, 2), vec![1, 0]);
 }

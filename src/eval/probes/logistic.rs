@@ -53,6 +53,17 @@ impl LogisticProbe {
         settings: LogisticSettings,
     ) -> Result<Self> {
         let whitener = settings.whiten.then(|| Whitener::fit(train)).transpose()?;
+        Self::fit_whitened(train, y_train, settings, whitener)
+    }
+
+    /// Fit on standardised training features with a whitening already
+    /// fitted on them (`None`: none; `settings.whiten` is not read).
+    pub fn fit_whitened(
+        train: &Array2<f64>,
+        y_train: &[usize],
+        settings: LogisticSettings,
+        whitener: Option<Whitener>,
+    ) -> Result<Self> {
         let records = match &whitener {
             Some(w) => w.apply(train),
             None => train.clone(),
