@@ -148,7 +148,7 @@ pub fn evaluate_runs(
             });
             // written as they come (an evaluation of full-scale runs takes
             // an hour): an interrupted one keeps every head it finished
-            write_reports(out, "eval", "Evaluation (", &results)?;
+            write_reports(out, "eval", "Evaluation (frozen features", &results)?;
             if !study_results.is_empty() {
                 write_studies(out, &study_results)?;
             }
@@ -161,7 +161,7 @@ pub fn evaluate_runs(
         }
     }
     // the results first: a figure that fails must not lose them
-    let (markdown, json, md) = write_reports(out, "eval", "Evaluation (", &results)?;
+    let (markdown, json, md) = write_reports(out, "eval", "Evaluation (frozen features", &results)?;
     let mut warnings = if draw {
         figures(&figure_rows, out, "eval")
     } else {

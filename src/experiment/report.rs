@@ -61,7 +61,8 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 /// Markdown table of mean ± standard deviation over seeds, paper beside ours.
-/// `title` is e.g. "Table 1 (augmented MNIST, preset Full" or "Evaluation (".
+/// `title` is e.g. "Table 1 (augmented MNIST, preset Full" or
+/// "Evaluation (frozen features": the parenthesis is closed here.
 pub fn markdown(title: &str, results: &[RowResult]) -> String {
     let mut out = String::new();
     let seeds = results.iter().map(|r| r.seed).max().map_or(0, |s| s + 1);
