@@ -149,8 +149,6 @@ fn knn_for_each_k(
     preds
 }
 
-/// Rows scaled to unit Euclidean length (zero rows stay zero).
-
 /// `(fit, eval)` projected on the top `d` principal axes of `fit`.
 fn principal(fit: &Array2<f64>, eval: &Array2<f64>, d: usize) -> (Array2<f64>, Array2<f64>) {
     use linfa_linalg::eigh::Eigh;
