@@ -38,8 +38,8 @@ use std::time::Instant;
 
 use eqae::eval::probes::knn::unit_rows;
 use eqae::eval::probes::{
-    accuracy, kmeans, FittedProbes, KnnProbe, LogisticProbe, LogisticSettings, MlpProbe,
-    MlpSettings, PrincipalAxes, Standardizer,
+    accuracy, kmeans, knn_predict, FittedProbes, KnnProbe, LogisticProbe, LogisticSettings,
+    MlpProbe, MlpSettings, PrincipalAxes, Standardizer,
 };
 use eqae::experiment::invariance::stratified_subset;
 use ndarray::{Array1, Array2, Axis};
@@ -376,11 +376,11 @@ fn main() {
                 let (f, v) = (s.apply(&sub.x), s.apply(&val.x));
                 let axes = PrincipalAxes::fit(&f).expect("principal axes");
                 shrinkage += axes.shrinkage() / 3.0;
-                let plain = eqae::eval::probes::knn_predict(&f, &sub.y, &v, 5, classes);
+                let plain = knn_predict(&f, &sub.y, &v, 5, classes);
                 acc[0].push(accuracy(&plain, &val.y));
                 let w = axes.whitener();
                 let (fw, vw) = (unit_rows(w.apply(&f)), unit_rows(w.apply(&v)));
-                let white = eqae::eval::probes::knn_predict(&fw, &sub.y, &vw, 5, classes);
+                let white = knn_predict(&fw, &sub.y, &vw, 5, classes);
                 acc[1].push(accuracy(&white, &val.y));
                 let probe = KnnProbe::with_whitener(axes.shrunk_whitener(), &f, &sub.y, classes);
                 acc[2].push(accuracy(&probe.predict(&v), &val.y));

@@ -10,11 +10,11 @@ use super::space::{PrincipalAxes, Whitener};
 /// [`PrincipalAxes::shrunk_whitener`]), majority vote.
 ///
 /// On a validation split of the full-scale D12 Gram features 5-NN went
-/// from 89.58% (Euclidean in standardised features, the probe before) to
-/// 95.54% this way, D4 Gram from 80.63% to 94.58%, the baseline's code from
-/// 89.85% to 91.09%; the shrinkage keeps small label subsets from losing
-/// (100 labels: 59.1% against 56.1% before, where unshrunk whitening gave
-/// 37.7%). `benches/probes.rs` parts 3 and 5, `docs/probes.md`. Standardised
+/// from 90.06% (Euclidean in standardised features, the probe before) to
+/// 95.57% this way, D4 Gram from 80.80% to 94.56%, the baseline's code from
+/// 89.35% to 90.89%; the shrinkage keeps small label subsets from losing
+/// (D12 Gram, 100 labels: 58.3% against 55.1% before, where unshrunk
+/// whitening gave 39.3%). `benches/probes.rs` parts 3 and 5, `docs/probes.md`. Standardised
 /// Euclidean distances are dominated by the few directions of large
 /// variance that every digit shares; whitening weighs each direction by how
 /// much the training rows vary along it.
