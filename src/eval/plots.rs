@@ -283,10 +283,21 @@ pub fn heatmap(
     let (w, h) = (cols as u32 * cell + 160, rows as u32 * cell + 140);
     let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE)?;
+    let label_font = ("sans-serif", 12).into_font();
+    // names wider than their cells (D12's "R^10 M") go on two staggered lines
+    let widest = col_names
+        .iter()
+        .map(|name| {
+            root.estimate_text_size(name, &label_font.clone().into_text_style(&root))
+                .map_or(0, |(w, _)| w)
+        })
+        .max()
+        .unwrap_or(0);
+    let stagger = widest + 4 > cell;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(10)
-        .x_label_area_size(45)
+        .x_label_area_size(if stagger { 60 } else { 45 })
         .y_label_area_size(75)
         .build_cartesian_2d(0..cols, 0..rows)?;
     // row 0 on top
@@ -303,15 +314,15 @@ pub fn heatmap(
         .y_desc(y_label)
         .draw()?;
     // names centred on their cells (the mesh would put them on the edges)
-    let label_font = ("sans-serif", 12).into_font();
     for (c, name) in col_names.iter().enumerate().take(cols) {
         let (x, bottom) = chart.backend_coord(&(c, 0));
         let x = (x + chart.backend_coord(&(c + 1, 0)).0) / 2;
+        let below = if stagger && c % 2 == 1 { 18 } else { 4 };
         let style = label_font
             .clone()
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new(name.clone(), (x, bottom + 4), style))?;
+        root.draw(&Text::new(name.clone(), (x, bottom + below), style))?;
     }
     for (r, name) in row_names.iter().enumerate().take(rows) {
         let (x, top) = chart.backend_coord(&(0, y(r)));
