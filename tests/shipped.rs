@@ -33,7 +33,12 @@ fn models_are_shipped() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for name in ["mnist_d4_gram", "mnist_d12_gram"] {
+    for name in [
+        "mnist_d4_gram",
+        "mnist_d12_gram",
+        "fashion_d4_gram",
+        "fashion_d12_gram",
+    ] {
         assert!(names.contains(&name.to_string()), "{names:?}");
     }
 }
