@@ -254,7 +254,8 @@ fn attention_recovers_exact_grid_transforms_of_the_same_images() {
 /// writes no report; the evaluation after it reuses them and writes seed
 /// 0's studies for all nine rows (the paper's seven and the attention
 /// models' Q), the pose of both attention models and a confusion matrix
-/// per row.
+/// per row. With one model untrained, `--skip-untrained` evaluates the
+/// other rows; the run after it reads those back and adds the rest.
 #[test]
 fn a_table_trains_first_then_writes_every_rows_studies() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,11 +297,42 @@ fn a_table_trains_first_then_writes_every_rows_studies() {
         "180",
         "--pose",
     ];
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("reports").join(f)).unwrap())
+            .unwrap()
+    };
+    // one model not trained yet: --skip-untrained evaluates the other rows
+    let weights = dir
+        .path()
+        .join("runs/table1-full/d12_attention-s0/model.bpk");
+    let aside = dir.path().join("model.bpk.aside");
+    std::fs::rename(&weights, &aside).unwrap();
+    let skip = [&table[..], &studies[..], &["--skip-untrained"]].concat();
+    let out = common::succeeds(dir.path(), &skip);
+    assert!(out.contains("d12_attention-s0 is not trained yet"), "{out}");
+    assert!(!out.contains("epoch 1/1"), "nothing is trained: {out}");
+    assert_eq!(read("table1_full.json").as_array().unwrap().len(), 7);
+    let first = read("table1_full.json");
+    // once it is trained, the evaluation reads the seven rows back and
+    // evaluates the two new ones
+    std::fs::rename(&aside, &weights).unwrap();
     let out = common::succeeds(dir.path(), &[&table[..], &studies[..]].concat());
     assert!(
         !out.contains("epoch 1/1"),
         "the trained rows are reused: {out}"
     );
+    assert_eq!(out.matches("evaluated before").count(), 7, "{out}");
+    let all = read("table1_full.json");
+    assert_eq!(all.as_array().unwrap().len(), 9);
+    for row in first.as_array().unwrap() {
+        let again = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == row["model"] && r["group"] == row["group"])
+            .unwrap();
+        assert_eq!(again["scores"], row["scores"], "read back as evaluated");
+    }
     let rep = dir.path().join("reports/table1_full_studies");
     let read = |f: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(rep.join(f)).unwrap()).unwrap()

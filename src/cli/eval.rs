@@ -81,6 +81,12 @@ pub struct EvalArgs {
     /// stop; a later `--table` run evaluates them without training.
     #[arg(long, requires = "table")]
     pub train_only: bool,
+    /// With --table: evaluate only the rows whose models are trained and
+    /// leave the others out, training nothing (while a `--train-only` run
+    /// is still training them). Rows evaluated before are read back from
+    /// `<out>/<table>_rows/` either way, so a later run adds the rest.
+    #[arg(long, requires = "table", conflicts_with = "train_only")]
+    pub skip_untrained: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -110,6 +116,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             out: args.out.clone(),
             quiet: args.quiet,
             train_only: args.train_only,
+            skip_untrained: args.skip_untrained,
             studies,
         };
         let results = reproduce(&opts, &device)?;

@@ -42,7 +42,7 @@ impl Studies {
 }
 
 /// One run and head's studies.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StudyResult {
     /// Config name of the run.
     pub config: String,
@@ -270,7 +270,7 @@ pub fn test_set_pose(
 }
 
 /// Test-set confusion matrices of one run and head.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Confusions {
     /// `<config>_<head>`, the stem of the figures.
     pub name: String,

@@ -13,7 +13,7 @@ use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::data::augment::{transform_images, Draw};
@@ -48,7 +48,7 @@ pub fn stratified_subset(labels: &[usize], n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// The probes' accuracies with `labels` labelled training rows, over draws.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LabelPoint {
     /// Labelled rows asked for (the draws hold about this many).
     pub labels: usize,
@@ -99,7 +99,7 @@ pub fn label_efficiency(
 }
 
 /// The probes' accuracies on the test images under one fixed transform.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AnglePoint {
     /// Counter-clockwise rotation in degrees.
     pub degrees: f64,

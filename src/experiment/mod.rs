@@ -1,6 +1,7 @@
 //! Experiments above training and evaluation: the paper's tables
 //! ([`tables`]), reproducing them end to end over seeds ([`reproduce`]),
-//! evaluating trained runs as they are ([`evaluate`]), the invariance and
+//! evaluating trained runs as they are ([`evaluate`]), keeping a table's
+//! evaluated rows so that it resumes ([`row_cache`]), the invariance and
 //! attention studies ([`invariance`], [`pose`]), hyperparameter studies
 //! on the validation split ([`tune`]), and the one report writer the
 //! tables and evaluations use ([`report`]).
@@ -10,6 +11,7 @@ pub mod invariance;
 pub mod pose;
 pub mod report;
 pub mod reproduce;
+pub mod row_cache;
 pub mod tables;
 pub mod tune;
 

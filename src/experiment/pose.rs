@@ -16,7 +16,7 @@
 
 use anyhow::{bail, Result};
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::data::augment::{draw, Draw};
@@ -27,7 +27,7 @@ use crate::progress;
 use crate::train::batch_tensor;
 
 /// The pose study of one attention model.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PoseStudy {
     /// Config name of the run.
     pub config: String,

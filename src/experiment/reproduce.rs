@@ -12,6 +12,7 @@ use super::evaluate::{
     FittedFeatures, Studies,
 };
 use super::report::{markdown, write_reports, RowResult};
+use super::row_cache::{row_key, CachedRow, RowCache};
 use super::tables::{PaperTable, Preset};
 use crate::config::Config;
 use crate::data::{load_splits, Splits};
@@ -46,6 +47,9 @@ pub struct TableOptions {
     /// attention rows' pose), with their confusion matrices, written to
     /// `<out>/<stem>_studies/`.
     pub studies: Studies,
+    /// Evaluate only the rows whose models are trained, leaving the others
+    /// out (no training): for evaluating while the trainings still run.
+    pub skip_untrained: bool,
 }
 
 impl TableOptions {
@@ -82,8 +86,11 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     // seed 0's test features of every row, for the figures
     let mut figure_rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)> = Vec::new();
     let mut seed_studies = SeedStudies::default();
+    let cache = RowCache::new(&opts.out, &opts.stem());
     for seed in 0..opts.seeds {
-        let mut trained: BTreeMap<&str, (Config, Autoencoder)> = BTreeMap::new();
+        // each row config's trained model and run, or None where it is
+        // not trained and --skip-untrained leaves it out
+        let mut trained: BTreeMap<&str, Option<(Config, Autoencoder, RunDir)>> = BTreeMap::new();
         for row in &rows {
             if !trained.contains_key(row.config) {
                 let path = opts.configs.join(format!("{}.toml", row.config));
@@ -91,45 +98,63 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 opts.preset.apply(&mut config);
                 config.train.seed = seed;
                 config.name = format!("{}-s{seed}", row.config);
+                let run = row_run(opts, &config);
+                if opts.skip_untrained && !run.model().exists() {
+                    eprintln!(
+                        "table {} seed {seed}: {} is not trained yet; its rows are left out (--skip-untrained)",
+                        opts.table.number(),
+                        config.name
+                    );
+                    trained.insert(row.config, None);
+                    continue;
+                }
                 let key = toml::to_string(&config.data)?;
                 if !data_cache.contains_key(&key) {
                     data_cache.insert(key.clone(), load_splits(&config.data)?);
                 }
-                let run = row_run(opts, &config);
                 let model = trained_model(&config, &run, &data_cache[&key], device, opts.quiet)
                     .with_context(|| format!("row config {}", path.display()))?;
-                trained.insert(row.config, (config, model));
+                trained.insert(row.config, Some((config, model, run)));
             }
             if opts.train_only {
                 continue;
             }
-            let (config, model) = &trained[row.config];
+            let Some((config, model, run)) = &trained[row.config] else {
+                continue;
+            };
             let data = &data_cache[&toml::to_string(&config.data)?];
-            let (f_train, f_test) =
-                split_features(model, config, row.head, data, device, opts.quiet)?;
-            let classes = data.train.class_names.len();
-            let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
-            let (scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
-            if seed == 0 && opts.studies.any() {
-                let fitted = FittedFeatures {
-                    head: row.head,
-                    f_train: &f_train,
-                    f_test: &f_test,
-                    probes: &probes,
-                    scores: &scores,
-                    clusters: clusters.as_deref(),
-                };
-                seed_studies.add(opts, model, config, data, &fitted, device)?;
+            let with_studies = seed == 0 && opts.studies.any();
+            let key = row_key(run, config, row.head, with_studies.then_some(&opts.studies))?;
+            let (done, f_test) = match cache.load(config, row.head, &key, seed == 0) {
+                Some((done, f_test)) => {
+                    eprintln!(
+                        "table {} seed {seed}: {} {}: evaluated before, read from {}",
+                        opts.table.number(),
+                        config.name,
+                        row.head.name(),
+                        cache.dir().display()
+                    );
+                    (done, f_test)
+                }
+                None => {
+                    let (done, f_test) =
+                        evaluate_row(opts, row.head, (model, config), data, key, device)?;
+                    cache.store(config, row.head, &done, f_test.as_ref())?;
+                    (done, f_test)
+                }
+            };
+            if with_studies {
+                seed_studies.record(opts, &done)?;
             }
             let group = row
                 .group
                 .map(|g| g.name().to_uppercase())
                 .unwrap_or_else(|| "-".into());
-            if seed == 0 {
+            if let Some(f_test) = f_test {
                 let suffix = row.group.map(|_| format!(" {group}")).unwrap_or_default();
                 figure_rows.push((
                     format!("{}{suffix}", row.head.label()),
-                    f_test.clone(),
+                    f_test,
                     data.test.labels.clone(),
                 ));
             }
@@ -138,8 +163,8 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 group,
                 config: row.config.to_string(),
                 seed,
-                features: f_test.ncols(),
-                scores,
+                features: done.features,
+                scores: done.scores,
                 paper_logistic: row.logistic,
                 paper_mlp: row.mlp,
             };
@@ -163,6 +188,56 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     Ok(results)
 }
 
+/// Evaluate one (row, seed): features, probes and, for seed 0 with studies
+/// asked for, the studies; returns the row and, for seed 0, its test
+/// features (for the figures).
+fn evaluate_row(
+    opts: &TableOptions,
+    head: Head,
+    (model, config): (&Autoencoder, &Config),
+    data: &Splits,
+    key: String,
+    device: &Device,
+) -> Result<(CachedRow, Option<ndarray::Array2<f32>>)> {
+    let seed = config.train.seed;
+    let (f_train, f_test) = split_features(model, config, head, data, device, opts.quiet)?;
+    let classes = data.train.class_names.len();
+    let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
+    let (scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
+    let mut done = CachedRow {
+        key,
+        features: f_test.ncols(),
+        scores: scores.clone(),
+        study: None,
+        pose: None,
+        confusions: None,
+    };
+    if seed == 0 && opts.studies.any() {
+        let fitted = FittedFeatures {
+            head,
+            f_train: &f_train,
+            f_test: &f_test,
+            probes: &probes,
+            scores: &scores,
+            clusters: clusters.as_deref(),
+        };
+        done.study = run_studies(
+            model,
+            config,
+            data,
+            &fitted,
+            &opts.studies,
+            device,
+            opts.quiet,
+        )?;
+        if opts.studies.pose && head == Head::Attention {
+            done.pose = Some(test_set_pose(model, config, data, device, opts.quiet)?);
+        }
+        done.confusions = Some(confusions_of(config, &fitted, data)?);
+    }
+    Ok((done, (seed == 0).then_some(f_test)))
+}
+
 /// What the studies of seed 0 found so far, rewritten after every row.
 #[derive(Default)]
 struct SeedStudies {
@@ -172,38 +247,25 @@ struct SeedStudies {
 }
 
 impl SeedStudies {
-    fn add(
-        &mut self,
-        opts: &TableOptions,
-        model: &Autoencoder,
-        config: &Config,
-        data: &Splits,
-        fitted: &FittedFeatures,
-        device: &Device,
-    ) -> Result<()> {
+    /// Add one row's studies and rewrite their files in
+    /// `<out>/<stem>_studies/`.
+    fn record(&mut self, opts: &TableOptions, done: &CachedRow) -> Result<()> {
         let out = opts.out.join(format!("{}_studies", opts.stem()));
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
         let mut warnings = Vec::new();
-        if let Some(s) = run_studies(
-            model,
-            config,
-            data,
-            fitted,
-            &opts.studies,
-            device,
-            opts.quiet,
-        )? {
-            self.studies.push(s);
+        if let Some(s) = &done.study {
+            self.studies.push(s.clone());
             warnings.extend(write_studies(&out, &self.studies)?);
         }
-        if opts.studies.pose && fitted.head == Head::Attention {
-            self.poses
-                .push(test_set_pose(model, config, data, device, opts.quiet)?);
+        if let Some(p) = &done.pose {
+            self.poses.push(p.clone());
             warnings.extend(write_poses(&out, &self.poses)?);
         }
-        self.confusions.push(confusions_of(config, fitted, data)?);
-        warnings.extend(write_confusions(&out, &self.confusions)?);
+        if let Some(c) = &done.confusions {
+            self.confusions.push(c.clone());
+            warnings.extend(write_confusions(&out, &self.confusions)?);
+        }
         for w in warnings {
             eprintln!("warning: {w}");
         }

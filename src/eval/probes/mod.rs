@@ -19,11 +19,11 @@ pub use space::{standardize, PrincipalAxes, Standardizer, Whitener};
 
 use anyhow::Result;
 use ndarray::Array2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Scores of every probe, in [0, 1].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeScores {
     /// Test accuracy of multinomial logistic regression.
     pub logistic: f64,
@@ -64,7 +64,7 @@ impl ProbeScores {
 }
 
 /// Wall-clock seconds per probe, fit and scoring together.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct ProbeSeconds {
     /// Logistic regression.
     pub logistic: f64,
@@ -82,7 +82,7 @@ pub fn accuracy(pred: &[usize], truth: &[usize]) -> f64 {
 }
 
 /// Accuracies of the supervised probes on one test set.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct SupervisedScores {
     /// Logistic regression.
     pub logistic: f64,
