@@ -76,15 +76,21 @@ fn variants_train_once_and_feature_settings_reuse_the_base_model() {
     let md = std::fs::read_to_string(dir.path().join("reports/tune_toy.md")).unwrap();
     assert!(md.contains("scored on 32 validation images"), "{md}");
 
-    // a second call trains nothing and gives the same scores
+    // a second call trains nothing and reads every scored variant back
     let out = run(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        !text(&out.stderr).contains("epoch 1/1"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = text(&out.stderr);
+    assert!(!err.contains("epoch 1/1"), "{err}");
+    assert_eq!(err.matches("scored before").count(), 3, "{err}");
     assert_eq!(csv_rows(dir.path()), rows);
+    // one more variant: only it is scored
+    let more = [&args[..], &["--vary", "features.gram_band=2"]].concat();
+    let out = run(dir.path(), &more);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr).matches("scored before").count(), 3);
+    let again = csv_rows(dir.path());
+    assert_eq!(again.len(), 4);
+    assert_eq!(again[..3], rows[..]);
 }
 
 #[test]

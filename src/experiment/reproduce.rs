@@ -124,22 +124,32 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             };
             let data = &data_cache[&toml::to_string(&config.data)?];
             let with_studies = seed == 0 && opts.studies.any();
-            let key = row_key(run, config, row.head, with_studies.then_some(&opts.studies))?;
-            let (done, f_test) = match cache.load(config, row.head, &key, seed == 0) {
-                Some((done, f_test)) => {
+            let name = format!("{}_{}", config.name, row.head.name());
+            let studies = if with_studies {
+                format!("{:?}", opts.studies)
+            } else {
+                String::new()
+            };
+            let key = row_key(&run.model(), config, row.head, &studies)?;
+            let kept = cache.load::<CachedRow>(&name, &key).and_then(|done| {
+                if seed > 0 {
+                    return Some((done, None));
+                }
+                cache.load_features(&name).map(|f| (done, Some(f)))
+            });
+            let (done, f_test) = match kept {
+                Some(kept) => {
                     eprintln!(
-                        "table {} seed {seed}: {} {}: evaluated before, read from {}",
+                        "table {} seed {seed}: {name}: evaluated before, read from {}",
                         opts.table.number(),
-                        config.name,
-                        row.head.name(),
                         cache.dir().display()
                     );
-                    (done, f_test)
+                    kept
                 }
                 None => {
                     let (done, f_test) =
-                        evaluate_row(opts, row.head, (model, config), data, key, device)?;
-                    cache.store(config, row.head, &done, f_test.as_ref())?;
+                        evaluate_row(opts, row.head, (model, config), data, device)?;
+                    cache.store(&name, &key, &done, f_test.as_ref())?;
                     (done, f_test)
                 }
             };
@@ -196,7 +206,6 @@ fn evaluate_row(
     head: Head,
     (model, config): (&Autoencoder, &Config),
     data: &Splits,
-    key: String,
     device: &Device,
 ) -> Result<(CachedRow, Option<ndarray::Array2<f32>>)> {
     let seed = config.train.seed;
@@ -205,7 +214,6 @@ fn evaluate_row(
     let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
     let (scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
     let mut done = CachedRow {
-        key,
         features: f_test.ncols(),
         scores: scores.clone(),
         study: None,

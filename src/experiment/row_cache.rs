@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ndarray::Array2;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{Confusions, Studies, StudyResult};
+use super::evaluate::{Confusions, StudyResult};
 use super::pose::PoseStudy;
 use crate::config::Config;
 use crate::eval::features::Head;
@@ -28,11 +29,10 @@ use crate::train::RunDir;
 /// rows evaluated by an older build are not read back.
 const VERSION: u32 = 1;
 
-/// One evaluated (row, seed): what the report and the studies need.
+/// One evaluated (row, seed) of a table: what the report and the studies
+/// need.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CachedRow {
-    /// What was evaluated ([`row_key`]); a row is reused only on a match.
-    pub key: String,
     /// Number of features.
     pub features: usize,
     /// The probes' test scores.
@@ -45,7 +45,15 @@ pub struct CachedRow {
     pub confusions: Option<Confusions>,
 }
 
-/// The cache folder of one table reproduction.
+/// A kept value and the key it was computed under.
+#[derive(Serialize, Deserialize)]
+struct Keyed<T> {
+    key: String,
+    value: T,
+}
+
+/// A folder of evaluated rows, one `<name>.json` each (and optionally its
+/// test features, `<name>.test.npy`).
 pub struct RowCache {
     dir: PathBuf,
 }
@@ -63,84 +71,70 @@ impl RowCache {
         &self.dir
     }
 
-    fn json(&self, config: &Config, head: Head) -> PathBuf {
-        self.dir
-            .join(format!("{}_{}.json", config.name, head.name()))
+    fn json(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
     }
 
-    fn npy(&self, config: &Config, head: Head) -> PathBuf {
-        self.dir
-            .join(format!("{}_{}.test.npy", config.name, head.name()))
+    fn npy(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.test.npy"))
     }
 
-    /// The row evaluated earlier under `key`, with its test features when
-    /// `with_features` (None when either is missing, stale or unreadable:
-    /// the row is then evaluated again).
-    pub fn load(
+    /// The row `name` evaluated earlier under `key` (None when it is
+    /// missing, stale or unreadable: the row is then evaluated again).
+    pub fn load<T: DeserializeOwned>(&self, name: &str, key: &str) -> Option<T> {
+        let text = std::fs::read_to_string(self.json(name)).ok()?;
+        let kept: Keyed<T> = serde_json::from_str(&text).ok()?;
+        (kept.key == key).then_some(kept.value)
+    }
+
+    /// The test features kept with row `name`.
+    pub fn load_features(&self, name: &str) -> Option<Array2<f32>> {
+        ndarray_npy::read_npy(self.npy(name)).ok()
+    }
+
+    /// Keep an evaluated row (and its test features), each file written
+    /// atomically, the features first: a row is never read back without
+    /// the features it was stored with.
+    pub fn store<T: Serialize>(
         &self,
-        config: &Config,
-        head: Head,
+        name: &str,
         key: &str,
-        with_features: bool,
-    ) -> Option<(CachedRow, Option<Array2<f32>>)> {
-        let text = std::fs::read_to_string(self.json(config, head)).ok()?;
-        let row: CachedRow = serde_json::from_str(&text).ok()?;
-        if row.key != key {
-            return None;
-        }
-        let features = if with_features {
-            let f: Array2<f32> = ndarray_npy::read_npy(self.npy(config, head)).ok()?;
-            Some(f)
-        } else {
-            None
-        };
-        Some((row, features))
-    }
-
-    /// Keep an evaluated row (and seed 0's test features), each file
-    /// written atomically, features first: a row file never names
-    /// features that are not there.
-    pub fn store(
-        &self,
-        config: &Config,
-        head: Head,
-        row: &CachedRow,
+        value: &T,
         f_test: Option<&Array2<f32>>,
     ) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         if let Some(f) = f_test {
-            let path = self.npy(config, head);
+            let path = self.npy(name);
             let tmp = path.with_extension("npy.tmp");
             ndarray_npy::write_npy(&tmp, f)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, &path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
+        let kept = Keyed {
+            key: key.to_string(),
+            value,
+        };
         RunDir::write_atomic(
-            &self.json(config, head),
-            serde_json::to_string_pretty(row)?.as_bytes(),
+            &self.json(name),
+            serde_json::to_string_pretty(&kept)?.as_bytes(),
         )
     }
 }
 
 /// What one row's evaluation depends on: the trained weights (their bytes),
-/// the run's config, the head, the studies when they run (seed 0), and
-/// [`VERSION`].
-pub fn row_key(
-    run: &RunDir,
-    config: &Config,
-    head: Head,
-    studies: Option<&Studies>,
-) -> Result<String> {
-    let weights = std::fs::read(run.model())
-        .with_context(|| format!("cannot read {}", run.model().display()))?;
+/// the config the features are read with, the head, anything else the
+/// caller names (the studies of seed 0, say), and [`VERSION`].
+pub fn row_key(weights: &Path, config: &Config, head: Head, extra: &str) -> Result<String> {
+    let bytes =
+        std::fs::read(weights).with_context(|| format!("cannot read {}", weights.display()))?;
     let mut h = DefaultHasher::new();
     VERSION.hash(&mut h);
-    weights.hash(&mut h);
+    bytes.hash(&mut h);
     toml::to_string(config)?.hash(&mut h);
     head.name().hash(&mut h);
-    format!("{studies:?}").hash(&mut h);
+    extra.hash(&mut h);
     Ok(format!("v{VERSION}-{:016x}", h.finish()))
 }
 
@@ -152,12 +146,7 @@ mod tests {
     fn a_stored_row_comes_back_only_under_its_key() {
         let dir = std::env::temp_dir().join(format!("eqae-row-cache-{}", std::process::id()));
         let cache = RowCache::new(&dir, "table1_quick");
-        let config = Config {
-            name: "d4_gram-s0".into(),
-            ..Config::default()
-        };
         let row = CachedRow {
-            key: "k1".into(),
             features: 3,
             scores: ProbeScores {
                 logistic: 0.5,
@@ -172,12 +161,16 @@ mod tests {
             confusions: None,
         };
         let f = Array2::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f32);
-        cache.store(&config, Head::Gram, &row, Some(&f)).unwrap();
-        let (back, features) = cache.load(&config, Head::Gram, "k1", true).unwrap();
+        cache
+            .store("d4_gram-s0_gram", "k1", &row, Some(&f))
+            .unwrap();
+        let back: CachedRow = cache.load("d4_gram-s0_gram", "k1").unwrap();
         assert_eq!(back.scores.knn, 0.75);
-        assert_eq!(features.unwrap(), f);
-        assert!(cache.load(&config, Head::Gram, "k2", false).is_none());
-        assert!(cache.load(&config, Head::Average, "k1", false).is_none());
+        assert_eq!(cache.load_features("d4_gram-s0_gram").unwrap(), f);
+        assert!(cache.load::<CachedRow>("d4_gram-s0_gram", "k2").is_none());
+        assert!(cache
+            .load::<CachedRow>("d4_gram-s0_average", "k1")
+            .is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::row_cache::{row_key, RowCache};
 use crate::config::Config;
 use crate::data::{load_splits, Splits};
 use crate::eval::features::{self, Head};
@@ -47,7 +48,7 @@ pub struct TuneOptions {
 }
 
 /// One variant and head, scored on the validation split.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TuneRow {
     /// `default` or the setting that makes the variant.
     pub variant: String,
@@ -99,8 +100,9 @@ fn metrics_summary(run: &RunDir) -> (usize, f64, f64) {
 }
 
 /// Train (or reuse) every variant and score it on the validation split;
-/// the reports are rewritten after every variant, so an interrupted study
-/// keeps what it measured.
+/// the reports are rewritten after every variant, and each scored variant
+/// is kept in `<out>/tune_<name>_rows/`, so an interrupted study keeps what
+/// it measured and a rerun scores only what is missing.
 pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
     // every variant is built (and checked) before anything trains, so a
     // typo in the last one does not wait hours to be reported
@@ -116,6 +118,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
     let root = opts.runs.join(format!("tune-{}", opts.base.name));
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let cache = RowCache::new(&opts.out, &format!("tune_{}", opts.base.name));
     let mut rows = Vec::new();
     for (variant, config) in &variants {
         let reads_base = opts
@@ -172,6 +175,20 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
             opts.heads.clone()
         };
         for head in heads {
+            // a variant scored before, by an interrupted study, is read back
+            let name = format!("{}_{}", variant_slug(variant), head.name());
+            let key = row_key(&run.model(), config, head, "validation")?;
+            if let Some(row) = cache.load::<TuneRow>(&name, &key) {
+                eprintln!(
+                    "tune {}: {variant} ({}): scored before, read from {}",
+                    opts.base.name,
+                    row.head,
+                    cache.dir().display()
+                );
+                rows.push(row);
+                write_tune_reports(opts, &data, &rows)?;
+                continue;
+            }
             let f_train =
                 features::extract(&model, config, head, &split.train, device, opts.quiet)?;
             let f_val =
@@ -196,6 +213,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
                 row.head,
                 row.scores.summary()
             );
+            cache.store(&name, &key, &row, None)?;
             rows.push(row);
             write_tune_reports(opts, &data, &rows)?;
         }
