@@ -21,7 +21,8 @@ SMALL=(--set data.train_limit=10000 --set data.validation_fraction=0.2 --set tra
   --vary 'features.gram_elements=["all"]' --vary features.autocorrelation=false
 
 "$EQAE" tune --quiet --out "$OUT" --config configs/d4_attention.toml "${SMALL[@]}" \
-  --vary train.entropy_weight=0 --vary train.entropy_weight=0.1 \
+  --vary train.entropy_weight=0 --vary train.entropy_weight=0.0003 --vary train.entropy_weight=0.003 \
+  --vary train.entropy_weight=0.01 --vary train.entropy_weight=0.1 \
   --vary model.code=32 --vary model.code=0
 
 "$EQAE" tune --quiet --out "$OUT" --config configs/d12_gram.toml "${SMALL[@]}" \
