@@ -265,6 +265,7 @@ fn a_table_trains_first_then_writes_every_rows_studies() {
         ("baseline", "kind = \"baseline\"\ncode = 8"),
         ("d4_gram", "group = \"d4\""),
         ("d12_gram", "group = \"d12\""),
+        ("d12_average", "group = \"d12\""),
         (
             "d4_attention",
             "group = \"d4\"\nkind = \"attention\"\ncode = 8",

@@ -63,7 +63,7 @@ impl PaperTable {
             PaperTable::Mnist => vec![
                 r("baseline", Head::Code, None, 47.8, 58.3),
                 r("d4_gram", Head::Average, Some(D4), 58.2, 60.8),
-                r("d12_gram", Head::Average, Some(D12), 80.7, 82.5),
+                r("d12_average", Head::Average, Some(D12), 80.7, 82.5),
                 r("d4_attention", Head::Attention, Some(D4), 81.6, 83.8),
                 r("d12_attention", Head::Attention, Some(D12), 72.6, 76.5),
                 r("d4_gram", Head::Gram, Some(D4), 65.2, 67.5),
