@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-/// PCA and t-SNE scatter plots of the first row (the baseline) and the
-/// last row (the paper's best, Gram pooling D12), and the explained
-/// variance ratio of every row (paper Figures 1, 7 and 8). A figure that
-/// the data cannot support (too few rows for t-SNE, say) is left out;
-/// the returned lines say which and why.
+/// PCA and t-SNE scatter plots of the first row (the baseline) and of
+/// row `highlight` (the caller's choice: a table's best row), and the
+/// explained variance ratio of every row (paper Figures 1, 7 and 8). A
+/// figure that the data cannot support (too few rows for t-SNE, say) is
+/// left out; the returned lines say which and why.
 pub fn figures(
     rows: &[(String, ndarray::Array2<f32>, Vec<usize>)],
+    highlight: usize,
     out: &Path,
     stem: &str,
 ) -> Vec<String> {
@@ -30,7 +31,7 @@ pub fn figures(
         let slug = name.to_lowercase().replace(' ', "_");
         let drawn = pca(&x, 2, 20).and_then(|(proj, ratio)| {
             curves.push((name.clone(), ratio));
-            if k == 0 || k + 1 == rows.len() {
+            if k == 0 || k == highlight {
                 scatter(
                     &proj,
                     &labels[..n],
@@ -43,7 +44,7 @@ pub fn figures(
         if let Err(e) = drawn {
             warnings.push(format!("{name}: no PCA figure: {e:#}"));
         }
-        if k == 0 || k + 1 == rows.len() {
+        if k == 0 || k == highlight {
             let drawn = tsne(&x, 0).and_then(|emb| {
                 scatter(
                     &emb,
@@ -64,4 +65,36 @@ pub fn figures(
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scatter plots are drawn for the first row and the highlighted
+    /// one only (a table's best row need not be its last).
+    #[test]
+    fn scatter_plots_of_the_first_and_the_highlighted_row() {
+        let dir = tempfile::tempdir().unwrap();
+        // # Shapes: 40 rows x 3 features per row of the table
+        let rows: Vec<_> = ["A", "B C", "D"]
+            .iter()
+            .enumerate()
+            .map(|(r, name)| {
+                let x = ndarray::Array2::from_shape_fn((40, 3), |(i, j)| {
+                    ((i * 7 + j * 13 + r) % 11) as f32 + (i % 4) as f32 * j as f32
+                });
+                (name.to_string(), x, (0..40).map(|i| i % 4).collect())
+            })
+            .collect();
+        let warnings = figures(&rows, 1, dir.path(), "t");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for (slug, drawn) in [("a", true), ("b_c", true), ("d", false)] {
+            for kind in ["pca", "tsne"] {
+                let path = dir.path().join(format!("t_{kind}_{slug}.png"));
+                assert_eq!(path.exists(), drawn, "{}", path.display());
+            }
+        }
+        assert!(dir.path().join("t_explained_variance.png").exists());
+    }
 }

@@ -163,7 +163,12 @@ pub fn evaluate_runs(
     // the results first: a figure that fails must not lose them
     let (markdown, json, md) = write_reports(out, "eval", "Evaluation (frozen features", &results)?;
     let mut warnings = if draw {
-        figures(&figure_rows, out, "eval")
+        figures(
+            &figure_rows,
+            figure_rows.len().saturating_sub(1),
+            out,
+            "eval",
+        )
     } else {
         Vec::new()
     };
