@@ -27,7 +27,7 @@ SMALL=(--set data.train_limit=10000 --set data.validation_fraction=0.2 --set tra
 
 "$EQAE" tune --quiet --out "$OUT" --config configs/d12_gram.toml "${SMALL[@]}" \
   --vary 'model.channels=[2, 4, 8, 8]' --vary 'model.channels=[6, 12, 24, 24]' \
-  --vary model.latent=16 --vary model.latent=64 \
+  --vary model.latent=16 --vary model.latent=64 --vary model.latent=128 \
   --vary train.epochs=8 --vary train.batch_size=32
 
 # needs Table 1's full-scale run: eqae eval --table 1 --preset full --train-only
