@@ -349,4 +349,94 @@ fn a_table_trains_first_then_writes_every_rows_studies() {
     ] {
         assert!(rep.join(f).exists(), "{f} missing");
     }
+    seeds_from_another_session_merge(dir.path(), &table);
+}
+
+/// Seed 1 trained and evaluated apart from seed 0 (`--first-seed 1`, as in
+/// a later session that no longer has seed 0's models), its rows reported
+/// together with seed 0's report (`--with-rows`): seed 0's rows are read
+/// back as they were, seed 1's added, in the table's row order.
+fn seeds_from_another_session_merge(dir: &std::path::Path, table: &[&str]) {
+    let seed0 = dir.join("seed0.json");
+    std::fs::copy(dir.join("reports/table1_full.json"), &seed0).unwrap();
+    let with = [
+        "eval",
+        "--table",
+        "1",
+        "--preset",
+        "full",
+        "--quiet",
+        "--seeds",
+        "2",
+        "--first-seed",
+        "1",
+    ];
+    let out = common::succeeds(dir, &[&with[..], &["--train-only"]].concat());
+    assert!(out.contains("trained every row"), "{out}");
+    let runs = dir.join("runs/table1-full");
+    assert!(runs.join("d12_attention-s1/model.bpk").exists());
+    // seed 1 of the Gram D4 model only (two rows: average and Gram)
+    for run in [
+        "baseline",
+        "d12_gram",
+        "d12_average",
+        "d4_attention",
+        "d12_attention",
+    ] {
+        std::fs::remove_file(runs.join(format!("{run}-s1/model.bpk"))).unwrap();
+    }
+    let merge = [
+        "--skip-untrained",
+        "--out",
+        "merged",
+        "--with-rows",
+        seed0.to_str().unwrap(),
+    ];
+    let out = common::succeeds(dir, &[&with[..], &merge[..]].concat());
+    assert!(!out.contains("seed 0:"), "seed 0 is not evaluated: {out}");
+    let read = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let before = read(&seed0);
+    let all = read(&dir.join("merged/table1_full.json"));
+    assert_eq!(all.len(), before.len() + 2);
+    let key = |r: &serde_json::Value| {
+        (
+            r["config"].as_str().unwrap().to_string(),
+            r["model"].as_str().unwrap().to_string(),
+            r["seed"].as_u64().unwrap(),
+        )
+    };
+    let keys: Vec<_> = all.iter().map(key).collect();
+    let d4 = |model: &str, seed| ("d4_gram".to_string(), model.to_string(), seed);
+    // table order: the Average D4 row (seeds 0, 1) comes second
+    assert_eq!(keys[1], d4("Average Pooling", 0));
+    assert_eq!(keys[2], d4("Average Pooling", 1));
+    assert!(keys.contains(&d4("Gram Pooling", 1)));
+    for row in &before {
+        let again = all.iter().find(|r| key(r) == key(row)).unwrap();
+        assert_eq!(again, row, "seed 0's rows are reported as read");
+    }
+    let md = std::fs::read_to_string(dir.join("merged/table1_full.md")).unwrap();
+    let gram_d4 = md.lines().find(|l| l.starts_with("| Gram Pooling | D4 |"));
+    assert!(gram_d4.unwrap().contains("| 2 |"), "two seeds: {md}");
+    // a report given twice, a file that is not a report, a first seed past
+    // the last: one-line errors
+    let twice = [&with[..], &merge[..], &[seed0.to_str().unwrap()]].concat();
+    let out = common::run(dir, &twice);
+    assert!(!out.status.success());
+    assert!(common::text(&out.stderr).contains("is in both"));
+    std::fs::write(dir.join("junk.json"), "{\"rows\": 3}").unwrap();
+    let junk = [&with[..], &["--with-rows", "junk.json"]].concat();
+    let out = common::run(dir, &junk);
+    assert!(!out.status.success());
+    assert!(common::text(&out.stderr).contains("junk.json is not a table report"));
+    let past = [&table[..], &["--first-seed", "1"]].concat();
+    let out = common::run(dir, &past);
+    assert!(!out.status.success());
+    assert!(common::text(&out.stderr).contains("must be below --seeds"));
 }

@@ -36,6 +36,16 @@ pub struct EvalArgs {
     /// Seeds per row (0..seeds).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
+    /// With --table: the first seed to evaluate (seeds first..seeds), where
+    /// the earlier seeds were evaluated elsewhere (see --with-rows).
+    #[arg(long, default_value_t = 0, requires = "table")]
+    pub first_seed: u64,
+    /// With --table: earlier reports of the same table (`<table>_<preset>.json`,
+    /// e.g. one per seed from different sessions or machines), whose rows are
+    /// reported together with this run's; a (row, seed) evaluated now
+    /// replaces the same one from a file.
+    #[arg(long = "with-rows", num_args = 1.., requires = "table")]
+    pub with_rows: Vec<PathBuf>,
     /// Trained run directories to evaluate.
     #[arg(long, num_args = 1..)]
     pub run: Vec<PathBuf>,
@@ -111,6 +121,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--table {table}: expected 1, 2 or 3"))?,
             preset: args.preset.into(),
             seeds: args.seeds,
+            first_seed: args.first_seed,
+            earlier: args.with_rows.clone(),
             configs: args.configs.clone(),
             runs: args.runs.clone(),
             out: args.out.clone(),

@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::eval::probes::ProbeScores;
 use crate::train::RunDir;
 
 /// One evaluated (row, seed).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RowResult {
     /// Row label, e.g. "Gram Pooling".
     pub model: String,
@@ -25,10 +25,18 @@ pub struct RowResult {
     pub features: usize,
     /// Probe scores.
     pub scores: ProbeScores,
-    /// Paper's logistic-regression accuracy (%), NaN where there is none.
+    /// Paper's logistic-regression accuracy (%), NaN where there is none
+    /// (written as `null`).
+    #[serde(deserialize_with = "nan_if_null")]
     pub paper_logistic: f64,
     /// Paper's neural-network accuracy (%), NaN where there is none.
+    #[serde(deserialize_with = "nan_if_null")]
     pub paper_mlp: f64,
+}
+
+/// serde_json writes NaN as `null`: read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Write `<out>/<stem>.json` and `<out>/<stem>.md`, each atomically, and
@@ -65,10 +73,9 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
 /// "Evaluation (frozen features": the parenthesis is closed here.
 pub fn markdown(title: &str, results: &[RowResult]) -> String {
     let mut out = String::new();
-    let seeds = results.iter().map(|r| r.seed).max().map_or(0, |s| s + 1);
     let _ = writeln!(
         out,
-        "{title}, mean ± std over {seeds} seed(s); accuracies in %)\n"
+        "{title}, mean ± std over each row's seeds; accuracies in %)\n"
     );
     let paper = |v: f64| {
         if v.is_nan() {
@@ -79,9 +86,9 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
     };
     let _ = writeln!(
         out,
-        "| Model | Group | Features | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
+        "| Model | Group | Features | Seeds | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut seen = Vec::new();
     for r in results {
         let key = (r.config.clone(), r.model.clone());
@@ -99,10 +106,11 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.model,
             r.group,
             r.features,
+            same.len(),
             paper(r.paper_logistic),
             stat(&|x| x.scores.logistic, 100.0),
             paper(r.paper_mlp),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 
 use super::evaluate::{
@@ -29,8 +29,16 @@ pub struct TableOptions {
     pub table: PaperTable,
     /// Quick or full.
     pub preset: Preset,
-    /// Seeds 0..seeds.
+    /// Seeds first_seed..seeds.
     pub seeds: u64,
+    /// The first seed evaluated (0 but where earlier seeds were evaluated
+    /// elsewhere, their rows given in `earlier`).
+    pub first_seed: u64,
+    /// Earlier reports of this table (`<stem>.json`), whose rows are
+    /// reported with this run's: a table over seeds trained in different
+    /// places or sessions. A (row, seed) evaluated here replaces the same
+    /// one read from a file.
+    pub earlier: Vec<PathBuf>,
     /// Where the row configs live.
     pub configs: PathBuf,
     /// Where runs go (`<runs>/table<N>-<preset>/<name>-s<seed>`).
@@ -79,6 +87,14 @@ fn row_run(opts: &TableOptions, config: &Config) -> RunDir {
 /// after every row, so an interrupted reproduction keeps what it did).
 pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>> {
     let rows = opts.table.rows();
+    if opts.first_seed >= opts.seeds {
+        bail!(
+            "--first-seed {} must be below --seeds {} (seeds first..seeds are evaluated)",
+            opts.first_seed,
+            opts.seeds
+        );
+    }
+    let earlier = earlier_rows(opts)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut data_cache: BTreeMap<String, Splits> = BTreeMap::new();
@@ -89,7 +105,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     let mut figure_logistic: Vec<f64> = Vec::new();
     let mut seed_studies = SeedStudies::default();
     let cache = RowCache::new(&opts.out, &opts.stem());
-    for seed in 0..opts.seeds {
+    for seed in opts.first_seed..opts.seeds {
         // each row config's trained model and run, or None where it is
         // not trained and --skip-untrained leaves it out
         let mut trained: BTreeMap<&str, Option<(Config, Autoencoder, RunDir)>> = BTreeMap::new();
@@ -189,10 +205,28 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 result.scores.summary()
             );
             results.push(result);
-            write_reports(&opts.out, &opts.stem(), &opts.title(), &results)?;
+            write_reports(
+                &opts.out,
+                &opts.stem(),
+                &opts.title(),
+                &merged(opts, &earlier, &results),
+            )?;
         }
     }
     if opts.train_only {
+        return Ok(results);
+    }
+    let results = merged(opts, &earlier, &results);
+    if results.is_empty() {
+        bail!(
+            "table {}: no row evaluated (no model trained, and no --with-rows report)",
+            opts.table.number()
+        );
+    }
+    write_reports(&opts.out, &opts.stem(), &opts.title(), &results)?;
+    if figure_rows.is_empty() {
+        // seed 0 was evaluated elsewhere (--first-seed, --with-rows): its
+        // figures are that run's
         return Ok(results);
     }
     let best = (0..figure_logistic.len())
@@ -202,6 +236,75 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
         eprintln!("warning: {warning}");
     }
     Ok(results)
+}
+
+/// Where `result` stands in `opts`'s table: the index of its row (config
+/// and head label), or None when it is not one of the table's rows.
+fn row_index(opts: &TableOptions, result: &RowResult) -> Option<usize> {
+    opts.table
+        .rows()
+        .iter()
+        .position(|row| row.config == result.config && row.head.label() == result.model)
+}
+
+/// The rows of the earlier reports given with --with-rows, each checked to
+/// be a row of this table and given once.
+fn earlier_rows(opts: &TableOptions) -> Result<Vec<RowResult>> {
+    let mut rows: Vec<(RowResult, &PathBuf)> = Vec::new();
+    for path in &opts.earlier {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--with-rows: cannot read {}", path.display()))?;
+        let read: Vec<RowResult> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "--with-rows: {} is not a table report (<table>_<preset>.json)",
+                path.display()
+            )
+        })?;
+        for r in read {
+            if row_index(opts, &r).is_none() {
+                bail!(
+                    "--with-rows: {} has a row ({} {}, config {}) that table {} does not have",
+                    path.display(),
+                    r.model,
+                    r.group,
+                    r.config,
+                    opts.table.number()
+                );
+            }
+            let same =
+                |x: &RowResult| x.config == r.config && x.model == r.model && x.seed == r.seed;
+            if let Some((_, first)) = rows.iter().find(|(x, _)| same(x)) {
+                bail!(
+                    "--with-rows: {} {} seed {} is in both {} and {}",
+                    r.model,
+                    r.group,
+                    r.seed,
+                    first.display(),
+                    path.display()
+                );
+            }
+            rows.push((r, path));
+        }
+    }
+    Ok(rows.into_iter().map(|(r, _)| r).collect())
+}
+
+/// The earlier rows that this run did not evaluate again, and this run's,
+/// in the table's row order, seeds ascending within a row.
+fn merged(opts: &TableOptions, earlier: &[RowResult], results: &[RowResult]) -> Vec<RowResult> {
+    let evaluated_now = |r: &RowResult| {
+        results
+            .iter()
+            .any(|x| x.config == r.config && x.model == r.model && x.seed == r.seed)
+    };
+    let mut all: Vec<RowResult> = earlier
+        .iter()
+        .filter(|r| !evaluated_now(r))
+        .chain(results)
+        .cloned()
+        .collect();
+    all.sort_by_key(|r| (row_index(opts, r).unwrap_or(usize::MAX), r.seed));
+    all
 }
 
 /// Evaluate one (row, seed): features, probes and, for seed 0 with studies
