@@ -211,12 +211,35 @@ pub fn lines(
     if !(x_lo.is_finite() && y_lo.is_finite()) {
         return Err(anyhow!("no finite points to draw"));
     }
-    // room below the data for the legend
     let span = (y_hi - y_lo).max(0.05);
-    let y_range = (y_lo - 0.45 * span).max(0.0)..(y_hi + 0.05 * span).min(1.0);
-    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    let y_range = (y_lo - 0.05 * span).max(0.0)..(y_hi + 0.05 * span).min(1.0);
+    // the legend gets its own panel right of the chart: inside it, with a
+    // dozen or more series, it hid curves
+    let font = ("sans-serif", 14).into_font();
+    let widest = series
+        .iter()
+        .map(|(name, _)| font.box_size(name).map_or(0, |(w, _)| w))
+        .max()
+        .unwrap_or(0);
+    let (chart_w, legend_w) = (900u32, (widest + 60).clamp(120, 600));
+    let root = BitMapBackend::new(path, (chart_w + legend_w, 600)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut builder = ChartBuilder::on(&root);
+    let (plot_area, legend_area) = root.split_horizontally(chart_w);
+    for (i, (name, _)) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let y = 60 + 20 * i as i32;
+        legend_area.draw(&PathElement::new(
+            vec![(4, y), (28, y)],
+            colour.stroke_width(2),
+        ))?;
+        legend_area.draw(&Circle::new((16, y), 3, colour.filled()))?;
+        legend_area.draw(&Text::new(
+            name.clone(),
+            (36, y),
+            TextStyle::from(font.clone()).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    let mut builder = ChartBuilder::on(&plot_area);
     builder
         .caption(title, ("sans-serif", 20))
         .margin(12)
@@ -232,25 +255,14 @@ pub fn lines(
                 .x_desc(x_label)
                 .y_desc(y_label)
                 .draw()?;
-            for (i, (name, p)) in series.iter().enumerate() {
+            for (i, (_, p)) in series.iter().enumerate() {
                 let colour = Palette99::pick(i).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))?
-                    .label(name.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
+                chart.draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))?;
                 chart.draw_series(
                     p.iter()
                         .map(|&(x, y)| Circle::new((x, y), 3, colour.filled())),
                 )?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
         }};
     }
     let x_hi = if x_hi > x_lo { x_hi } else { x_lo + 1.0 };
@@ -364,6 +376,46 @@ pub fn heatmap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line chart's legend sits in its own panel right of the chart, as
+    /// wide as the longest name needs: every series' colour shows there, and
+    /// no legend box is drawn over the plot (it hid curves).
+    #[test]
+    fn line_chart_legend_is_beside_the_chart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines.png");
+        let series: Vec<(String, Vec<(f64, f64)>)> = (0..18)
+            .map(|k| {
+                let name = format!("d12_attention-s0 Equivariant Attention (Q) {k}");
+                let points = (0..24)
+                    .map(|i| (15.0 * i as f64, 0.6 + 0.02 * k as f64))
+                    .collect();
+                (name, points)
+            })
+            .collect();
+        lines("t", ("x", "y"), false, &series, &path).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert!(img.width() > 1200, "legend panel: {}", img.width());
+        let colour_in = |x0: u32, x1: u32, c: RGBAColor| {
+            (x0..x1).any(|x| {
+                (0..img.height()).any(|y| {
+                    let p = img.get_pixel(x, y).0;
+                    (p[0], p[1], p[2]) == (c.0, c.1, c.2)
+                })
+            })
+        };
+        for k in 0..series.len() {
+            let c = Palette99::pick(k).to_rgba();
+            assert!(colour_in(900, 940, c), "series {k} missing from the legend");
+        }
+        // the chart's right part, where the legend box used to be, shows
+        // the curves and no legend text: nothing black but the axes'
+        let black = (860..890)
+            .flat_map(|x| (300..500).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0 == [0, 0, 0])
+            .count();
+        assert_eq!(black, 0);
+    }
 
     /// Points on a tilted line plus a little noise along one other axis:
     /// the first component carries almost all the variance, the ratios sum
