@@ -435,7 +435,7 @@ fn seeds_from_another_session_merge(dir: &std::path::Path, table: &[&str]) {
     let out = common::run(dir, &junk);
     assert!(!out.status.success());
     assert!(common::text(&out.stderr).contains("junk.json is not a table report"));
-    let past = [&table[..], &["--first-seed", "1"]].concat();
+    let past = [table, &["--first-seed", "1"]].concat();
     let out = common::run(dir, &past);
     assert!(!out.status.success());
     assert!(common::text(&out.stderr).contains("must be below --seeds"));
