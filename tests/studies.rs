@@ -357,7 +357,8 @@ fn a_table_trains_first_then_writes_every_rows_studies() {
 /// together with seed 0's report (`--with-rows`): seed 0's rows are read
 /// back as they were, seed 1's added, in the table's row order.
 fn seeds_from_another_session_merge(dir: &std::path::Path, table: &[&str]) {
-    let seed0 = dir.join("seed0.json");
+    std::fs::create_dir(dir.join("seed0")).unwrap();
+    let seed0 = dir.join("seed0/table1_full.json");
     std::fs::copy(dir.join("reports/table1_full.json"), &seed0).unwrap();
     let with = [
         "eval",
@@ -424,17 +425,23 @@ fn seeds_from_another_session_merge(dir: &std::path::Path, table: &[&str]) {
     let md = std::fs::read_to_string(dir.join("merged/table1_full.md")).unwrap();
     let gram_d4 = md.lines().find(|l| l.starts_with("| Gram Pooling | D4 |"));
     assert!(gram_d4.unwrap().contains("| 2 |"), "two seeds: {md}");
-    // a report given twice, a file that is not a report, a first seed past
-    // the last: one-line errors
+    // a report given twice, a file that is not a report, another preset's
+    // report, a first seed past the last: one-line errors
     let twice = [&with[..], &merge[..], &[seed0.to_str().unwrap()]].concat();
     let out = common::run(dir, &twice);
     assert!(!out.status.success());
     assert!(common::text(&out.stderr).contains("is in both"));
-    std::fs::write(dir.join("junk.json"), "{\"rows\": 3}").unwrap();
-    let junk = [&with[..], &["--with-rows", "junk.json"]].concat();
+    std::fs::create_dir(dir.join("junk")).unwrap();
+    std::fs::write(dir.join("junk/table1_full.json"), "{\"rows\": 3}").unwrap();
+    let junk = [&with[..], &["--with-rows", "junk/table1_full.json"]].concat();
     let out = common::run(dir, &junk);
     assert!(!out.status.success());
-    assert!(common::text(&out.stderr).contains("junk.json is not a table report"));
+    assert!(common::text(&out.stderr).contains("table1_full.json is not a table report"));
+    std::fs::copy(&seed0, dir.join("table1_quick.json")).unwrap();
+    let quick = [&with[..], &["--with-rows", "table1_quick.json"]].concat();
+    let out = common::run(dir, &quick);
+    assert!(!out.status.success());
+    assert!(common::text(&out.stderr).contains("is not named table1_full.json"));
     let past = [table, &["--first-seed", "1"]].concat();
     let out = common::run(dir, &past);
     assert!(!out.status.success());

@@ -40,8 +40,9 @@ pub struct EvalArgs {
     /// the earlier seeds were evaluated elsewhere (see --with-rows).
     #[arg(long, default_value_t = 0, requires = "table")]
     pub first_seed: u64,
-    /// With --table: earlier reports of the same table (`<table>_<preset>.json`,
-    /// e.g. one per seed from different sessions or machines), whose rows are
+    /// With --table: earlier reports of the same table and preset
+    /// (`<table>_<preset>.json`, e.g. `table1_full.json`, one per seed from
+    /// different sessions or machines), whose rows are
     /// reported together with this run's; a (row, seed) evaluated now
     /// replaces the same one from a file.
     #[arg(long = "with-rows", num_args = 1.., requires = "table")]

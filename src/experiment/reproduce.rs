@@ -251,15 +251,20 @@ fn row_index(opts: &TableOptions, result: &RowResult) -> Option<usize> {
 /// be a row of this table and given once.
 fn earlier_rows(opts: &TableOptions) -> Result<Vec<RowResult>> {
     let mut rows: Vec<(RowResult, &PathBuf)> = Vec::new();
+    let name = format!("{}.json", opts.stem());
     for path in &opts.earlier {
+        // rows carry no preset: the file name is what tells a quick
+        // table's rows from a full one's
+        if path.file_name().and_then(|n| n.to_str()) != Some(name.as_str()) {
+            bail!(
+                "--with-rows: {} is not named {name}: give reports of the same table and preset",
+                path.display()
+            );
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--with-rows: cannot read {}", path.display()))?;
-        let read: Vec<RowResult> = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "--with-rows: {} is not a table report (<table>_<preset>.json)",
-                path.display()
-            )
-        })?;
+        let read: Vec<RowResult> = serde_json::from_str(&text)
+            .with_context(|| format!("--with-rows: {} is not a table report", path.display()))?;
         for r in read {
             if row_index(opts, &r).is_none() {
                 bail!(
