@@ -34,6 +34,13 @@ pub struct RowResult {
     pub paper_mlp: f64,
 }
 
+impl RowResult {
+    /// The same row of the table (config and head label) and seed.
+    pub fn same_row_and_seed(&self, other: &RowResult) -> bool {
+        self.config == other.config && self.model == other.model && self.seed == other.seed
+    }
+}
+
 /// serde_json writes NaN as `null`: read it back as NaN.
 fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))

@@ -276,9 +276,7 @@ fn earlier_rows(opts: &TableOptions) -> Result<Vec<RowResult>> {
                     opts.table.number()
                 );
             }
-            let same =
-                |x: &RowResult| x.config == r.config && x.model == r.model && x.seed == r.seed;
-            if let Some((_, first)) = rows.iter().find(|(x, _)| same(x)) {
+            if let Some((_, first)) = rows.iter().find(|(x, _)| x.same_row_and_seed(&r)) {
                 bail!(
                     "--with-rows: {} {} seed {} is in both {} and {}",
                     r.model,
@@ -297,11 +295,7 @@ fn earlier_rows(opts: &TableOptions) -> Result<Vec<RowResult>> {
 /// The earlier rows that this run did not evaluate again, and this run's,
 /// in the table's row order, seeds ascending within a row.
 fn merged(opts: &TableOptions, earlier: &[RowResult], results: &[RowResult]) -> Vec<RowResult> {
-    let evaluated_now = |r: &RowResult| {
-        results
-            .iter()
-            .any(|x| x.config == r.config && x.model == r.model && x.seed == r.seed)
-    };
+    let evaluated_now = |r: &RowResult| results.iter().any(|x| x.same_row_and_seed(r));
     let mut all: Vec<RowResult> = earlier
         .iter()
         .filter(|r| !evaluated_now(r))
