@@ -181,3 +181,29 @@ fn probes_separate_separable_classes() {
         assert!(v > 0.97, "{name}: {v}");
     }
 }
+
+/// A table run that would evaluate nothing stops with one line instead of
+/// writing an empty report, and `--with-rows` (a report's rows) cannot go
+/// with `--train-only` (which reports nothing).
+#[test]
+fn table_runs_with_nothing_to_report_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = concat!(env!("CARGO_MANIFEST_DIR"), "/configs");
+    let table = ["eval", "--table", "1", "--quiet", "--configs", configs];
+    let err = stderr_of(&[&table[..], &["--skip-untrained"]].concat(), dir.path());
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert_eq!(
+        last, "Error: table 1: no row evaluated (no model trained, and no --with-rows report)",
+        "{err}"
+    );
+    assert!(!dir.path().join("reports/table1_quick.json").exists());
+
+    let both = [
+        &table[..],
+        &["--train-only", "--with-rows", "table1_quick.json"],
+    ]
+    .concat();
+    let err = stderr_of(&both, dir.path());
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(err.contains("--train-only"), "{err}");
+}

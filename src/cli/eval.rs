@@ -45,7 +45,7 @@ pub struct EvalArgs {
     /// different sessions or machines), whose rows are
     /// reported together with this run's; a (row, seed) evaluated now
     /// replaces the same one from a file.
-    #[arg(long = "with-rows", num_args = 1.., requires = "table")]
+    #[arg(long = "with-rows", num_args = 1.., requires = "table", conflicts_with = "train_only")]
     pub with_rows: Vec<PathBuf>,
     /// Trained run directories to evaluate.
     #[arg(long, num_args = 1..)]
