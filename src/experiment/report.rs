@@ -75,14 +75,26 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Markdown table of mean ± standard deviation over seeds, paper beside ours.
+/// `mean ± std` of `v` to `decimals` places; the mean alone for one value,
+/// whose spread is unknown (not zero).
+fn mean_pm_std(v: &[f64], decimals: usize) -> String {
+    let (m, s) = mean_std(v);
+    if v.len() < 2 {
+        format!("{m:.decimals$}")
+    } else {
+        format!("{m:.decimals$} ± {s:.decimals$}")
+    }
+}
+
+/// Markdown table of mean ± standard deviation over seeds, paper beside ours
+/// (the mean alone for a row of one seed).
 /// `title` is e.g. "Table 1 (augmented MNIST, preset Full" or
 /// "Evaluation (frozen features": the parenthesis is closed here.
 pub fn markdown(title: &str, results: &[RowResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{title}, mean ± std over each row's seeds; accuracies in %)\n"
+        "{title}, mean ± std over each row's seeds, the value alone for one seed; accuracies in %)\n"
     );
     let paper = |v: f64| {
         if v.is_nan() {
@@ -107,9 +119,11 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
             .iter()
             .filter(|x| x.config == r.config && x.model == r.model)
             .collect();
-        let stat = |f: &dyn Fn(&RowResult) -> f64, scale: f64| {
-            let (m, s) = mean_std(&same.iter().map(|x| f(x) * scale).collect::<Vec<_>>());
-            format!("{m:.1} ± {s:.1}")
+        let stat = |f: &dyn Fn(&RowResult) -> f64, scale: f64, decimals: usize| {
+            mean_pm_std(
+                &same.iter().map(|x| f(x) * scale).collect::<Vec<_>>(),
+                decimals,
+            )
         };
         let _ = writeln!(
             out,
@@ -119,16 +133,61 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
             r.features,
             same.len(),
             paper(r.paper_logistic),
-            stat(&|x| x.scores.logistic, 100.0),
+            stat(&|x| x.scores.logistic, 100.0, 1),
             paper(r.paper_mlp),
-            stat(&|x| x.scores.mlp, 100.0),
-            stat(&|x| x.scores.knn, 100.0),
-            stat(&|x| x.scores.kmeans_accuracy, 100.0),
-            {
-                let (m, s) = mean_std(&same.iter().map(|x| x.scores.nmi).collect::<Vec<_>>());
-                format!("{m:.3} ± {s:.3}")
-            }
+            stat(&|x| x.scores.mlp, 100.0, 1),
+            stat(&|x| x.scores.knn, 100.0, 1),
+            stat(&|x| x.scores.kmeans_accuracy, 100.0, 1),
+            stat(&|x| x.scores.nmi, 1.0, 3),
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::probes::ProbeSeconds;
+
+    fn row(config: &str, seed: u64, logistic: f64) -> RowResult {
+        RowResult {
+            model: "Gram Pooling".into(),
+            group: "D4".into(),
+            config: config.into(),
+            seed,
+            features: 944,
+            scores: ProbeScores {
+                logistic,
+                mlp: 0.9,
+                knn: 0.9,
+                kmeans_accuracy: 0.3,
+                nmi: 0.3,
+                seconds: ProbeSeconds::default(),
+            },
+            paper_logistic: 65.2,
+            paper_mlp: f64::NAN,
+        }
+    }
+
+    /// A row of two seeds shows mean ± sample std; a row of one seed shows
+    /// its value alone, not a spread of 0.
+    #[test]
+    fn one_seed_has_no_spread() {
+        let md = markdown(
+            "T (x",
+            &[row("a", 0, 0.94), row("a", 1, 0.95), row("b", 0, 0.96)],
+        );
+        let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| Gram")).collect();
+        assert_eq!(lines.len(), 2, "{md}");
+        assert!(
+            lines[0].contains("| 2 | 65.2 | 94.5 ± 0.7 | – | 90.0 ± 0.0 |"),
+            "{md}"
+        );
+        assert!(lines[0].ends_with("| 0.300 ± 0.000 |"), "{md}");
+        assert!(
+            lines[1].contains("| 1 | 65.2 | 96.0 | – | 90.0 | 90.0 | 30.0 | 0.300 |"),
+            "{md}"
+        );
+        assert!(!lines[1].contains('±'), "{md}");
+    }
 }
