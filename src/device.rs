@@ -34,3 +34,27 @@ pub fn keep_large_allocations() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
+
+/// Memory this machine can still give, in bytes (Linux `MemAvailable`).
+pub fn available_bytes() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Refuse work that needs more memory than the machine has available,
+/// before allocating it: `what` names the setting ("train.batch_size = 64
+/// with data.image_size = 256: a training step"), `bytes` the estimate.
+pub fn ensure_fits(bytes: f64, what: &str) -> Result<()> {
+    if let Some(free) = available_bytes() {
+        if bytes > free {
+            bail!(
+                "{what} needs about {:.1} GiB of memory, {:.1} GiB is available; lower it",
+                bytes / f64::from(1u32 << 30),
+                free / f64::from(1u32 << 30)
+            );
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! group-equivariant autoencoders.
 //!
 //! The crate is layered so that nothing imports upwards:
+//! - [`atomic`]: files written under a temporary name and renamed when whole;
 //! - [`group`]: finite groups C4, D4, C12, D12 and their action on images (no tensors);
 //! - [`nn`]: equivariant layers built on burn;
 //! - [`model`]: encoders, decoders and autoencoders for each group, plus the baseline;
@@ -12,6 +13,7 @@
 //! - [`experiment`]: the paper's tables and multi-run evaluations, above training and evaluation;
 //! - [`cli`]: the command line (clap lives only here).
 
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -28,7 +28,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // one line, whatever a message or a file name holds
-            let line: String = format!("{e:#}")
+            // each cause once: an error that quotes its source's text
+            // (an OS error, say) is not followed by that text again
+            let mut text = String::new();
+            for cause in e.chain() {
+                let part = cause.to_string();
+                if text.contains(&part) {
+                    continue;
+                }
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&part);
+            }
+            let line: String = text
                 .chars()
                 .flat_map(|c| {
                     let shown: Vec<char> = if c.is_control() {

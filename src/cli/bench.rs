@@ -100,14 +100,6 @@ fn model_config(name: &str, channels: &[u16]) -> Result<ModelConfig> {
 /// Side of the benchmark's inputs.
 const SIZE: usize = 32;
 
-/// Memory this machine can still give, in bytes (Linux `MemAvailable`).
-fn available_bytes() -> Option<f64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0)
-}
-
 /// Peak resident memory of this process in MiB (Linux `VmHWM`).
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -118,6 +110,10 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// Run `eqae bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    // before the timing: a bad output path fails at once, not after minutes
+    if let Some(path) = &args.json {
+        crate::atomic::check_writable(path, "--json")?;
+    }
     if let Some(name) = &args.data {
         return bench_data(name);
     }
@@ -167,16 +163,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let batch = args.batch as usize;
     let steps = args.steps as usize;
     // refuse before allocating what the machine does not have
-    let need = crate::model::flops::training_bytes(&config, SIZE) * batch as f64;
-    if let Some(free) = available_bytes() {
-        if need > free {
-            bail!(
-                "--batch {batch}: a training step of {name} needs about {:.1} GiB of memory, {:.1} GiB is available",
-                need / f64::from(1u32 << 30),
-                free / f64::from(1u32 << 30)
-            );
-        }
-    }
+    crate::device::ensure_fits(
+        crate::model::flops::training_bytes(&config, SIZE) * batch as f64,
+        &format!("--batch {batch}: a training step of {name}"),
+    )?;
     let device = args.device.select()?.autodiff();
     device.seed(0);
     let mut model = Autoencoder::new(&config, SIZE, &device);
@@ -235,11 +225,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "gflops": flops / per_step / 1e9, "expand_ms": expand * 1e3, "peak_mib": peak,
             "parameters": model.parameter_count(),
         });
+        // one JSON line per model, appended (several processes add theirs)
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)?;
-        writeln!(f, "{line}")?;
+            .open(path)
+            .with_context(|| format!("--json {}: cannot open it", path.display()))?;
+        writeln!(f, "{line}")
+            .with_context(|| format!("--json {}: cannot write", path.display()))?;
     }
     Ok(())
 }

@@ -54,6 +54,17 @@ pub fn run(args: CheckArgs) -> Result<()> {
             (config, model)
         }
     };
+    crate::device::ensure_fits(
+        crate::model::flops::training_bytes(&config.model, config.data.image_size)
+            * f64::from(args.batch)
+            * 4.0,
+        &format!(
+            "--batch {} with data.image_size = {} and model.group = {}: the check",
+            args.batch,
+            config.data.image_size,
+            config.model.group.name()
+        ),
+    )?;
     let Autoencoder::Equivariant(model) = model else {
         bail!(
             "{}: the baseline autoencoder is not equivariant; nothing to check",
@@ -96,8 +107,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     println!("worst error over exact elements: {worst_exact:.2e}");
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
-            .with_context(|| format!("cannot write --json {}", path.display()))?;
+        crate::atomic::write(path, serde_json::to_string_pretty(&rows)?.as_bytes())
+            .with_context(|| format!("--json {}", path.display()))?;
     }
     if worst_exact > 1e-5 {
         bail!("equivariance broken: error {worst_exact:.2e} > 1e-5 for an exact element");

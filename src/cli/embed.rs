@@ -1,5 +1,6 @@
 //! `eqae embed`: invariant features of a data split or a folder of images
-//! as `.npy`, with labels and file names beside them.
+//! as `.npy`, with labels and file names beside them, streamed in bounded
+//! memory, resumable and shardable (see [`crate::eval::embed`]).
 
 use std::path::PathBuf;
 
@@ -7,11 +8,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use super::args::{DeviceArgs, HeadArg};
-use ndarray::Array1;
-use ndarray_npy::write_npy;
 
-use crate::data::{folder, load_splits};
-use crate::eval::features::{extract, Head};
+use crate::data::folder::{Canvas, FileList};
+use crate::data::load_splits;
+use crate::eval::embed::{embed, partial_dir, EmbedOptions, Source};
+use crate::eval::features::{FeatureReader, Head};
 use crate::train::RunDir;
 
 /// Which split of the run's data set.
@@ -23,6 +24,21 @@ pub enum Split {
     Validation,
     /// Test images.
     Test,
+}
+
+/// `I/N`: part I (1-based) of N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected I/N, e.g. 3/8"))?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|e| format!("{i:?}: {e}"))?,
+        n.trim().parse().map_err(|e| format!("{n:?}: {e}"))?,
+    );
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("{s}: I must be in 1..=N"));
+    }
+    Ok((i - 1, n))
 }
 
 /// Arguments of `eqae embed`.
@@ -48,6 +64,15 @@ pub struct EmbedArgs {
     /// named (listed in `<out>_skipped.txt`) instead of stopping at the first.
     #[arg(long, requires = "images")]
     pub skip_bad: bool,
+    /// Embed part I of N of the sorted list (e.g. `--shard 3/8`), for N
+    /// processes started by a cluster's scheduler; the parts joined in
+    /// order equal the whole.
+    #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+    pub shard: Option<(usize, usize)>,
+    /// Continue an interrupted embed with the same arguments from the rows
+    /// it had written.
+    #[arg(long)]
+    pub resume: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -61,69 +86,115 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if args.out.extension().and_then(|e| e.to_str()) != Some("npy") {
         bail!("--out {}: the output must end in .npy", args.out.display());
     }
+    // every check before the work: the output can be written, the run and
+    // its head exist
+    crate::atomic::check_writable(&args.out, "--out")?;
     let device = args.device.select()?;
     let run = RunDir::new(&args.run);
     let config = run.load_config()?;
     let model = run.load_model(&config, &device)?;
-    let mut skipped = Vec::new();
-    let data = match &args.images {
-        Some(dir) => {
-            let (data, bad) = folder::load_folder(dir, config.data.image_size, args.skip_bad)?;
-            skipped = bad;
-            data
-        }
-        None => {
-            let splits = load_splits(&config.data)?;
-            match args.split {
-                Split::Train => splits.train,
-                Split::Validation => splits.validation,
-                Split::Test => splits.test,
-            }
-        }
-    };
     let head = args
         .head
         .map(Head::from)
         .unwrap_or(Head::defaults(config.model.kind)[0]);
-    let started = std::time::Instant::now();
-    let features = extract(&model, &config, head, &data, &device, args.quiet)?;
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the folder {} for --out", parent.display()))?;
-    }
-    write_npy(&args.out, &features)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    let stem = args.out.with_extension("").display().to_string();
-    let side = |suffix: &str| PathBuf::from(format!("{stem}{suffix}"));
-    let write_text = |path: PathBuf, text: String| {
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    };
-    if args.images.is_none() {
-        let labels = Array1::from(data.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-        let path = side("_labels.npy");
-        write_npy(&path, &labels).with_context(|| format!("cannot write {}", path.display()))?;
-        write_text(side("_classes.txt"), data.class_names.join("\n") + "\n")?;
-    }
-    if let Some(files) = &data.file_names {
-        // names with line breaks or in other encodings were refused on loading
-        write_text(side("_files.txt"), files.join("\n") + "\n")?;
-    }
-    if args.skip_bad {
-        let lines: Vec<String> = skipped.iter().map(|e| e.to_string()).collect();
-        for line in &lines {
-            eprintln!("skipped {line}");
+    let reader = FeatureReader::new(&model, &config, head, &device)?;
+    let shard = args.shard.unwrap_or((0, 1));
+    let (list, splits);
+    let source = match &args.images {
+        Some(dir) => {
+            list = FileList::walk(dir)?;
+            if let Some(first) = list.unlisted.first() {
+                if !args.skip_bad {
+                    bail!("{first}; pass --skip-bad to leave such files out");
+                }
+                for e in &list.unlisted {
+                    eprintln!("skipped {e}");
+                }
+            }
+            if list.is_empty() {
+                bail!(
+                    "PNG or JPEG images not found in {} (searched its sub-folders too): point --images at a folder of .png/.jpg/.jpeg files",
+                    dir.display()
+                );
+            }
+            Source::Files {
+                list: &list,
+                canvas: Canvas::of(&config.data),
+            }
         }
-        write_text(side("_skipped.txt"), lines.join("\n") + "\n")?;
-    }
-    println!(
-        "{} images -> {} features ({:?}) in {:.1}s ({:.0} images/s): {}",
-        features.nrows(),
-        features.ncols(),
+        None => {
+            splits = load_splits(&config.data)?;
+            let (set, name) = match args.split {
+                Split::Train => (&splits.train, "training"),
+                Split::Validation => (&splits.validation, "validation"),
+                Split::Test => (&splits.test, "test"),
+            };
+            if set.is_empty() {
+                bail!(
+                    "{}: the {name} split is empty (see data.validation_fraction, data.train_limit and data.test_limit in {})",
+                    config.name,
+                    run.config().display()
+                );
+            }
+            Source::Split(set)
+        }
+    };
+    let fingerprint = format!(
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+        std::fs::canonicalize(&run.root)
+            .unwrap_or(run.root.clone())
+            .display(),
+        std::fs::read_to_string(run.root.join("model.json")).unwrap_or_default(),
         head,
-        seconds,
-        features.nrows() as f64 / seconds.max(1e-9),
+        args.images
+            .as_ref()
+            .map(|d| std::fs::canonicalize(d).unwrap_or(d.clone())),
+        args.images.is_none().then_some(args.split),
+        shard,
+        args.skip_bad,
+    );
+    let opts = EmbedOptions {
+        out: &args.out,
+        shard,
+        skip_bad: args.skip_bad,
+        resume: args.resume,
+        fingerprint,
+        quiet: args.quiet,
+    };
+    let done = embed(&reader, &source, &opts)
+        .with_context(|| format!("embedding into {}", args.out.display()))?;
+    if let Source::Files { list, .. } = &source {
+        if args.skip_bad && !list.unlisted.is_empty() {
+            // names that could not be listed are not in the skipped file's rows
+            let path = crate::eval::embed::side_path(&args.out, "_skipped.txt");
+            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+            for e in &list.unlisted {
+                text.push_str(&format!("{e}\n"));
+            }
+            crate::atomic::write(&path, text.as_bytes())?;
+        }
+    }
+    if done.skipped > 0 {
+        eprintln!(
+            "skipped {} unreadable files: see {}",
+            done.skipped,
+            crate::eval::embed::side_path(&args.out, "_skipped.txt").display()
+        );
+    }
+    let resumed = if done.resumed_rows > 0 {
+        format!(" ({} of them from the interrupted run)", done.resumed_rows)
+    } else {
+        String::new()
+    };
+    println!(
+        "{} images{resumed} -> {} features ({:?}) in {:.1}s ({:.0} images/s): {}",
+        done.rows,
+        done.cols,
+        head,
+        done.seconds,
+        (done.rows - done.resumed_rows) as f64 / done.seconds.max(1e-9),
         args.out.display()
     );
+    let _ = partial_dir(&args.out);
     Ok(())
 }

@@ -148,6 +148,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.run.is_empty() {
         bail!("give --table 1|2|3, or one or more --run directories");
     }
+    // options of table reproductions mean nothing to --run: refuse them
+    // rather than ignore them
+    for (given, flag) in [
+        (!args.with_rows.is_empty(), "--with-rows"),
+        (args.first_seed != 0, "--first-seed"),
+        (args.train_only, "--train-only"),
+        (args.skip_untrained, "--skip-untrained"),
+    ] {
+        if given {
+            bail!("{flag} applies to --table reproductions only, not to --run");
+        }
+    }
     let heads: Vec<Head> = args.head.iter().copied().map(Head::from).collect();
     let done = evaluate_runs(
         &args.run,

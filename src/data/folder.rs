@@ -1,8 +1,10 @@
 //! Image files: decode (PNG or JPEG, by the `image` crate), convert to
 //! grayscale, pad to a square with the image's background colour (the mean
-//! of its border pixels), resize to the model's size, and make the
-//! background dark (images with a bright border are inverted), since the
-//! models rotate images on a zero background.
+//! of its border pixels), resize, and make the background dark (images with
+//! a bright border are inverted), since the models rotate images on a zero
+//! background. Then place them as the model's own data were placed (see
+//! [`Canvas`]): MNIST-style digits of 28x28 are centred on the larger
+//! canvas without scaling, other data sets are resized to the canvas.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,43 @@ use image::GrayImage;
 use rayon::prelude::*;
 
 use super::{DataError, Dataset};
+use crate::config::DataConfig;
+use crate::group::action::rotate_bilinear;
+
+/// How an image file becomes a model input: resized (after padding to a
+/// square) to `content x content` pixels, then centred on a
+/// `size x size` canvas. For MNIST and Fashion-MNIST runs `content` is 28
+/// (the digits are centred on the canvas unscaled, as in training); for
+/// the other data sets it is the canvas size. An image already of the
+/// canvas size is taken as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Canvas {
+    /// Side of the model's input.
+    pub size: usize,
+    /// Side an image is resized to before it is centred on the canvas.
+    pub content: usize,
+}
+
+impl Canvas {
+    /// Resize every image to `size x size`.
+    pub fn square(size: usize) -> Self {
+        Canvas {
+            size,
+            content: size,
+        }
+    }
+
+    /// The canvas a run's images were prepared on.
+    pub fn of(config: &DataConfig) -> Self {
+        match config.dataset.source_size() {
+            Some(source) if source < config.image_size => Canvas {
+                size: config.image_size,
+                content: source,
+            },
+            _ => Canvas::square(config.image_size),
+        }
+    }
+}
 
 /// File extensions read as images, in any letter case.
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -30,6 +69,55 @@ fn is_image(path: &Path) -> bool {
 
 /// Decode one image file into `size x size` pixels in [0, 1], background 0.
 pub fn load_image(path: &Path, size: usize) -> Result<Vec<f32>, DataError> {
+    load_image_onto(path, Canvas::square(size))
+}
+
+/// Refuse what is not a regular file before reading it (reading a FIFO
+/// would block forever), naming what it is.
+fn check_regular(path: &Path) -> Result<(), DataError> {
+    let link = std::fs::symlink_metadata(path).map_err(|error| DataError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let meta = if link.file_type().is_symlink() {
+        std::fs::metadata(path).map_err(|e| {
+            let why = if e.raw_os_error() == Some(libc::ELOOP) {
+                "symbolic link loop".to_string()
+            } else if e.kind() == std::io::ErrorKind::NotFound {
+                "dangling symbolic link (its target does not exist)".to_string()
+            } else {
+                format!("cannot follow the symbolic link: {e}")
+            };
+            DataError::format(path, why)
+        })?
+    } else {
+        link
+    };
+    if meta.is_file() {
+        return Ok(());
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    let what = if ft.is_dir() {
+        "a folder"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(DataError::format(
+        path,
+        format!("{what}, not an image file"),
+    ))
+}
+
+/// Decode one image file and place it on `canvas` (see [`Canvas`]).
+pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataError> {
+    check_regular(path)?;
     let bytes = std::fs::read(path).map_err(|error| DataError::Io {
         path: path.to_path_buf(),
         error,
@@ -58,7 +146,20 @@ pub fn load_image(path: &Path, size: usize) -> Result<Vec<f32>, DataError> {
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::format(path, "image has no pixels"));
     }
-    Ok(square_and_resize(&img, size))
+    let (w, h) = img.dimensions();
+    if canvas.content == canvas.size || (w as usize, h as usize) == (canvas.size, canvas.size) {
+        return Ok(square_and_resize(&img, canvas.size));
+    }
+    let content = square_and_resize(&img, canvas.content);
+    Ok(rotate_bilinear(
+        &content,
+        canvas.content,
+        canvas.content,
+        0.0,
+        false,
+        canvas.size,
+        canvas.size,
+    ))
 }
 
 /// Pad to a square with the border's mean colour, resize, darken background.
@@ -100,20 +201,22 @@ pub fn listed_name(path: &Path) -> Result<String, DataError> {
     let Some(name) = path.to_str() else {
         return Err(DataError::format(
             path,
-            "file name is not valid UTF-8; rename it, or pass --skip-bad to leave it out",
+            "file name is not valid UTF-8; rename it",
         ));
     };
     if name.chars().any(char::is_control) {
         return Err(DataError::format(
             // shown escaped, so that the message stays one line
             Path::new(&name.escape_default().to_string()),
-            "file name holds a line break or control character; rename it, or pass --skip-bad to leave it out",
+            "file name holds a line break or control character; rename it",
         ));
     }
     Ok(name.to_string())
 }
 
-/// Every image file directly in `dir`, sorted by name.
+/// Every image file directly in `dir`, sorted by name: entries with an
+/// image extension that are not folders. Symbolic links that lead nowhere
+/// and special files are listed too, so that loading reports them.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let entries = std::fs::read_dir(dir).map_err(|error| DataError::Io {
         path: dir.to_path_buf(),
@@ -121,7 +224,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
+        .filter(|p| is_image(p) && !p.is_dir())
         .collect();
     files.sort();
     Ok(files)
@@ -139,7 +242,7 @@ pub fn load_files(files: &[PathBuf], size: usize) -> Result<Vec<f32>, DataError>
 /// read, decoded or named is left out; without, the first one stops the load.
 pub fn load_folder(
     dir: &Path,
-    size: usize,
+    canvas: Canvas,
     skip_bad: bool,
 ) -> Result<(Dataset, Vec<DataError>), DataError> {
     let files = image_files(dir)?;
@@ -152,7 +255,7 @@ pub fn load_folder(
     }
     let loaded: Vec<Result<(String, Vec<f32>), DataError>> = files
         .par_iter()
-        .map(|f| Ok((listed_name(f)?, load_image(f, size)?)))
+        .map(|f| Ok((listed_name(f)?, load_image_onto(f, canvas)?)))
         .collect();
     let (mut images, mut names, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for item in loaded {
@@ -162,7 +265,7 @@ pub fn load_folder(
                 images.extend(pixels);
             }
             Err(e) if skip_bad => skipped.push(e),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.hinted("pass --skip-bad to leave such files out")),
         }
     }
     if names.is_empty() {
@@ -174,10 +277,162 @@ pub fn load_folder(
     }
     let data = Dataset {
         images,
-        size,
+        size: canvas.size,
         labels: vec![0; names.len()],
         class_names: vec!["unlabelled".into()],
         file_names: Some(names),
     };
     Ok((data, skipped))
+}
+
+/// The image files under a folder, walked recursively in sorted order and
+/// kept compactly (relative names in one string): a million files cost
+/// tens of megabytes, not hundreds.
+#[derive(Debug, Default)]
+pub struct FileList {
+    /// The folder walked.
+    pub root: PathBuf,
+    /// Every relative name, one after the other.
+    names: String,
+    /// End of each name in `names`.
+    ends: Vec<usize>,
+    /// Class names (top-level sub-folders) when the folder is laid out one
+    /// sub-folder per class (torchvision's `ImageFolder`), else empty.
+    pub classes: Vec<String>,
+    /// Class of each file (its top-level folder's index), when `classes`
+    /// is not empty.
+    labels: Vec<u32>,
+    /// Entries that cannot be listed by name (not UTF-8, control
+    /// characters), in walk order.
+    pub unlisted: Vec<DataError>,
+}
+
+impl FileList {
+    /// Walk `dir`: every PNG/JPEG file at any depth, sorted by path
+    /// (components compared in order). Hidden entries (names starting
+    /// with `.`) and symbolic links to folders are not entered. Where
+    /// every image lies in a top-level sub-folder, those sub-folders are
+    /// the classes.
+    pub fn walk(dir: &Path) -> Result<Self, DataError> {
+        let meta = std::fs::metadata(dir).map_err(|error| DataError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        if !meta.is_dir() {
+            return Err(DataError::format(dir, "--images must be a folder"));
+        }
+        let mut list = FileList {
+            root: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let mut top: Vec<(String, usize)> = Vec::new(); // (first component, count)
+        walk_into(dir, "", &mut list, &mut top)?;
+        let at_top = top.iter().any(|(c, _)| c.is_empty());
+        if !at_top && !top.is_empty() {
+            list.classes = top.iter().map(|(c, _)| c.clone()).collect();
+            let mut labels = Vec::with_capacity(list.len());
+            for (label, (_, count)) in top.iter().enumerate() {
+                labels.extend(std::iter::repeat_n(label as u32, *count));
+            }
+            list.labels = labels;
+        }
+        Ok(list)
+    }
+
+    /// Number of files listed.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no file is listed.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The relative name of file `i` (as written to `*_files.txt`).
+    pub fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.names[start..self.ends[i]]
+    }
+
+    /// The path of file `i`.
+    pub fn path(&self, i: usize) -> PathBuf {
+        self.root.join(self.name(i))
+    }
+
+    /// The class of file `i` (0 where the folder has no classes).
+    pub fn label(&self, i: usize) -> usize {
+        self.labels.get(i).map_or(0, |&l| l as usize)
+    }
+
+    fn push(&mut self, name: &str) {
+        self.names.push_str(name);
+        self.ends.push(self.names.len());
+    }
+}
+
+/// One folder of the walk; `rel` is its path relative to the root ("" for
+/// the root itself).
+fn walk_into(
+    dir: &Path,
+    rel: &str,
+    list: &mut FileList,
+    top: &mut Vec<(String, usize)>,
+) -> Result<(), DataError> {
+    let io = |error| DataError::Io {
+        path: dir.to_path_buf(),
+        error,
+    };
+    let mut entries: Vec<(std::ffi::OsString, std::fs::FileType)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        let ft = e.file_type().map_err(io)?;
+        entries.push((e.file_name(), ft));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, ft) in entries {
+        let path = dir.join(&name);
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if ft.is_dir() {
+            let Some(n) = name.to_str().filter(|n| !n.chars().any(char::is_control)) else {
+                // a folder that cannot be named: its images cannot be listed
+                list.unlisted
+                    .push(listed_name(&path).err().expect("unnamable"));
+                continue;
+            };
+            let sub = if rel.is_empty() {
+                n.to_string()
+            } else {
+                format!("{rel}/{n}")
+            };
+            walk_into(&path, &sub, list, top)?;
+            continue;
+        }
+        if ft.is_symlink() && path.is_dir() {
+            continue; // not followed: a link can lead back up
+        }
+        if !is_image(&path) {
+            continue;
+        }
+        match listed_name(Path::new(&name)) {
+            Ok(n) => {
+                let first = rel.split('/').next().unwrap_or("").to_string();
+                match top.last_mut() {
+                    Some((c, count)) if *c == first => *count += 1,
+                    _ => top.push((first, 1)),
+                }
+                if rel.is_empty() {
+                    list.push(&n);
+                } else {
+                    list.push(&format!("{rel}/{n}"));
+                }
+            }
+            Err(_) => list
+                .unlisted
+                .push(listed_name(&path).err().expect("unnamable")),
+        }
+    }
+    Ok(())
 }

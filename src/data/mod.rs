@@ -48,6 +48,29 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// The same error with `hint` (what the user can do) after its message.
+    pub fn hinted(self, hint: &str) -> Self {
+        match self {
+            DataError::Missing {
+                what,
+                path,
+                hint: h,
+            } => DataError::Missing {
+                what,
+                path,
+                hint: format!("{h}; {hint}"),
+            },
+            DataError::Io { path, error } => DataError::Format {
+                path,
+                message: format!("cannot read: {error}; {hint}"),
+            },
+            DataError::Format { path, message } => DataError::Format {
+                path,
+                message: format!("{message}; {hint}"),
+            },
+        }
+    }
+
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
         DataError::Format {
             path: path.to_path_buf(),

@@ -2,7 +2,7 @@
 //! code, the baseline's code, or V itself.
 
 use anyhow::{bail, Result};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -68,51 +68,114 @@ impl Head {
     }
 }
 
-/// Features `[len, F]` of every image in `data`.
-pub fn extract(
-    model: &Autoencoder,
-    config: &Config,
+/// A model ready to read one head's features, batch by batch (inference
+/// mode, the Gram pooling tables built once).
+pub struct FeatureReader {
+    model: Autoencoder,
     head: Head,
-    data: &Dataset,
-    device: &Device,
-    quiet: bool,
-) -> Result<Array2<f32>> {
-    let model = model.for_inference();
-    let device = device.clone().without_autodiff();
-    let gram = match (&model, head) {
-        (Autoencoder::Equivariant(m), Head::Gram) => {
-            let g = m.group().group();
-            let elements =
-                parse_elements(&g, &config.features.gram_elements).map_err(anyhow::Error::msg)?;
-            Some(GramPooling::new(
-                g,
-                elements,
-                config.features.gram_band,
-                config.features.autocorrelation,
-            ))
+    gram: Option<GramPooling>,
+    name: String,
+    size: usize,
+    device: Device,
+}
+
+impl FeatureReader {
+    /// Prepare `model` (trained as `config`) to read `head`; a head the
+    /// model does not have is refused here, before any image is read.
+    pub fn new(model: &Autoencoder, config: &Config, head: Head, device: &Device) -> Result<Self> {
+        let model = model.for_inference();
+        let device = device.clone().without_autodiff();
+        let applies = matches!(
+            (&model, head),
+            (Autoencoder::Baseline(_), Head::Code)
+                | (
+                    Autoencoder::Equivariant(_),
+                    Head::Average | Head::Gram | Head::V
+                )
+        ) || matches!((&model, head), (Autoencoder::Equivariant(m), Head::Attention | Head::AttentionQ) if m.attention().is_some());
+        if !applies {
+            bail!(
+                "{}: the {} model has no {} features (its heads: {})",
+                config.name,
+                format!("{:?}", config.model.kind).to_lowercase(),
+                head.name(),
+                Head::defaults(config.model.kind)
+                    .iter()
+                    .map(|h| h.name())
+                    .chain(if config.model.kind == ModelKind::Baseline {
+                        None
+                    } else {
+                        Some("v")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
-        _ => None,
-    };
-    let bar = progress::bar(data.len() as u64, quiet, head.label());
-    let mut rows: Vec<f32> = Vec::new();
-    let mut width = 0;
-    let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(256) {
-        let x = batch_tensor(data, chunk, &device);
-        let f = match (&model, head) {
+        // inference keeps about a third of a training step's maps
+        crate::device::ensure_fits(
+            crate::model::flops::training_bytes(&config.model, config.data.image_size)
+                * BATCH as f64
+                / 3.0,
+            &format!(
+                "reading features of {BATCH} images of data.image_size = {} with model.group = {}",
+                config.data.image_size,
+                config.model.group.name()
+            ),
+        )?;
+        let gram = match (&model, head) {
+            (Autoencoder::Equivariant(m), Head::Gram) => {
+                let g = m.group().group();
+                let elements = parse_elements(&g, &config.features.gram_elements)
+                    .map_err(anyhow::Error::msg)?;
+                Some(GramPooling::new(
+                    g,
+                    elements,
+                    config.features.gram_band,
+                    config.features.autocorrelation,
+                ))
+            }
+            _ => None,
+        };
+        Ok(FeatureReader {
+            model,
+            head,
+            gram,
+            name: config.name.clone(),
+            size: config.data.image_size,
+            device,
+        })
+    }
+
+    /// Side of the images the model reads.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The device the images must be on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Features of one batch; each row depends on its own image only.
+    ///
+    /// # Shapes
+    /// `x [B, 1, S, S]` -> `[B, F]`
+    pub fn read(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        Ok(match (&self.model, self.head) {
             (Autoencoder::Baseline(m), Head::Code) => m.encode(x),
             (Autoencoder::Equivariant(m), Head::Average) => average_pooling(m.embed(x)),
             (Autoencoder::Equivariant(m), Head::Gram) => {
-                gram.as_ref().expect("gram head").features(m.embed(x))
+                self.gram.as_ref().expect("gram head").features(m.embed(x))
             }
             (Autoencoder::Equivariant(m), Head::V) => {
+                // # Shapes: [B, N, L] -> [B, N*L]
                 let v = m.embed(x);
                 let [b, n, c] = v.dims();
                 v.reshape([b, n * c])
             }
             (Autoencoder::Equivariant(m), Head::Attention) => match m.encode(x).code {
                 Some(code) => code,
-                None => bail!("{}: --head attention needs an attention model", config.name),
+                None => bail!("{}: --head attention needs an attention model", self.name),
             },
             (Autoencoder::Equivariant(m), Head::AttentionQ) => match m.attention() {
                 Some(att) => {
@@ -122,13 +185,32 @@ pub fn extract(
                     let [b, n, c] = q.dims();
                     q.reshape([b, n * c])
                 }
-                None => bail!(
-                    "{}: --head attention-q needs an attention model",
-                    config.name
-                ),
+                None => bail!("{}: --head attention-q needs an attention model", self.name),
             },
-            (_, h) => bail!("{}: head {h:?} does not apply to this model", config.name),
-        };
+            (_, h) => bail!("{}: head {h:?} does not apply to this model", self.name),
+        })
+    }
+}
+
+/// Images per batch when features are read.
+pub const BATCH: usize = 256;
+
+/// Features `[len, F]` of every image in `data`.
+pub fn extract(
+    model: &Autoencoder,
+    config: &Config,
+    head: Head,
+    data: &Dataset,
+    device: &Device,
+    quiet: bool,
+) -> Result<Array2<f32>> {
+    let reader = FeatureReader::new(model, config, head, device)?;
+    let bar = progress::bar(data.len() as u64, quiet, head.label());
+    let mut rows: Vec<f32> = Vec::new();
+    let mut width = 0;
+    let all: Vec<usize> = (0..data.len()).collect();
+    for chunk in all.chunks(BATCH) {
+        let f = reader.read(batch_tensor(data, chunk, reader.device()))?;
         width = f.dims()[1];
         rows.extend(to_vec(&f));
         bar.inc(chunk.len() as u64);

@@ -1,7 +1,9 @@
 //! Evaluation of frozen features: probes, the paper's tables, pictures.
 
+pub mod embed;
 pub mod features;
 pub mod figures;
+pub mod npy;
 pub mod plots;
 pub mod probes;
 

@@ -99,6 +99,10 @@ pub fn tsne(features: &Array2<f64>, seed: u64) -> Result<Array2<f64>> {
 
 /// Scatter plot of 2-D points coloured by class.
 pub fn scatter(points: &Array2<f64>, labels: &[usize], title: &str, path: &Path) -> Result<()> {
+    crate::atomic::with_temp(path, ".png", |tmp| draw_scatter(points, labels, title, tmp))
+}
+
+fn draw_scatter(points: &Array2<f64>, labels: &[usize], title: &str, path: &Path) -> Result<()> {
     register_font();
     let root = BitMapBackend::new(path, (800, 700)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -146,6 +150,10 @@ pub fn scatter(points: &Array2<f64>, labels: &[usize], title: &str, path: &Path)
 
 /// Line chart of explained variance ratios (one curve per model).
 pub fn explained_variance(curves: &[(String, Vec<f64>)], path: &Path) -> Result<()> {
+    crate::atomic::with_temp(path, ".png", |tmp| draw_explained_variance(curves, tmp))
+}
+
+fn draw_explained_variance(curves: &[(String, Vec<f64>)], path: &Path) -> Result<()> {
     register_font();
     let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -194,6 +202,18 @@ pub fn explained_variance(curves: &[(String, Vec<f64>)], path: &Path) -> Result<
 /// Line chart of named series of `(x, y)` points, optionally with a
 /// logarithmic x axis (label efficiency) .
 pub fn lines(
+    title: &str,
+    axes: (&str, &str),
+    log_x: bool,
+    series: &[(String, Vec<(f64, f64)>)],
+    path: &Path,
+) -> Result<()> {
+    crate::atomic::with_temp(path, ".png", |tmp| {
+        draw_lines(title, axes, log_x, series, tmp)
+    })
+}
+
+fn draw_lines(
     title: &str,
     (x_label, y_label): (&str, &str),
     log_x: bool,
@@ -279,6 +299,18 @@ pub fn lines(
 /// A count matrix as a heat map (confusion matrices, attention poses): cell
 /// `[r][c]` shaded by its share of row `r` and labelled with its count.
 pub fn heatmap(
+    counts: &[Vec<usize>],
+    names: (&[String], &[String]),
+    title: &str,
+    axes: (&str, &str),
+    path: &Path,
+) -> Result<()> {
+    crate::atomic::with_temp(path, ".png", |tmp| {
+        draw_heatmap(counts, names, title, axes, tmp)
+    })
+}
+
+fn draw_heatmap(
     counts: &[Vec<usize>],
     (row_names, col_names): (&[String], &[String]),
     title: &str,

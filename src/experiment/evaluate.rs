@@ -80,85 +80,110 @@ pub fn evaluate_runs(
     quiet: bool,
     device: &Device,
 ) -> Result<Evaluation> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // every run is read before anything is computed or written: a typo in
+    // the last one fails at once and leaves no empty report folder
+    let mut configs = Vec::new();
+    for dir in runs {
+        let run = RunDir::new(dir);
+        let config = run.load_config()?;
+        if !run.model().exists() {
+            anyhow::bail!(
+                "{} has no trained weights (model.bpk); train it with `eqae train --config {}`",
+                dir.display(),
+                run.config().display()
+            );
+        }
+        configs.push(config);
+    }
+    let names = row_names(runs, &configs);
+    crate::atomic::check_writable(&out.join("eval.json"), "--out")?;
     let mut results = Vec::new();
     let mut figure_rows = Vec::new();
     let mut study_results = Vec::new();
     let mut poses = Vec::new();
     let mut confusions = Vec::new();
-    for dir in runs {
-        let run = RunDir::new(dir);
-        let config = run.load_config()?;
-        let model = run.load_model(&config, device)?;
-        let data = load_splits(&config.data)?;
-        if studies.pose && config.model.kind == ModelKind::Attention {
-            poses.push(test_set_pose(&model, &config, &data, device, quiet)?);
-        }
-        let heads = if heads.is_empty() {
-            Head::defaults(config.model.kind)
-        } else {
-            heads.to_vec()
-        };
-        for head in heads {
-            let seed = config.train.seed;
-            let (f_train, f_test) = split_features(&model, &config, head, &data, device, quiet)?;
-            let (y_train, y_test) = (&data.train.labels, &data.test.labels);
-            let classes = data.train.class_names.len();
-            // fitted once: the scores, the confusion matrices, label
-            // efficiency at all labels and every rotated test set reuse them
-            let probes = FittedProbes::fit(&f_train, y_train, classes, seed)?;
-            let (scores, clusters) = probes.score_all(&f_test, y_test, seed)?;
-            let fitted = FittedFeatures {
-                head,
-                f_train: &f_train,
-                f_test: &f_test,
-                probes: &probes,
-                scores: &scores,
-                clusters: clusters.as_deref(),
+    for ((dir, config), name) in runs.iter().zip(configs).zip(names) {
+        let mut one_run = || -> Result<()> {
+            let run = RunDir::new(dir);
+            let model = run.load_model(&config, device)?;
+            // the row's name in reports and figure files
+            let config = Config {
+                name: name.clone(),
+                ..config.clone()
             };
-            if draw {
-                confusions.push(confusions_of(&config, &fitted, &data)?);
+            let data = load_splits(&config.data)?;
+            if studies.pose && config.model.kind == ModelKind::Attention {
+                poses.push(test_set_pose(&model, &config, &data, device, quiet)?);
             }
-            if let Some(study) =
-                run_studies(&model, &config, &data, &fitted, studies, device, quiet)?
-            {
-                study_results.push(study);
+            let heads = if heads.is_empty() {
+                Head::defaults(config.model.kind)
+            } else {
+                heads.to_vec()
+            };
+            for head in heads {
+                let seed = config.train.seed;
+                let (f_train, f_test) =
+                    split_features(&model, &config, head, &data, device, quiet)?;
+                let (y_train, y_test) = (&data.train.labels, &data.test.labels);
+                let classes = data.train.class_names.len();
+                // fitted once: the scores, the confusion matrices, label
+                // efficiency at all labels and every rotated test set reuse them
+                let probes = FittedProbes::fit(&f_train, y_train, classes, seed)?;
+                let (scores, clusters) = probes.score_all(&f_test, y_test, seed)?;
+                let fitted = FittedFeatures {
+                    head,
+                    f_train: &f_train,
+                    f_test: &f_test,
+                    probes: &probes,
+                    scores: &scores,
+                    clusters: clusters.as_deref(),
+                };
+                if draw {
+                    confusions.push(confusions_of(&config, &fitted, &data)?);
+                }
+                if let Some(study) =
+                    run_studies(&model, &config, &data, &fitted, studies, device, quiet)?
+                {
+                    study_results.push(study);
+                }
+                let features = f_test.ncols();
+                if draw {
+                    figure_rows.push((
+                        format!("{} {}", config.name, head.label()),
+                        f_test,
+                        data.test.labels.clone(),
+                    ));
+                }
+                results.push(RowResult {
+                    model: head.label().into(),
+                    group: if config.model.kind == ModelKind::Baseline {
+                        "-".into()
+                    } else {
+                        config.model.group.name().to_uppercase()
+                    },
+                    config: config.name.clone(),
+                    seed,
+                    features,
+                    scores,
+                    paper_logistic: f64::NAN,
+                    paper_mlp: f64::NAN,
+                });
+                // written as they come (an evaluation of full-scale runs takes
+                // an hour): an interrupted one keeps every head it finished
+                write_reports(out, "eval", "Evaluation (frozen features", &results)?;
+                if !study_results.is_empty() {
+                    write_studies(out, &study_results)?;
+                }
+                if !confusions.is_empty() {
+                    write_confusions(out, &confusions)?;
+                }
             }
-            let features = f_test.ncols();
-            if draw {
-                figure_rows.push((
-                    format!("{} {}", config.name, head.label()),
-                    f_test,
-                    data.test.labels.clone(),
-                ));
+            if !poses.is_empty() {
+                write_poses(out, &poses)?;
             }
-            results.push(RowResult {
-                model: head.label().into(),
-                group: if config.model.kind == ModelKind::Baseline {
-                    "-".into()
-                } else {
-                    config.model.group.name().to_uppercase()
-                },
-                config: config.name.clone(),
-                seed,
-                features,
-                scores,
-                paper_logistic: f64::NAN,
-                paper_mlp: f64::NAN,
-            });
-            // written as they come (an evaluation of full-scale runs takes
-            // an hour): an interrupted one keeps every head it finished
-            write_reports(out, "eval", "Evaluation (frozen features", &results)?;
-            if !study_results.is_empty() {
-                write_studies(out, &study_results)?;
-            }
-            if !confusions.is_empty() {
-                write_confusions(out, &confusions)?;
-            }
-        }
-        if !poses.is_empty() {
-            write_poses(out, &poses)?;
-        }
+            Ok(())
+        };
+        one_run().with_context(|| format!("run {}", dir.display()))?;
     }
     // the results first: a figure that fails must not lose them
     let (markdown, json, md) = write_reports(out, "eval", "Evaluation (frozen features", &results)?;
@@ -189,6 +214,47 @@ pub fn evaluate_runs(
         studies: study_results,
         poses,
     })
+}
+
+/// The name each run's rows carry: its config name, unless runs of the
+/// same name would be mistaken for seeds of one row (the same seed, or
+/// other settings than the seed): then its folder, as a file-name-safe
+/// string (`runs/syn` -> `runs_syn`).
+pub fn row_names(runs: &[PathBuf], configs: &[Config]) -> Vec<String> {
+    let unseeded = |c: &Config| {
+        let mut c = c.clone();
+        c.train.seed = 0;
+        c
+    };
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let clash = configs.iter().enumerate().any(|(j, o)| {
+                j != i
+                    && o.name == c.name
+                    && (o.train.seed == c.train.seed || !unseeded(o).diff(&unseeded(c)).is_empty())
+            });
+            if clash {
+                runs[i]
+                    .display()
+                    .to_string()
+                    .chars()
+                    .map(|ch| {
+                        if ch.is_ascii_alphanumeric() || "-_.".contains(ch) {
+                            ch
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect::<String>()
+                    .trim_matches('_')
+                    .to_string()
+            } else {
+                c.name.clone()
+            }
+        })
+        .collect()
 }
 
 /// One head's features and the probes fitted on them.
@@ -348,7 +414,7 @@ pub(crate) fn write_confusions(out: &Path, all: &[Confusions]) -> Result<Vec<Str
 
 /// `value` as pretty JSON, written atomically.
 fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    RunDir::write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())?;
+    crate::atomic::write(path, serde_json::to_string_pretty(value)?.as_bytes())?;
     Ok(())
 }
 
@@ -466,7 +532,7 @@ fn write_curves(
     if curves.is_empty() {
         return Ok(None);
     }
-    RunDir::write_atomic(&stem.with_extension("csv"), csv.as_bytes())?;
+    crate::atomic::write(&stem.with_extension("csv"), csv.as_bytes())?;
     let path = stem.with_extension("png");
     Ok(plots::lines(title, axes, log_x, curves, &path)
         .err()

@@ -8,7 +8,6 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::probes::ProbeScores;
-use crate::train::RunDir;
 
 /// One evaluated (row, seed).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,11 +58,11 @@ pub fn write_reports(
         out.join(format!("{stem}.json")),
         out.join(format!("{stem}.md")),
     );
-    RunDir::write_atomic(
+    crate::atomic::write(
         &json_path,
         serde_json::to_string_pretty(results)?.as_bytes(),
     )?;
-    RunDir::write_atomic(&md_path, md.as_bytes())?;
+    crate::atomic::write(&md_path, md.as_bytes())?;
     Ok((md, json_path, md_path))
 }
 

@@ -23,7 +23,6 @@ use super::pose::PoseStudy;
 use crate::config::Config;
 use crate::eval::features::Head;
 use crate::eval::probes::ProbeScores;
-use crate::train::RunDir;
 
 /// Bump when a probe, study or feature changes what it computes, so that
 /// rows evaluated by an older build are not read back.
@@ -106,17 +105,16 @@ impl RowCache {
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         if let Some(f) = f_test {
             let path = self.npy(name);
-            let tmp = path.with_extension("npy.tmp");
-            ndarray_npy::write_npy(&tmp, f)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::atomic::with_temp(&path, "", |tmp| {
+                ndarray_npy::write_npy(tmp, f)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            })?;
         }
         let kept = Keyed {
             key: key.to_string(),
             value,
         };
-        RunDir::write_atomic(
+        crate::atomic::write(
             &self.json(name),
             serde_json::to_string_pretty(&kept)?.as_bytes(),
         )

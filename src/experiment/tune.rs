@@ -110,6 +110,15 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
     for v in &opts.variants {
         variants.push((v.clone(), opts.base.with_setting(v)?));
     }
+    // variants are scored on their validation split: one without any is
+    // refused here, not after the variants before it have trained
+    for (variant, config) in &variants {
+        anyhow::ensure!(
+            config.data.validation_fraction > 0.0,
+            "variant {variant}: data.validation_fraction = {} leaves no validation images to score it on; keep it above 0",
+            config.data.validation_fraction
+        );
+    }
     let data = load_splits(&opts.base.data)?;
     anyhow::ensure!(
         !data.validation.is_empty(),
@@ -143,6 +152,10 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
             &data
         } else {
             own_data = load_splits(&config.data)?;
+            anyhow::ensure!(
+                !own_data.validation.is_empty() && !own_data.train.is_empty(),
+                "variant {variant}: its data settings leave an empty training or validation split"
+            );
             &own_data
         };
         let run = match &opts.trained {
@@ -268,7 +281,7 @@ fn write_tune_reports(opts: &TuneOptions, data: &Splits, rows: &[TuneRow]) -> Re
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    crate::atomic::write(path, text.as_bytes())
 }
 
 /// The study as a Markdown table: validation accuracies in %, the

@@ -117,6 +117,49 @@ pub fn rotate_bilinear(
     out
 }
 
+/// The same resampling as [`rotate_bilinear`] on a square `S x S` image,
+/// as taps: output pixel `q` is `sum_t weights[4q + t] * x[sources[4q + t]]`.
+/// Taps that fall outside the image have weight 0 (and source 0). Four
+/// taps per pixel instead of a dense `[S*S, S*S]` matrix: memory and work
+/// grow with the pixels, not with their square.
+pub fn bilinear_taps(size: usize, degrees: f64, mirror: bool) -> (Vec<usize>, Vec<f32>) {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let c = (size as f64 - 1.0) / 2.0;
+    let p = size * size;
+    let (mut sources, mut weights) = (Vec::with_capacity(4 * p), Vec::with_capacity(4 * p));
+    for i in 0..size {
+        for j in 0..size {
+            let (u, v) = (j as f64 - c, c - i as f64);
+            // q = R(-theta) p, then mirror (as in rotate_bilinear)
+            let mut qu = u * cos + v * sin;
+            let qv = v * cos - u * sin;
+            if mirror {
+                qu = -qu;
+            }
+            let (si, sj) = (c - qv, c + qu);
+            let (fi, fj) = (si.floor(), sj.floor());
+            let (di, dj) = (si - fi, sj - fj);
+            let (i0, j0) = (fi as i64, fj as i64);
+            for (ti, tj, w) in [
+                (i0, j0, (1.0 - di) * (1.0 - dj)),
+                (i0, j0 + 1, (1.0 - di) * dj),
+                (i0 + 1, j0, di * (1.0 - dj)),
+                (i0 + 1, j0 + 1, di * dj),
+            ] {
+                let inside = ti >= 0 && tj >= 0 && ti < size as i64 && tj < size as i64;
+                if inside {
+                    sources.push(ti as usize * size + tj as usize);
+                    weights.push(w as f32);
+                } else {
+                    sources.push(0);
+                    weights.push(0.0);
+                }
+            }
+        }
+    }
+    (sources, weights)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +167,21 @@ mod tests {
 
     fn ramp(size: usize) -> Vec<f32> {
         (0..size * size).map(|k| (k as f32 * 0.37).sin()).collect()
+    }
+
+    #[test]
+    fn bilinear_taps_resample_as_rotate_bilinear() {
+        for size in [5, 8, 9] {
+            let x = ramp(size);
+            for (deg, mirror) in [(0.0, false), (30.0, false), (-60.0, true), (123.4, true)] {
+                let dense = rotate_bilinear(&x, size, size, deg, mirror, size, size);
+                let (src, w) = bilinear_taps(size, deg, mirror);
+                for q in 0..size * size {
+                    let v: f32 = (0..4).map(|t| w[4 * q + t] * x[src[4 * q + t]]).sum();
+                    assert!((v - dense[q]).abs() < 1e-6, "{size} {deg} {mirror} {q}");
+                }
+            }
+        }
     }
 
     #[test]

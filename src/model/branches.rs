@@ -17,22 +17,42 @@
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::group::action::bilinear_taps;
 use crate::group::GroupKind;
-use crate::nn::transform::bilinear_matrix;
 
 /// Rotated copies in, interleaved rows out, and the inverse for the decoder.
+///
+/// The rotations are sparse bilinear resamplings: every output pixel
+/// gathers its four source pixels and weights them (index and weight
+/// tables built once here), so memory and work grow with `P`, not `P^2`.
 #[derive(Module, Debug)]
 pub struct Branches {
     /// Number of branches nb (1, 3 or 6).
     count: usize,
-    /// `[P, nb*P]`: every branch's input transform side by side.
-    to_branches: Option<Tensor<2>>,
-    /// `[nb*P, P]`: every branch's inverse transform stacked, divided by nb.
-    from_branches: Option<Tensor<2>>,
+    /// The branches' input transforms: source pixel `[nb*P*4]` (into P)
+    /// and weight `[1, nb*P*4]` of each (branch, output pixel, tap).
+    to_branches: Option<(Tensor<1, Int>, Tensor<2>)>,
+    /// The inverse transforms, averaged: source `[nb*P*4]` (into nb*P,
+    /// branch-major) and weight divided by nb `[1, nb*P*4]` of each
+    /// (branch, output pixel, tap).
+    from_branches: Option<(Tensor<1, Int>, Tensor<2>)>,
     /// Row gather `[N]`: V row r <- branch-major row (b*4 + j).
     rows: Tensor<1, Int>,
     /// Inverse gather `[N]`.
     rows_inv: Tensor<1, Int>,
+}
+
+/// Index and weight tensors of sparse taps.
+fn taps_tensors(
+    sources: Vec<i64>,
+    weights: Vec<f32>,
+    device: &Device,
+) -> (Tensor<1, Int>, Tensor<2>) {
+    let n = sources.len();
+    (
+        Tensor::from_data(TensorData::new(sources, [n]), device),
+        Tensor::from_data(TensorData::new(weights, [1, n]), device),
+    )
 }
 
 impl Branches {
@@ -66,32 +86,25 @@ impl Branches {
         let (to_branches, from_branches) = if count == 1 {
             (None, None)
         } else {
-            let mut to = vec![0.0f32; p * count * p];
-            let mut from = Vec::with_capacity(count * p * p);
+            let (mut to_src, mut to_w) = (Vec::new(), Vec::new());
+            let (mut from_src, mut from_w) = (Vec::new(), Vec::new());
             for s in 0..mirrors {
                 for i in 0..rotations {
                     let b = s * rotations + i;
                     let deg = 30.0 * i as f64;
                     // input: mirror (if s), then rotate by -30 i
-                    let fwd = bilinear_matrix(size, -deg, s == 1);
-                    for row in 0..p {
-                        to[row * count * p + b * p..row * count * p + (b + 1) * p]
-                            .copy_from_slice(&fwd[row * p..(row + 1) * p]);
-                    }
-                    // inverse: M^s R(30 i) = R(+/-30 i) M^s
-                    let back = bilinear_matrix(size, if s == 1 { -deg } else { deg }, s == 1);
-                    from.extend(back.iter().map(|w| w / count as f32));
+                    let (src, w) = bilinear_taps(size, -deg, s == 1);
+                    to_src.extend(src.iter().map(|&q| q as i64));
+                    to_w.extend(w);
+                    // inverse: M^s R(30 i) = R(+/-30 i) M^s, read from branch b's block
+                    let (src, w) = bilinear_taps(size, if s == 1 { -deg } else { deg }, s == 1);
+                    from_src.extend(src.iter().map(|&q| (b * p + q) as i64));
+                    from_w.extend(w.iter().map(|w| w / count as f32));
                 }
             }
             (
-                Some(Tensor::from_data(
-                    TensorData::new(to, [p, count * p]),
-                    device,
-                )),
-                Some(Tensor::from_data(
-                    TensorData::new(from, [count * p, p]),
-                    device,
-                )),
+                Some(taps_tensors(to_src, to_w, device)),
+                Some(taps_tensors(from_src, from_w, device)),
             )
         };
         Branches {
@@ -113,11 +126,15 @@ impl Branches {
     pub fn split_images(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.to_branches {
             None => x,
-            Some(m) => {
+            Some((src, w)) => {
                 let [b, _, s, _] = x.dims();
-                // # Shapes: [B, P] x [P, nb*P] -> [B, nb*P] -> [B*nb, 1, S, S]
-                x.reshape([b, s * s])
-                    .matmul(m.clone())
+                let p = s * s;
+                // # Shapes: [B, P] -gather-> [B, nb*P*4] -weigh, sum taps-> [B, nb*P, 1]
+                x.reshape([b, p])
+                    .select(1, src.clone())
+                    .mul(w.clone())
+                    .reshape([b, self.count * p, 4])
+                    .sum_dim(2)
                     .reshape([b * self.count, 1, s, s])
             }
         }
@@ -128,12 +145,17 @@ impl Branches {
     pub fn merge_images(&self, y: Tensor<4>) -> Tensor<4> {
         match &self.from_branches {
             None => y,
-            Some(m) => {
+            Some((src, w)) => {
                 let [bn, _, s, _] = y.dims();
-                let b = bn / self.count;
-                // # Shapes: [B, nb*P] x [nb*P, P] -> [B, P] -> [B, 1, S, S]
-                y.reshape([b, self.count * s * s])
-                    .matmul(m.clone())
+                let (b, p) = (bn / self.count, s * s);
+                // # Shapes: [B, nb*P] -gather-> [B, nb*P*4] -> [B, nb, P, 4]
+                //   -sum taps, then branches-> [B, 1, P, 1] -> [B, 1, S, S]
+                y.reshape([b, self.count * p])
+                    .select(1, src.clone())
+                    .mul(w.clone())
+                    .reshape([b, self.count, p, 4])
+                    .sum_dim(3)
+                    .sum_dim(1)
                     .reshape([b, 1, s, s])
             }
         }
@@ -156,5 +178,129 @@ impl Branches {
         let inner = n / self.count;
         v.select(1, self.rows_inv.clone())
             .reshape([b * self.count, inner, l])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::action::rotate_bilinear;
+    use crate::nn::transform::to_vec;
+
+    /// The dense `[P, P]` matrix of one bilinear transform (row = input
+    /// pixel), the form the branches used before they became sparse.
+    fn dense(size: usize, degrees: f64, mirror: bool) -> Vec<f32> {
+        let p = size * size;
+        let mut m = vec![0.0f32; p * p];
+        let mut basis = vec![0.0f32; p];
+        for i in 0..p {
+            basis[i] = 1.0;
+            let col = rotate_bilinear(&basis, size, size, degrees, mirror, size, size);
+            basis[i] = 0.0;
+            m[i * p..(i + 1) * p].copy_from_slice(&col);
+        }
+        m
+    }
+
+    fn ramp(n: usize, phase: f32) -> Vec<f32> {
+        (0..n).map(|k| (k as f32 * 0.37 + phase).sin()).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "sparse and dense differ by {worst}");
+    }
+
+    #[test]
+    fn sparse_branches_equal_the_dense_matrices_in_value_and_gradient() {
+        let device = Device::flex().autodiff();
+        let (size, batch) = (7, 2);
+        let p = size * size;
+        let branches = Branches::new(GroupKind::D12, size, &device);
+        let nb = branches.count();
+        // the dense forms: [P, nb*P] and [nb*P, P] / nb
+        let mut to = vec![0.0f32; p * nb * p];
+        let mut from = Vec::new();
+        for s in 0..2 {
+            for i in 0..3 {
+                let (b, deg) = (s * 3 + i, 30.0 * i as f64);
+                let fwd = dense(size, -deg, s == 1);
+                for row in 0..p {
+                    to[row * nb * p + b * p..row * nb * p + (b + 1) * p]
+                        .copy_from_slice(&fwd[row * p..(row + 1) * p]);
+                }
+                let back = dense(size, if s == 1 { -deg } else { deg }, s == 1);
+                from.extend(back.iter().map(|w| w / nb as f32));
+            }
+        }
+        let to = Tensor::<2>::from_data(TensorData::new(to, [p, nb * p]), &device);
+        let from = Tensor::<2>::from_data(TensorData::new(from, [nb * p, p]), &device);
+
+        let x = ramp(batch * p, 0.0);
+        let input = || {
+            Tensor::<4>::from_data(TensorData::new(x.clone(), [batch, 1, size, size]), &device)
+                .require_grad()
+        };
+        let r = Tensor::<4>::from_data(
+            TensorData::new(ramp(batch * nb * p, 1.0), [batch * nb, 1, size, size]),
+            &device,
+        );
+        let (xs, xd) = (input(), input());
+        let ys = branches.split_images(xs.clone());
+        let yd = xd
+            .clone()
+            .reshape([batch, p])
+            .matmul(to)
+            .reshape([batch * nb, 1, size, size]);
+        close(&to_vec(&ys), &to_vec(&yd));
+        let (gs, gd) = (
+            (ys * r.clone()).sum().backward(),
+            (yd * r.clone()).sum().backward(),
+        );
+        close(
+            &to_vec(&xs.grad(&gs).unwrap()),
+            &to_vec(&xd.grad(&gd).unwrap()),
+        );
+
+        let y = ramp(batch * nb * p, 2.0);
+        let input = || {
+            Tensor::<4>::from_data(
+                TensorData::new(y.clone(), [batch * nb, 1, size, size]),
+                &device,
+            )
+            .require_grad()
+        };
+        let r = Tensor::<4>::from_data(
+            TensorData::new(ramp(batch * p, 3.0), [batch, 1, size, size]),
+            &device,
+        );
+        let (ys, yd) = (input(), input());
+        let ms = branches.merge_images(ys.clone());
+        let md = yd
+            .clone()
+            .reshape([batch, nb * p])
+            .matmul(from)
+            .reshape([batch, 1, size, size]);
+        close(&to_vec(&ms), &to_vec(&md));
+        let (gs, gd) = ((ms * r.clone()).sum().backward(), (md * r).sum().backward());
+        close(
+            &to_vec(&ys.grad(&gs).unwrap()),
+            &to_vec(&yd.grad(&gd).unwrap()),
+        );
+    }
+
+    #[test]
+    fn large_images_need_memory_linear_in_the_pixels() {
+        // 256x256 D12 was a 103 GB dense table; the taps are 6 * 65536 * 4
+        // indices and weights
+        let branches = Branches::new(GroupKind::D12, 256, &Device::flex());
+        let (src, w) = branches.to_branches.as_ref().unwrap();
+        assert_eq!(src.dims(), [6 * 256 * 256 * 4]);
+        assert_eq!(w.dims(), [1, 6 * 256 * 256 * 4]);
     }
 }

@@ -161,7 +161,8 @@ pub fn trained_model(
     quiet: bool,
 ) -> Result<Autoencoder> {
     if run.model().exists() {
-        let changed = run.load_config()?.diff(config);
+        // a change of [features] alone needs no training
+        let changed = run_dir::training_differences(&run.load_config()?, config);
         if !changed.is_empty() {
             bail!(
                 "{} was trained with another config ({}); delete that folder to train it again",
@@ -191,9 +192,19 @@ pub fn train(
     device: &Device,
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
+    let t = &config.train;
+    crate::device::ensure_fits(
+        crate::model::flops::training_bytes(&config.model, config.data.image_size)
+            * t.batch_size as f64,
+        &format!(
+            "train.batch_size = {} with data.image_size = {} and model.group = {}: a training step",
+            t.batch_size,
+            config.data.image_size,
+            config.model.group.name()
+        ),
+    )?;
     let _lock = run.lock()?;
     run.clean_temporaries()?;
-    let t = &config.train;
     if data.train.is_empty() {
         bail!("the training set is empty");
     }
@@ -208,9 +219,13 @@ pub fn train(
     let mut start_epoch = 0;
     let mut metrics = METRICS_HEADER.to_string();
 
+    // What a resume changes is recorded only with the first checkpoint
+    // that was trained with it: a kill or a divergence before then leaves
+    // config.toml and history.txt describing the weights that exist.
+    let mut pending_history: Option<String> = None;
     match (opts.resume, run.latest_checkpoint()?) {
         (true, Some((epoch, dir))) => {
-            let saved = run.load_config()?;
+            let saved = run.checkpoint_config(&dir)?;
             let fixed: Vec<String> = saved
                 .diff(config)
                 .into_iter()
@@ -224,15 +239,7 @@ pub fn train(
                 );
             }
             if epoch >= t.epochs {
-                // nothing to train; a kill during the final save may have
-                // left the final weights unwritten
-                if !run.model().exists() {
-                    let saved_model = load_weights(&dir.join("model.bpk"), &saved, &device)?;
-                    run.save_model(&saved, &saved_model)?;
-                }
-                // and the metrics row a kill between the checkpoint and
-                // metrics.csv left out
-                RunDir::write_atomic(&run.metrics(), run.metrics_up_to(epoch, &dir)?.as_bytes())?;
+                finish_trained_run(config, run, &saved, (epoch, &dir), &device, opts)?;
                 return Ok(TrainSummary {
                     epochs: epoch,
                     trained_now: 0,
@@ -248,24 +255,25 @@ pub fn train(
                 .with_context(|| format!("cannot load optimizer state {}", dir.display()))?;
             start_epoch = epoch;
             metrics = run.metrics_up_to(epoch, &dir)?;
-            RunDir::write_atomic(&run.metrics(), metrics.as_bytes())?;
+            crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
             let changed = saved.diff(config);
             if !changed.is_empty() {
-                // the run continues under the new settings: say so, and keep
-                // the record of what the weights went through
+                // the run continues under the new settings: say so now, and
+                // record it with the first checkpoint trained under them
                 let line = format!("resumed after epoch {epoch} with {}", changed.join(", "));
                 log(opts, &line);
-                let mut history = std::fs::read_to_string(run.history()).unwrap_or_default();
-                history.push_str(&line);
-                history.push('\n');
-                RunDir::write_atomic(&run.history(), history.as_bytes())?;
-                RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+                pending_history = Some(line);
             }
             log(
                 opts,
                 &format!("resuming {} after epoch {epoch}", run.root.display()),
             );
         }
+        (true, None) if run.model().exists() => bail!(
+            "{} holds trained weights but no checkpoint to resume from ({} is missing); train a new run name instead",
+            run.root.display(),
+            run.checkpoints().join("latest").display()
+        ),
         (true, None) => log(opts, "--resume: no checkpoint yet, starting from scratch"),
         (false, Some(_)) => bail!(
             "{} already holds a run; pass --resume to continue it, or choose another name",
@@ -278,8 +286,8 @@ pub fn train(
         (false, None) => {}
     }
     if start_epoch == 0 {
-        RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
-        RunDir::write_atomic(&run.metrics(), metrics.as_bytes())?;
+        crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
+        crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
     }
     log(
         opts,
@@ -351,7 +359,8 @@ pub fn train(
                             None => "no checkpoint was written yet".to_string(),
                         };
                         bail!(
-                            "loss became {value} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
+                            "loss became {} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
+                            loss_text(value),
                             epoch + 1,
                             step + 1
                         );
@@ -382,7 +391,9 @@ pub fn train(
         // checkpoint (only the newest checkpoint is kept)
         if let Some(best) = best_validation(&metrics).filter(|b| val > DIVERGED * b) {
             bail!(
-                "validation MSE jumped from {best:.5} to {val:.5} in epoch {}: training diverged and was stopped; the checkpoint of epoch {epoch} is kept. Resume with train.grad_clip (e.g. 1.0) or a lower train.learning_rate",
+                "validation MSE jumped from {} to {} in epoch {}: training diverged and was stopped; the checkpoint of epoch {epoch} is kept. Resume with train.grad_clip (e.g. 1.0) or a lower train.learning_rate",
+                loss_text(best),
+                loss_text(val),
                 epoch + 1
             );
         }
@@ -410,7 +421,15 @@ pub fn train(
         // checkpoint (with the metrics) first: a kill between the two writes
         // leaves a metrics.csv one row short, which the resume restores
         run.save_checkpoint(epoch + 1, config, &model, &optim, &metrics)?;
-        RunDir::write_atomic(&run.metrics(), metrics.as_bytes())?;
+        crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
+        if let Some(line) = pending_history.take() {
+            append_history(run, &line)?;
+        }
+        // config.toml describes model.bpk while there is one (it is
+        // replaced with the final weights below), else the newest checkpoint
+        if !run.model().exists() {
+            crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
+        }
         let shown = if data.validation.is_empty() {
             &data.train
         } else {
@@ -433,8 +452,81 @@ pub fn train(
     if summary.epochs == t.epochs {
         run.save_model(config, &model)
             .context("cannot save final weights")?;
+        crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
     }
     Ok(summary)
+}
+
+/// A resume of a run whose checkpoint has every epoch `config` asks for:
+/// repair what a kill during the final save left (the weights, their
+/// config, the metrics row), and apply a change of `[features]` (how
+/// features are read, which needs no training). Other changes cannot
+/// apply to weights that are already trained: say so.
+fn finish_trained_run(
+    config: &Config,
+    run: &RunDir,
+    saved: &Config,
+    (epoch, dir): (usize, &std::path::Path),
+    device: &Device,
+    opts: &TrainOptions,
+) -> Result<()> {
+    if !run_dir::weights_are_whole(&run.model())? {
+        let weights = load_weights(&dir.join("model.bpk"), saved, device)?;
+        run.save_model(saved, &weights)?;
+    }
+    crate::atomic::write(&run.metrics(), run.metrics_up_to(epoch, dir)?.as_bytes())?;
+    // the features as config.toml reads them now (an earlier change applied)
+    let mut described = run.load_config().unwrap_or_else(|_| saved.clone());
+    if !run_dir::training_differences(saved, &described).is_empty() {
+        described = saved.clone();
+    }
+    let features: Vec<String> = described
+        .diff(config)
+        .into_iter()
+        .filter(|d| d.starts_with("features."))
+        .collect();
+    let others: Vec<String> = saved
+        .diff(config)
+        .into_iter()
+        .filter(|d| !d.starts_with("features.") && !d.starts_with("name:"))
+        .collect();
+    if !features.is_empty() {
+        described.features = config.features.clone();
+        let line = format!(
+            "features changed after epoch {epoch}: {}",
+            features.join(", ")
+        );
+        log(opts, &line);
+        append_history(run, &line)?;
+    }
+    if !others.is_empty() {
+        log(
+            opts,
+            &format!(
+                "not applied: the run is already trained for {epoch} epochs, so {} would change no weights; raise train.epochs to train further",
+                others.join(", ")
+            ),
+        );
+    }
+    crate::atomic::write(&run.config(), described.to_toml().as_bytes())
+}
+
+/// Add one line to the run's `history.txt`.
+fn append_history(run: &RunDir, line: &str) -> Result<()> {
+    let mut history = std::fs::read_to_string(run.history()).unwrap_or_default();
+    history.push_str(line);
+    history.push('\n');
+    crate::atomic::write(&run.history(), history.as_bytes())
+}
+
+/// A loss as people read it: 5 decimals in the usual range, scientific
+/// notation for the very large or very small (a diverged 3.9e30).
+pub fn loss_text(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e4).contains(&v.abs()) {
+        format!("{v:.5}")
+    } else {
+        format!("{v:.3e}")
+    }
 }
 
 /// A validation MSE this many times the best of the run so far stops it.

@@ -63,5 +63,5 @@ pub fn save_grid(rows: &[Vec<f32>], count: usize, size: usize, path: &Path) -> R
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png)
         .context("cannot encode the reconstruction grid")?;
-    super::RunDir::write_atomic(path, png.get_ref())
+    crate::atomic::write(path, png.get_ref())
 }

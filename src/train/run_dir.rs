@@ -43,13 +43,21 @@ pub struct RunDir {
 
 /// What a weights file holds, written beside it (`model.json`): loading
 /// compares it with the config, so weights are never read into a model of
-/// another group or architecture whose tensors happen to have the same shapes.
+/// another group or architecture whose tensors happen to have the same
+/// shapes, nor described by a config whose training never produced them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightsInfo {
     /// The model config the weights were trained with.
     pub model: ModelConfig,
     /// The image side they were trained on.
     pub image_size: usize,
+    /// The whole config of the training that produced them (absent in
+    /// descriptions written by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_with: Option<Config>,
+    /// SHA-256 of the weights file, hex (absent in older descriptions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl WeightsInfo {
@@ -58,6 +66,22 @@ impl WeightsInfo {
         WeightsInfo {
             model: config.model.clone(),
             image_size: config.data.image_size,
+            trained_with: Some(config.clone()),
+            sha256: None,
+        }
+    }
+
+    /// Read the description beside a weights file; None when there is
+    /// none (weights written before descriptions existed).
+    pub fn read(weights: &Path) -> Result<Option<Self>> {
+        let path = Self::path(weights);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("corrupt {}", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 
@@ -100,15 +124,19 @@ impl RunDir {
     pub fn reconstructions(&self) -> PathBuf {
         self.root.join("reconstructions.png")
     }
-    fn checkpoints(&self) -> PathBuf {
+    /// `checkpoints/`.
+    pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
+    }
+    fn lock_path(&self) -> PathBuf {
+        self.root.join(".lock")
     }
 
     /// Take the run's lock, or fail naming the process that holds it.
     pub fn lock(&self) -> Result<RunLock> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
-        let path = self.root.join(".lock");
+        let path = self.lock_path();
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -132,10 +160,30 @@ impl RunDir {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
-        file.set_len(0)?;
-        file.rewind()?;
-        write!(file, "{}", std::process::id())?;
+        let noted = file
+            .set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| write!(file, "{}", std::process::id()));
+        noted.with_context(|| format!("cannot write {}", path.display()))?;
         Ok(RunLock { _file: file })
+    }
+
+    /// The process training this run right now, if any (its lock is held).
+    pub fn trained_by(&self) -> Option<String> {
+        let mut file = File::open(self.lock_path()).ok()?;
+        match file.try_lock_shared() {
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                Some(if pid.is_empty() {
+                    "(unknown)".into()
+                } else {
+                    pid.into()
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Remove what a killed writer left: `*.tmp` files and folders in the
@@ -146,7 +194,8 @@ impl RunDir {
                 continue;
             };
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") || name.ends_with(".tmp.bpk") {
                     let p = entry.path();
                     let gone = if p.is_dir() {
                         std::fs::remove_dir_all(&p)
@@ -162,10 +211,19 @@ impl RunDir {
 
     /// Load the run's resolved config.
     pub fn load_config(&self) -> Result<Config> {
+        if !self.root.is_dir() {
+            bail!(
+                "{}: no such run directory (runs are made by `eqae train`)",
+                self.root.display()
+            );
+        }
         Ok(Config::load(&self.config())?)
     }
 
-    /// Load the run's final weights into a freshly built model.
+    /// Load the run's final weights into a freshly built model, after
+    /// checking that `config.toml` describes the training that produced
+    /// them (an interrupted resume or save leaves them apart). Warns when
+    /// the run is being trained right now.
     pub fn load_model(
         &self,
         config: &Config,
@@ -179,23 +237,29 @@ impl RunDir {
                 self.config().display()
             );
         }
+        if let Some(pid) = self.trained_by() {
+            eprintln!(
+                "warning: {} is being trained by process {pid}; reading its weights as last saved",
+                self.root.display()
+            );
+        }
+        if let Some(trained) = WeightsInfo::read(&path)?.and_then(|i| i.trained_with) {
+            let apart = training_differences(&trained, config);
+            if !apart.is_empty() {
+                bail!(
+                    "{} does not describe the weights in {} ({}): a training or resume was interrupted; finish it with `eqae train --config <config> --resume` (the config it was started with)",
+                    self.config().display(),
+                    path.display(),
+                    apart.join(", ")
+                );
+            }
+        }
         load_weights(&path, config, device)
     }
 
     /// Save the final weights (and their description).
     pub fn save_model(&self, config: &Config, model: &Autoencoder) -> Result<()> {
         save_weights(&self.model(), config, model)
-    }
-
-    /// Write a file atomically: to a temporary file beside it, then rename.
-    pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = path.with_file_name(name);
-        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename to {}", path.display()))?;
-        Ok(())
     }
 
     /// Save model, optimiser and the metrics so far after `epoch` (1-based)
@@ -214,18 +278,24 @@ impl RunDir {
         let name = format!("epoch-{epoch:04}");
         let tmp = dir.join(format!("{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)?;
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         save_weights(&tmp.join("model.bpk"), config, model)?;
         optim
             .save(tmp.join("optimizer.bpk"))
-            .context("cannot save optimizer checkpoint")?;
-        std::fs::write(tmp.join("metrics.csv"), metrics)?;
+            .with_context(|| format!("cannot save the optimizer state in {}", tmp.display()))?;
+        let m = tmp.join("metrics.csv");
+        std::fs::write(&m, metrics).with_context(|| format!("cannot write {}", m.display()))?;
         let done = dir.join(&name);
         let _ = std::fs::remove_dir_all(&done);
-        std::fs::rename(&tmp, &done)?;
-        Self::write_atomic(&dir.join("latest"), name.as_bytes())?;
+        std::fs::rename(&tmp, &done)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), done.display()))?;
+        crate::atomic::write(&dir.join("latest"), name.as_bytes())?;
         // keep only the newest complete checkpoint
-        for entry in std::fs::read_dir(&dir)?.flatten() {
+        for entry in std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .flatten()
+        {
             let n = entry.file_name().to_string_lossy().into_owned();
             if n.starts_with("epoch-") && n != name {
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -234,18 +304,39 @@ impl RunDir {
         Ok(())
     }
 
-    /// The newest complete checkpoint: its epoch and folder.
+    /// The newest complete checkpoint: its epoch and folder. A pointer
+    /// that names no complete checkpoint is an error, never trusted.
     pub fn latest_checkpoint(&self) -> Result<Option<(usize, PathBuf)>> {
         let latest = self.checkpoints().join("latest");
         if !latest.exists() {
             return Ok(None);
         }
-        let name = std::fs::read_to_string(&latest)?.trim().to_string();
+        let name = std::fs::read_to_string(&latest)
+            .with_context(|| format!("cannot read the checkpoint pointer {}", latest.display()))?
+            .trim()
+            .to_string();
         let epoch: usize = name
             .strip_prefix("epoch-")
             .and_then(|e| e.parse().ok())
             .with_context(|| format!("corrupt checkpoint pointer {}", latest.display()))?;
-        Ok(Some((epoch, self.checkpoints().join(name))))
+        let dir = self.checkpoints().join(&name);
+        if !dir.join("model.bpk").is_file() || !dir.join("optimizer.bpk").is_file() {
+            bail!(
+                "{} names {name}, which is not a complete checkpoint ({} has no model.bpk or optimizer.bpk); the run cannot be resumed",
+                latest.display(),
+                dir.display()
+            );
+        }
+        Ok(Some((epoch, dir)))
+    }
+
+    /// The config a checkpoint was trained with: its own record, or (older
+    /// checkpoints have none) the run's `config.toml`.
+    pub fn checkpoint_config(&self, checkpoint: &Path) -> Result<Config> {
+        match WeightsInfo::read(&checkpoint.join("model.bpk"))?.and_then(|i| i.trained_with) {
+            Some(c) => Ok(c),
+            None => self.load_config(),
+        }
     }
 
     /// The metrics of the first `epoch` epochs: the checkpoint's copy, or
@@ -272,45 +363,98 @@ impl RunDir {
     }
 }
 
-/// Save weights and, beside them, what they are.
+/// The differences between the config weights were trained with and
+/// `config` that matter to the weights: everything but `[features]`
+/// (how features are read, not how they were learnt) and the name.
+pub fn training_differences(trained: &Config, config: &Config) -> Vec<String> {
+    trained
+        .diff(config)
+        .into_iter()
+        .filter(|d| !d.starts_with("features.") && !d.starts_with("name:"))
+        .collect()
+}
+
+/// SHA-256 of a file, hex.
+fn sha256_of(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Save weights and, beside them, what they are. The weights go to a
+/// temporary file, then the description (with their SHA-256), then the
+/// weights are renamed into place: a kill at any moment leaves either the
+/// old pair, or a pair whose checksum disagrees (refused on loading, and
+/// repaired by `--resume`), never a silent mismatch.
 pub fn save_weights(path: &Path, config: &Config, model: &Autoencoder) -> Result<()> {
-    let info = serde_json::to_string_pretty(&WeightsInfo::of(config))?;
-    // the description first: weights without one are never newer than it
-    RunDir::write_atomic(&WeightsInfo::path(path), info.as_bytes())?;
-    model
+    crate::atomic::remove_stale(path);
+    let tmp = crate::atomic::temp_path(path, ".bpk");
+    let saved = model
         .clone()
-        .save_file(path)
+        .save_file(&tmp)
         .with_context(|| format!("cannot save weights {}", path.display()))
+        .and_then(|_| sha256_of(&tmp))
+        .and_then(|sha| {
+            let info = WeightsInfo {
+                sha256: Some(sha),
+                ..WeightsInfo::of(config)
+            };
+            crate::atomic::write(
+                &WeightsInfo::path(path),
+                serde_json::to_string_pretty(&info)?.as_bytes(),
+            )
+        })
+        .and_then(|_| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+        });
+    if saved.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    saved
+}
+
+/// Whether the weights at `path` are the ones their description names
+/// (true for descriptions without a checksum, and for no description).
+pub fn weights_are_whole(path: &Path) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    match WeightsInfo::read(path)?.and_then(|i| i.sha256) {
+        Some(sha) => Ok(sha256_of(path)? == sha),
+        None => Ok(true),
+    }
 }
 
 /// Load weights into the model `config` describes, after checking that
-/// they were trained as that model.
+/// they were trained as that model and are the file their description names.
 pub fn load_weights(
     path: &Path,
     config: &Config,
     device: &burn::tensor::Device,
 ) -> Result<Autoencoder> {
-    let info_path = WeightsInfo::path(path);
-    match std::fs::read_to_string(&info_path) {
-        Ok(text) => {
-            let info: WeightsInfo = serde_json::from_str(&text)
-                .with_context(|| format!("corrupt {}", info_path.display()))?;
-            let mut trained = config.clone();
-            trained.model = info.model;
-            trained.data.image_size = info.image_size;
-            let differences = trained.diff(config);
-            if !differences.is_empty() {
-                bail!(
-                    "{} was trained as another model than the config says ({}); restore the config or train a new run",
-                    path.display(),
-                    differences.join(", ")
-                );
-            }
+    // weights written before descriptions existed: shapes are checked by burn
+    if let Some(info) = WeightsInfo::read(path)? {
+        if !weights_are_whole(path)? {
+            bail!(
+                "{} is not the file {} describes: a save was interrupted; `eqae train --config <config> --resume` restores it from the last checkpoint",
+                path.display(),
+                WeightsInfo::path(path).display()
+            );
         }
-        // weights written before descriptions existed: shapes are checked by burn
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", info_path.display()));
+        let mut trained = config.clone();
+        trained.model = info.model;
+        trained.data.image_size = info.image_size;
+        let differences = trained.diff(config);
+        if !differences.is_empty() {
+            bail!(
+                "{} was trained as another model than the config says ({}); restore the config or train a new run",
+                path.display(),
+                differences.join(", ")
+            );
         }
     }
     Autoencoder::new(&config.model, config.data.image_size, device)

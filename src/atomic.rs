@@ -1,0 +1,212 @@
+//! Files that are either complete or absent: everything eqae writes goes
+//! to a temporary name beside its final path (`.<name>.<pid>.tmp`) and is
+//! renamed into place once whole, so a kill, a full disk or an error never
+//! leaves a partial file under a final name, and never removes the
+//! previous complete one before the new one is ready.
+//!
+//! This is the lowest layer of the crate: it imports nothing of eqae.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// The temporary path `path` is written under before it is renamed:
+/// `.<name>.<pid>.tmp<ext>` in the same folder (the same file system, so
+/// the rename is atomic). `ext` keeps an extension a writer needs to see
+/// (plotters picks the image format from it).
+pub fn temp_path(path: &Path, ext: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}.tmp{ext}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Check, before any long work, that `path` can be written later: its
+/// folder exists (created if needed) and accepts a file, and `path` is not
+/// a folder. The error names the path.
+pub fn check_writable(path: &Path, what: &str) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{what} {}: is a folder, not a file", path.display());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| {
+        format!(
+            "{what} {}: cannot create the folder {}",
+            path.display(),
+            parent.display()
+        )
+    })?;
+    let probe = temp_path(path, ".probe");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{what} {}: cannot write there", path.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    with_temp(path, "", |tmp| {
+        std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", path.display()))
+    })
+}
+
+/// Let `fill` write the file at a temporary path, then rename it to `path`;
+/// on an error the temporary file is removed and `path` is left as it was.
+pub fn with_temp<T>(path: &Path, ext: &str, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let tmp = temp_path(path, ext);
+    let result = fill(&tmp).and_then(|value| {
+        sync(&tmp)?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        Ok(value)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Flush a written file to the disk, so that a rename never publishes a
+/// file whose blocks a crash of the machine could still lose.
+fn sync(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A set of output files published together: each is written under its
+/// temporary name, and [`Outputs::commit`] renames them all, the main
+/// file last, so a main file with its final name always has its side
+/// files. Dropped uncommitted, the temporary files are removed.
+#[derive(Default)]
+pub struct Outputs {
+    /// `(temporary, final)` pairs, in the order they are renamed.
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Outputs {
+    /// No files yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Write `path`'s contents through `fill` to its temporary name.
+    pub fn add(&mut self, path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        let tmp = temp_path(path, "");
+        self.files.push((tmp.clone(), path.to_path_buf()));
+        fill(&tmp)?;
+        sync(&tmp)
+    }
+
+    /// Write bytes as `path`.
+    pub fn add_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.add(path, |tmp| {
+            let mut f = std::fs::File::create(tmp)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            f.write_all(bytes)
+                .with_context(|| format!("cannot write {}", path.display()))
+        })
+    }
+
+    /// Rename every file into place, in the order they were added.
+    pub fn commit(mut self) -> Result<()> {
+        for (tmp, path) in std::mem::take(&mut self.files) {
+            std::fs::rename(&tmp, &path).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), path.display())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Remove the temporary files a killed writer left beside `path` (any
+/// process's `.<name>.<pid>.tmp*`).
+pub fn remove_stale(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = n.strip_prefix(&prefix) {
+            // `<pid>.tmp...`: only temporary files of this naming
+            let mut parts = rest.splitn(2, '.');
+            let pid_ok = parts.next().is_some_and(|p| p.parse::<u32>().is_ok());
+            if pid_ok && parts.next().is_some_and(|r| r.starts_with("tmp")) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        write(&path, b"old").unwrap();
+        let r: Result<()> = with_temp(&path, "", |tmp| {
+            std::fs::write(tmp, b"half")?;
+            anyhow::bail!("disk full")
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn outputs_appear_only_on_commit_and_vanish_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let mut out = Outputs::new();
+        out.add_bytes(&a, b"1").unwrap();
+        out.add_bytes(&b, b"2").unwrap();
+        assert!(!a.exists() && !b.exists());
+        drop(out);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut out = Outputs::new();
+        out.add_bytes(&a, b"1").unwrap();
+        out.add_bytes(&b, b"2").unwrap();
+        out.commit().unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"2");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn stale_temporaries_of_one_file_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.npy");
+        std::fs::write(temp_path(&path, ""), b"x").unwrap();
+        std::fs::write(dir.path().join(".f.npy.123.tmp.png"), b"x").unwrap();
+        std::fs::write(dir.path().join(".f.npy.notes"), b"x").unwrap();
+        remove_stale(&path);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec![".f.npy.notes".to_string()]);
+    }
+}
