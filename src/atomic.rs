@@ -26,7 +26,7 @@ pub fn temp_path(path: &Path, ext: &str) -> PathBuf {
 /// folder exists (created if needed) and accepts a file, and `path` is not
 /// a folder. The error names the path.
 pub fn check_writable(path: &Path, what: &str) -> Result<()> {
-    if path.is_dir() {
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
         anyhow::bail!("{what} {}: is a folder, not a file", path.display());
     }
     let parent = path

@@ -8,34 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod common;
-use common::{run, succeeds, text, toy};
-
-/// The command must fail with exit code 1 and one error line, `Error: ...`,
-/// last, containing every one of `needles` (lines before it are the
-/// command's log, e.g. a training's first lines). Returns that line.
-fn fails_with(dir: &Path, args: &[&str], needles: &[&str]) -> String {
-    let out = run(dir, args);
-    let err = text(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{args:?}: expected a clean failure (exit 1), got {:?} (None = killed: a hang or a signal); stderr: {err}",
-        out.status
-    );
-    let lines: Vec<&str> = err.trim().lines().collect();
-    let errors = lines.iter().filter(|l| l.starts_with("Error: ")).count();
-    assert_eq!(errors, 1, "{args:?}: not one error line: {err}");
-    let last = lines.last().copied().unwrap_or_default();
-    assert!(last.starts_with("Error: "), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    for n in needles {
-        assert!(
-            last.contains(n),
-            "{args:?}: {last:?} does not mention {n:?}"
-        );
-    }
-    last.to_string()
-}
+use common::{fails_with, run, succeeds, text, toy};
 
 fn write(dir: &Path, name: &str, body: &str) {
     std::fs::write(dir.join(name), body).unwrap();
@@ -87,7 +60,7 @@ fn a_diverged_epoch_stops_and_keeps_the_last_good_checkpoint() {
         dir.path(),
         &["train", "--config", "d.toml", "--quiet", "--resume"],
         &[
-            "jumped from 0.00000 to",
+            "jumped from 1.000e-7 to",
             "in epoch 2",
             "epoch 1 is kept",
             "train.grad_clip",

@@ -549,3 +549,14 @@ fn log(opts: &TrainOptions, line: &str) {
         progress::println(line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn losses_read_as_numbers_people_can_read() {
+        assert_eq!(super::loss_text(3.9e30), "3.900e30");
+        assert_eq!(super::loss_text(0.01234), "0.01234");
+        assert_eq!(super::loss_text(1e-7), "1.000e-7");
+        assert_eq!(super::loss_text(f64::INFINITY), "inf");
+    }
+}

@@ -164,3 +164,30 @@ batch_size = 32
     }
     toml::to_string(&config).unwrap()
 }
+
+/// The command must fail with exit code 1 and one error line, `Error: ...`,
+/// last, containing every one of `needles` (lines before it are the
+/// command's log, e.g. a training's first lines). Returns that line.
+pub fn fails_with(dir: &std::path::Path, args: &[&str], needles: &[&str]) -> String {
+    let out = run(dir, args);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?}: expected a clean failure (exit 1), got {:?} (None = killed: a hang or a signal); stderr: {err}",
+        out.status
+    );
+    let lines: Vec<&str> = err.trim().lines().collect();
+    let errors = lines.iter().filter(|l| l.starts_with("Error: ")).count();
+    assert_eq!(errors, 1, "{args:?}: not one error line: {err}");
+    let last = lines.last().copied().unwrap_or_default();
+    assert!(last.starts_with("Error: "), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    for n in needles {
+        assert!(
+            last.contains(n),
+            "{args:?}: {last:?} does not mention {n:?}"
+        );
+    }
+    last.to_string()
+}
