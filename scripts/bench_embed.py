@@ -36,8 +36,8 @@ def png_bytes(pixels, w, h):
 
 
 def digits():
-    path = os.path.join(ROOT, "data/mnist/t10k-images-idx3-ubyte.gz")
-    data = gzip.open(path).read()
+    path = os.path.join(ROOT, "data/mnist/t10k-images-idx3-ubyte")
+    data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
     n = struct.unpack(">I", data[4:8])[0]
     return [data[16 + i * 784:16 + (i + 1) * 784] for i in range(n)]
 

@@ -165,7 +165,7 @@ fn embed_and_eval_killed_at_random_moments_leave_whole_outputs() {
         .map(String::from)
         .to_vec()
     };
-    let shapes = [vec![540usize, 8 * 32], vec![540, 8]];
+    let shapes = [vec![540usize, 8 * 32], vec![540, 32]];
     let check_embed = || {
         let out = d.join("out/f.npy");
         if out.exists() {

@@ -78,14 +78,17 @@ fn our_kernels_match_burn_in_loss_and_every_parameter_gradient() {
         assert_eq!(ours.len(), stock.len(), "{case}");
         assert!(ours.len() > 5, "{case}: only {} gradients", ours.len());
         for (i, (a, b)) in ours.iter().zip(&stock).enumerate() {
-            // Relative to the largest entry of the parameter's gradient.
+            // Relative to the largest entry of the parameter's gradient:
+            // float32 sums over a batch of 32x32 maps in another order
+            // reach a few 1e-4 of it (C12 reaches 1.7e-4); a wrong kernel
+            // is off by the gradient's own size.
             let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
             let err = a
                 .iter()
                 .zip(b)
                 .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(
-                err <= 1e-4 * scale,
+                err <= 5e-4 * scale,
                 "{case}: parameter {i}: gradient differs by {err} (scale {scale})"
             );
         }

@@ -176,7 +176,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     }
     if done.skipped > 0 {
         eprintln!(
-            "skipped {} unreadable files: see {}",
+            "left out {} unreadable files: see {}",
             done.skipped,
             crate::eval::embed::side_path(&args.out, "_skipped.txt").display()
         );

@@ -396,11 +396,16 @@ fn walk_into(
             continue;
         }
         if ft.is_dir() {
-            let Some(n) = name.to_str().filter(|n| !n.chars().any(char::is_control)) else {
-                // a folder that cannot be named: its images cannot be listed
-                list.unlisted
-                    .push(listed_name(&path).err().expect("unnamable"));
-                continue;
+            let n = match listed_name(Path::new(&name)) {
+                Ok(n) => n,
+                Err(_) => {
+                    // a folder that cannot be named: its images cannot be listed
+                    list.unlisted.push(DataError::format(
+                        &path,
+                        "folder name is not valid UTF-8 or holds a control character; rename it",
+                    ));
+                    continue;
+                }
             };
             let sub = if rel.is_empty() {
                 n.to_string()
@@ -429,9 +434,10 @@ fn walk_into(
                     list.push(&format!("{rel}/{n}"));
                 }
             }
-            Err(_) => list
-                .unlisted
-                .push(listed_name(&path).err().expect("unnamable")),
+            Err(_) => list.unlisted.push(match listed_name(&path) {
+                Err(e) => e,
+                Ok(_) => DataError::format(&path, "file name cannot be listed; rename it"),
+            }),
         }
     }
     Ok(())

@@ -243,6 +243,12 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
                         }
                     }
                     Err(e) if opts.skip_bad => {
+                        let line = format!("skipped {e}");
+                        if bar.is_hidden() {
+                            eprintln!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
                         writeln!(skipped_txt, "{e}")?;
                         state.skipped += 1;
                     }

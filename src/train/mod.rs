@@ -485,11 +485,7 @@ fn finish_trained_run(
         .into_iter()
         .filter(|d| d.starts_with("features."))
         .collect();
-    let others: Vec<String> = saved
-        .diff(config)
-        .into_iter()
-        .filter(|d| !d.starts_with("features.") && !d.starts_with("name:"))
-        .collect();
+    let others: Vec<String> = run_dir::training_differences(saved, config);
     if !features.is_empty() {
         described.features = config.features.clone();
         let line = format!(

@@ -363,14 +363,18 @@ impl RunDir {
     }
 }
 
+/// Keys that do not change what training produces: how features are read
+/// (`[features]`), the run's name, where the data files lie and how many
+/// test images are evaluated.
+const NOT_TRAINING: [&str; 4] = ["features.", "name:", "data.root:", "data.test_limit:"];
+
 /// The differences between the config weights were trained with and
-/// `config` that matter to the weights: everything but `[features]`
-/// (how features are read, not how they were learnt) and the name.
+/// `config` that matter to the weights (all but [`NOT_TRAINING`]).
 pub fn training_differences(trained: &Config, config: &Config) -> Vec<String> {
     trained
         .diff(config)
         .into_iter()
-        .filter(|d| !d.starts_with("features.") && !d.starts_with("name:"))
+        .filter(|d| !NOT_TRAINING.iter().any(|k| d.starts_with(k)))
         .collect()
 }
 
