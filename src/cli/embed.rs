@@ -9,9 +9,9 @@ use clap::{Args, ValueEnum};
 
 use super::args::{DeviceArgs, HeadArg};
 
-use crate::data::folder::{Canvas, FileList};
+use crate::data::folder::{Canvas, FolderSummary};
 use crate::data::load_splits;
-use crate::eval::embed::{embed, partial_dir, EmbedOptions, Source};
+use crate::eval::embed::{embed, EmbedOptions, Source};
 use crate::eval::features::{FeatureReader, Head};
 use crate::train::RunDir;
 
@@ -99,26 +99,19 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         .unwrap_or(Head::defaults(config.model.kind)[0]);
     let reader = FeatureReader::new(&model, &config, head, &device)?;
     let shard = args.shard.unwrap_or((0, 1));
-    let (list, splits);
+    let (summary, splits);
     let source = match &args.images {
         Some(dir) => {
-            list = FileList::walk(dir)?;
-            if let Some(first) = list.unlisted.first() {
-                if !args.skip_bad {
-                    bail!("{first}; pass --skip-bad to leave such files out");
-                }
-                for e in &list.unlisted {
-                    eprintln!("skipped {e}");
-                }
-            }
-            if list.is_empty() {
+            summary = FolderSummary::of(dir, args.skip_bad)?;
+            if summary.count == 0 {
                 bail!(
                     "PNG or JPEG images not found in {} (searched its sub-folders too): point --images at a folder of .png/.jpg/.jpeg files",
                     dir.display()
                 );
             }
             Source::Files {
-                list: &list,
+                root: dir,
+                summary: &summary,
                 canvas: Canvas::of(&config.data),
             }
         }
@@ -140,7 +133,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         }
     };
     let fingerprint = format!(
-        "{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}",
         std::fs::canonicalize(&run.root)
             .unwrap_or(run.root.clone())
             .display(),
@@ -152,6 +145,10 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         args.images.is_none().then_some(args.split),
         shard,
         args.skip_bad,
+        match &source {
+            Source::Files { summary, .. } => summary.count,
+            Source::Split(d) => d.len(),
+        },
     );
     let opts = EmbedOptions {
         out: &args.out,
@@ -163,17 +160,6 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     };
     let done = embed(&reader, &source, &opts)
         .with_context(|| format!("embedding into {}", args.out.display()))?;
-    if let Source::Files { list, .. } = &source {
-        if args.skip_bad && !list.unlisted.is_empty() {
-            // names that could not be listed are not in the skipped file's rows
-            let path = crate::eval::embed::side_path(&args.out, "_skipped.txt");
-            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-            for e in &list.unlisted {
-                text.push_str(&format!("{e}\n"));
-            }
-            crate::atomic::write(&path, text.as_bytes())?;
-        }
-    }
     if done.skipped > 0 {
         eprintln!(
             "left out {} unreadable files: see {}",
@@ -195,6 +181,5 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         (done.rows - done.resumed_rows) as f64 / done.seconds.max(1e-9),
         args.out.display()
     );
-    let _ = partial_dir(&args.out);
     Ok(())
 }

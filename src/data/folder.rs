@@ -285,35 +285,41 @@ pub fn load_folder(
     Ok((data, skipped))
 }
 
-/// The image files under a folder, walked recursively in sorted order and
-/// kept compactly (relative names in one string): a million files cost
-/// tens of megabytes, not hundreds.
-#[derive(Debug, Default)]
-pub struct FileList {
-    /// The folder walked.
-    pub root: PathBuf,
-    /// Every relative name, one after the other.
-    names: String,
-    /// End of each name in `names`.
-    ends: Vec<usize>,
-    /// Class names (top-level sub-folders) when the folder is laid out one
-    /// sub-folder per class (torchvision's `ImageFolder`), else empty.
-    pub classes: Vec<String>,
-    /// Class of each file (its top-level folder's index), when `classes`
-    /// is not empty.
-    labels: Vec<u32>,
-    /// Entries that cannot be listed by name (not UTF-8, control
-    /// characters), in walk order.
-    pub unlisted: Vec<DataError>,
+/// The image files under a folder, at any depth, in sorted order (path
+/// components compared in turn), walked lazily: only the folders on the
+/// current path are held, so a million files cost no more memory than a
+/// thousand. Hidden entries (names starting with `.`) and symbolic links
+/// to folders are not entered. Each item is a path relative to the root,
+/// or the error of an entry that cannot be named (not UTF-8, control
+/// characters) or a folder that cannot be read.
+pub struct ImageWalk {
+    root: PathBuf,
+    /// `(relative folder, its remaining entries)` from the root down.
+    stack: Vec<(String, std::vec::IntoIter<(std::ffi::OsString, bool)>)>,
 }
 
-impl FileList {
-    /// Walk `dir`: every PNG/JPEG file at any depth, sorted by path
-    /// (components compared in order). Hidden entries (names starting
-    /// with `.`) and symbolic links to folders are not entered. Where
-    /// every image lies in a top-level sub-folder, those sub-folders are
-    /// the classes.
-    pub fn walk(dir: &Path) -> Result<Self, DataError> {
+/// A folder's sorted entries: `(name, is a folder)`, hidden ones left out.
+fn sorted_entries(dir: &Path) -> Result<Vec<(std::ffi::OsString, bool)>, DataError> {
+    let io = |error| DataError::Io {
+        path: dir.to_path_buf(),
+        error,
+    };
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let ft = e.file_type().map_err(io)?;
+        entries.push((e.file_name(), ft.is_dir()));
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+impl ImageWalk {
+    /// Start walking `dir` (which must be a readable folder).
+    pub fn new(dir: &Path) -> Result<Self, DataError> {
         let meta = std::fs::metadata(dir).map_err(|error| DataError::Io {
             path: dir.to_path_buf(),
             error,
@@ -321,124 +327,103 @@ impl FileList {
         if !meta.is_dir() {
             return Err(DataError::format(dir, "--images must be a folder"));
         }
-        let mut list = FileList {
+        Ok(ImageWalk {
             root: dir.to_path_buf(),
-            ..Default::default()
-        };
-        let mut top: Vec<(String, usize)> = Vec::new(); // (first component, count)
-        walk_into(dir, "", &mut list, &mut top)?;
-        let at_top = top.iter().any(|(c, _)| c.is_empty());
-        if !at_top && !top.is_empty() {
-            list.classes = top.iter().map(|(c, _)| c.clone()).collect();
-            let mut labels = Vec::with_capacity(list.len());
-            for (label, (_, count)) in top.iter().enumerate() {
-                labels.extend(std::iter::repeat_n(label as u32, *count));
-            }
-            list.labels = labels;
-        }
-        Ok(list)
-    }
-
-    /// Number of files listed.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether no file is listed.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The relative name of file `i` (as written to `*_files.txt`).
-    pub fn name(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.names[start..self.ends[i]]
-    }
-
-    /// The path of file `i`.
-    pub fn path(&self, i: usize) -> PathBuf {
-        self.root.join(self.name(i))
-    }
-
-    /// The class of file `i` (0 where the folder has no classes).
-    pub fn label(&self, i: usize) -> usize {
-        self.labels.get(i).map_or(0, |&l| l as usize)
-    }
-
-    fn push(&mut self, name: &str) {
-        self.names.push_str(name);
-        self.ends.push(self.names.len());
+            stack: vec![(String::new(), sorted_entries(dir)?.into_iter())],
+        })
     }
 }
 
-/// One folder of the walk; `rel` is its path relative to the root ("" for
-/// the root itself).
-fn walk_into(
-    dir: &Path,
-    rel: &str,
-    list: &mut FileList,
-    top: &mut Vec<(String, usize)>,
-) -> Result<(), DataError> {
-    let io = |error| DataError::Io {
-        path: dir.to_path_buf(),
-        error,
-    };
-    let mut entries: Vec<(std::ffi::OsString, std::fs::FileType)> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io)? {
-        let e = e.map_err(io)?;
-        let ft = e.file_type().map_err(io)?;
-        entries.push((e.file_name(), ft));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, ft) in entries {
-        let path = dir.join(&name);
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if ft.is_dir() {
-            let n = match listed_name(Path::new(&name)) {
-                Ok(n) => n,
-                Err(_) => {
-                    // a folder that cannot be named: its images cannot be listed
-                    list.unlisted.push(DataError::format(
+impl Iterator for ImageWalk {
+    type Item = Result<String, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (rel, entries) = self.stack.last_mut()?;
+            let Some((name, is_dir)) = entries.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let rel = rel.clone();
+            let path = self.root.join(&rel).join(&name);
+            let joined = |n: &str| {
+                if rel.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{rel}/{n}")
+                }
+            };
+            if is_dir {
+                let n = match listed_name(Path::new(&name)) {
+                    Ok(n) => n,
+                    Err(_) => return Some(Err(DataError::format(
                         &path,
                         "folder name is not valid UTF-8 or holds a control character; rename it",
-                    ));
-                    continue;
+                    ))),
+                };
+                match sorted_entries(&path) {
+                    Ok(sub) => self.stack.push((joined(&n), sub.into_iter())),
+                    Err(e) => return Some(Err(e)),
                 }
-            };
-            let sub = if rel.is_empty() {
-                n.to_string()
-            } else {
-                format!("{rel}/{n}")
-            };
-            walk_into(&path, &sub, list, top)?;
-            continue;
-        }
-        if ft.is_symlink() && path.is_dir() {
-            continue; // not followed: a link can lead back up
-        }
-        if !is_image(&path) {
-            continue;
-        }
-        match listed_name(Path::new(&name)) {
-            Ok(n) => {
-                let first = rel.split('/').next().unwrap_or("").to_string();
-                match top.last_mut() {
-                    Some((c, count)) if *c == first => *count += 1,
-                    _ => top.push((first, 1)),
-                }
-                if rel.is_empty() {
-                    list.push(&n);
-                } else {
-                    list.push(&format!("{rel}/{n}"));
-                }
+                continue;
             }
-            Err(_) => list.unlisted.push(match listed_name(&path) {
-                Err(e) => e,
-                Ok(_) => DataError::format(&path, "file name cannot be listed; rename it"),
-            }),
+            if !is_image(&path) || path.is_dir() {
+                continue; // other files, and links to folders (not followed)
+            }
+            return Some(match listed_name(Path::new(&name)) {
+                Ok(n) => Ok(joined(&n)),
+                Err(_) => Err(listed_name(&path).err().unwrap_or_else(|| {
+                    DataError::format(&path, "file name cannot be listed; rename it")
+                })),
+            });
         }
     }
-    Ok(())
+}
+
+/// What a first pass over a folder found: how many items the walk yields
+/// and, where every image lies in a top-level sub-folder (torchvision's
+/// `ImageFolder` layout), those sub-folders as the classes.
+#[derive(Clone, Debug, Default)]
+pub struct FolderSummary {
+    /// Items of [`ImageWalk`], errors included.
+    pub count: usize,
+    /// Class names in sorted order; empty where the folder has no classes.
+    pub classes: Vec<String>,
+}
+
+impl FolderSummary {
+    /// Walk `dir` once, counting. Without `skip_bad`, the first entry that
+    /// cannot be listed is an error here, before any image is read.
+    pub fn of(dir: &Path, skip_bad: bool) -> Result<Self, DataError> {
+        let (mut count, mut classes, mut at_top) = (0, Vec::<String>::new(), false);
+        for item in ImageWalk::new(dir)? {
+            count += 1;
+            match item {
+                Ok(rel) => match rel.split_once('/') {
+                    Some((top, _)) => {
+                        if classes.last().map(String::as_str) != Some(top) {
+                            classes.push(top.to_string());
+                        }
+                    }
+                    None => at_top = true,
+                },
+                Err(e) if !skip_bad => {
+                    return Err(e.hinted("pass --skip-bad to leave such files out"))
+                }
+                Err(_) => {}
+            }
+        }
+        if at_top {
+            classes.clear();
+        }
+        Ok(FolderSummary { count, classes })
+    }
+
+    /// The class of a file given by its relative path (0 without classes).
+    pub fn label(&self, rel: &str) -> usize {
+        let top = rel.split_once('/').map_or("", |(t, _)| t);
+        self.classes
+            .binary_search_by(|c| c.as_str().cmp(top))
+            .unwrap_or(0)
+    }
 }

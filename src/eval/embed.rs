@@ -20,13 +20,12 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use ndarray::Array1;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::features::{FeatureReader, BATCH};
 use super::npy::NpyRows;
-use crate::data::folder::{load_image_onto, Canvas, FileList};
+use crate::data::folder::{load_image_onto, Canvas, FolderSummary, ImageWalk};
 use crate::data::{DataError, Dataset};
 use crate::nn::transform::to_vec;
 use crate::progress;
@@ -39,10 +38,12 @@ pub const SIDE_FILES: [&str; 4] = ["_files.txt", "_labels.npy", "_classes.txt", 
 pub enum Source<'a> {
     /// A split of the run's data set, in memory.
     Split(&'a Dataset),
-    /// Image files under a folder.
+    /// Image files under a folder, walked in sorted order.
     Files {
-        /// The walked folder.
-        list: &'a FileList,
+        /// The folder.
+        root: &'a Path,
+        /// What a first walk found: the count and the classes.
+        summary: &'a FolderSummary,
         /// How each file is placed on the model's canvas.
         canvas: Canvas,
     },
@@ -52,22 +53,17 @@ impl Source<'_> {
     fn len(&self) -> usize {
         match self {
             Source::Split(d) => d.len(),
-            Source::Files { list, .. } => list.len(),
+            Source::Files { summary, .. } => summary.count,
         }
     }
 
     fn class_names(&self) -> Option<Vec<String>> {
         match self {
             Source::Split(d) => Some(d.class_names.clone()),
-            Source::Files { list, .. } if !list.classes.is_empty() => Some(list.classes.clone()),
+            Source::Files { summary, .. } if !summary.classes.is_empty() => {
+                Some(summary.classes.clone())
+            }
             Source::Files { .. } => None,
-        }
-    }
-
-    fn label(&self, i: usize) -> usize {
-        match self {
-            Source::Split(d) => d.labels[i],
-            Source::Files { list, .. } => list.label(i),
         }
     }
 
@@ -75,13 +71,6 @@ impl Source<'_> {
         match self {
             Source::Split(d) => d.file_names.is_some(),
             Source::Files { .. } => true,
-        }
-    }
-
-    fn name(&self, i: usize) -> Option<&str> {
-        match self {
-            Source::Split(d) => d.file_names.as_ref().map(|f| f[i].as_str()),
-            Source::Files { list, .. } => Some(list.name(i)),
         }
     }
 }
@@ -153,11 +142,18 @@ pub fn side_path(out: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(format!("{}{suffix}", out.with_extension("").display()))
 }
 
-/// One decoded batch: the rows' pixels, and per item its index and
-/// whether it was read.
+/// One item of a batch: its file name (where it has one), its class, and
+/// whether it was read (its pixels are then in the batch, in order).
+struct Item {
+    name: Option<String>,
+    label: usize,
+    read: Result<(), DataError>,
+}
+
+/// One decoded batch.
 struct Batch {
     pixels: Vec<f32>,
-    items: Vec<(usize, Result<(), DataError>)>,
+    items: Vec<Item>,
 }
 
 /// Embed `source` (its part `opts.shard`) into `opts.out` with `reader`.
@@ -217,30 +213,32 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
     };
     let mut files_txt = append_at(&files_path, state.files_bytes)?;
     let mut skipped_txt = append_at(&skipped_path, state.skipped_bytes)?;
+    let labels_path = partial.join("labels.npy");
+    let mut labels = match (source.class_names(), state.rows) {
+        (None, _) => None,
+        (Some(_), 0) => Some(NpyRows::create_labels(&labels_path)?),
+        (Some(_), rows) => Some(NpyRows::reopen_labels(&labels_path, rows)?),
+    };
 
-    let todo: Vec<usize> = (range.start + state.done..range.end).collect();
+    let todo = range.start + state.done..range.end;
     let bar = progress::bar(range.len() as u64, opts.quiet, "embed");
     bar.set_position(state.done as u64);
     let started = Instant::now();
     let mut embedded_now = 0u64;
     let (tx, rx) = sync_channel::<Batch>(2);
     std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || {
-            for chunk in todo.chunks(BATCH) {
-                if tx.send(decode(source, chunk)).is_err() {
-                    break; // the embedder stopped
-                }
-            }
-        });
+        scope.spawn(move || produce(source, todo, tx));
         let rx = rx;
         for Batch { pixels, items } in rx.iter() {
             let n = items.len();
-            for (i, read) in items {
+            let mut batch_labels = Vec::with_capacity(n);
+            for Item { name, label, read } in items {
                 match read {
                     Ok(()) => {
-                        if let Some(name) = source.name(i) {
+                        if let Some(name) = name {
                             writeln!(files_txt, "{name}")?;
                         }
+                        batch_labels.push(label as i64);
                     }
                     Err(e) if opts.skip_bad => {
                         let line = format!("skipped {e}");
@@ -258,6 +256,9 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
                         ))
                     }
                 }
+            }
+            if let Some(l) = &mut labels {
+                l.append_labels(&batch_labels)?;
             }
             if !pixels.is_empty() {
                 let x = images_tensor(pixels, reader.size(), reader.device());
@@ -279,6 +280,9 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
             // the state that says how much of them is whole
             files_txt.flush()?;
             skipped_txt.flush()?;
+            if let Some(l) = &mut labels {
+                l.flush()?;
+            }
             if let Some(w) = &mut features {
                 w.flush()?;
                 state.rows = w.rows();
@@ -308,28 +312,10 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
     features.finish().map_err(|e| disk_full_hint(e, &partial))?;
     drop((files_txt, skipped_txt));
 
-    // the side files that are not written as we go
-    if let Some(classes) = source.class_names() {
-        let labels: Vec<i64> = match source {
-            Source::Split(_) => range.clone().map(|i| source.label(i) as i64).collect(),
-            Source::Files { list, .. } => {
-                // the rows' files, as written: skipped files have no row
-                let names = std::fs::read_to_string(&files_path)?;
-                let mut k = range.start;
-                names
-                    .lines()
-                    .map(|n| {
-                        while list.name(k) != n {
-                            k += 1;
-                        }
-                        list.label(k) as i64
-                    })
-                    .collect()
-            }
-        };
-        ndarray_npy::write_npy(partial.join("labels.npy"), &Array1::from(labels))
-            .context("cannot write the labels")?;
-        std::fs::write(partial.join("classes.txt"), classes.join("\n") + "\n")?;
+    if let (Some(l), Some(classes)) = (labels, source.class_names()) {
+        l.finish()?;
+        std::fs::write(partial.join("classes.txt"), classes.join("\n") + "\n")
+            .with_context(|| format!("cannot write {}", partial.display()))?;
     }
     // publish: the side files first, stale ones of an earlier output
     // removed, the features last
@@ -370,30 +356,113 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
     })
 }
 
-/// Decode the items of one batch (files in parallel).
-fn decode(source: &Source, items: &[usize]) -> Batch {
-    match source {
-        Source::Split(d) => Batch {
-            pixels: d.gather(items),
-            items: items.iter().map(|&i| (i, Ok(()))).collect(),
-        },
-        Source::Files { list, canvas } => {
-            let decoded: Vec<Result<Vec<f32>, DataError>> = items
-                .par_iter()
-                .map(|&i| load_image_onto(&list.path(i), *canvas))
-                .collect();
-            let mut pixels = Vec::with_capacity(items.len() * canvas.size * canvas.size);
-            let mut out = Vec::with_capacity(items.len());
-            for (&i, d) in items.iter().zip(decoded) {
-                match d {
-                    Ok(p) => {
-                        pixels.extend(p);
-                        out.push((i, Ok(())));
-                    }
-                    Err(e) => out.push((i, Err(e))),
+/// Decode a batch of files in parallel, in order.
+fn decode_files(
+    root: &Path,
+    summary: &FolderSummary,
+    canvas: Canvas,
+    walked: Vec<Result<String, DataError>>,
+) -> Batch {
+    let decoded: Vec<(Item, Option<Vec<f32>>)> = walked
+        .into_par_iter()
+        .map(|w| match w {
+            Ok(rel) => {
+                let label = summary.label(&rel);
+                match load_image_onto(&root.join(&rel), canvas) {
+                    Ok(p) => (
+                        Item {
+                            name: Some(rel),
+                            label,
+                            read: Ok(()),
+                        },
+                        Some(p),
+                    ),
+                    Err(e) => (
+                        Item {
+                            name: Some(rel),
+                            label,
+                            read: Err(e),
+                        },
+                        None,
+                    ),
                 }
             }
-            Batch { pixels, items: out }
+            Err(e) => (
+                Item {
+                    name: None,
+                    label: 0,
+                    read: Err(e),
+                },
+                None,
+            ),
+        })
+        .collect();
+    let mut pixels = Vec::with_capacity(decoded.len() * canvas.size * canvas.size);
+    let mut items = Vec::with_capacity(decoded.len());
+    for (item, p) in decoded {
+        if let Some(p) = p {
+            pixels.extend(p);
+        }
+        items.push(item);
+    }
+    Batch { pixels, items }
+}
+
+/// Send the batches of `source`'s items `range` (already shifted past what
+/// was done), decoded, until the receiver hangs up.
+fn produce(source: &Source, range: std::ops::Range<usize>, tx: std::sync::mpsc::SyncSender<Batch>) {
+    match source {
+        Source::Split(d) => {
+            for start in range.clone().step_by(BATCH) {
+                let idx: Vec<usize> = (start..(start + BATCH).min(range.end)).collect();
+                let batch = Batch {
+                    pixels: d.gather(&idx),
+                    items: idx
+                        .iter()
+                        .map(|&i| Item {
+                            name: d.file_names.as_ref().map(|f| f[i].clone()),
+                            label: d.labels[i],
+                            read: Ok(()),
+                        })
+                        .collect(),
+                };
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        }
+        Source::Files {
+            root,
+            summary,
+            canvas,
+        } => {
+            let walk = match ImageWalk::new(root) {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = tx.send(Batch {
+                        pixels: Vec::new(),
+                        items: vec![Item {
+                            name: None,
+                            label: 0,
+                            read: Err(e),
+                        }],
+                    });
+                    return;
+                }
+            };
+            let mut walk = walk.skip(range.start).take(range.len());
+            loop {
+                let walked: Vec<Result<String, DataError>> = walk.by_ref().take(BATCH).collect();
+                if walked.is_empty() {
+                    return;
+                }
+                if tx
+                    .send(decode_files(root, summary, *canvas, walked))
+                    .is_err()
+                {
+                    return;
+                }
+            }
         }
     }
 }

@@ -13,9 +13,14 @@ use anyhow::{bail, Context, Result};
 /// Bytes of the header: magic, version, length, the padded dictionary.
 pub const HEADER_BYTES: u64 = 128;
 
-/// The header of a `[rows, cols]` float32 array.
-fn header(rows: u64, cols: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+/// The header of a `[rows, cols]` array (`[rows]` for a vector) of `descr`.
+fn header(rows: u64, cols: usize, descr: &str, vector: bool) -> Vec<u8> {
+    let shape = if vector {
+        format!("({rows},)")
+    } else {
+        format!("({rows}, {cols})")
+    };
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     let len = HEADER_BYTES as usize - 10;
     out.extend_from_slice(&(len as u16).to_le_bytes());
@@ -25,17 +30,31 @@ fn header(rows: u64, cols: usize) -> Vec<u8> {
     out
 }
 
-/// A float32 `.npy` being written one batch of rows at a time.
+/// A `.npy` being written one batch of rows at a time: float32 rows of
+/// features, or an int64 vector of labels.
 pub struct NpyRows {
     file: BufWriter<File>,
     path: PathBuf,
     cols: usize,
     rows: u64,
+    /// NumPy's type: `<f4` or `<i8`.
+    descr: &'static str,
+    /// One value per row, shape `(rows,)`.
+    vector: bool,
 }
 
 impl NpyRows {
-    /// Start a new file of `cols` columns at `path` (the temporary name).
+    /// Start a new float32 file of `cols` columns at `path` (the temporary name).
     pub fn create(path: &Path, cols: usize) -> Result<Self> {
+        Self::start(path, cols, "<f4", false)
+    }
+
+    /// Start a new int64 vector (labels) at `path`.
+    pub fn create_labels(path: &Path) -> Result<Self> {
+        Self::start(path, 1, "<i8", true)
+    }
+
+    fn start(path: &Path, cols: usize, descr: &'static str, vector: bool) -> Result<Self> {
         let file =
             File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
         let mut w = NpyRows {
@@ -43,22 +62,35 @@ impl NpyRows {
             path: path.to_path_buf(),
             cols,
             rows: 0,
+            descr,
+            vector,
         };
         w.file
-            .write_all(&header(0, cols))
+            .write_all(&header(0, cols, descr, vector))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(w)
     }
 
-    /// Continue a file that holds at least `rows` complete rows of `cols`
-    /// columns: anything after them (a row cut by a kill) is dropped.
+    /// Continue an int64 vector that holds at least `rows` values.
+    pub fn reopen_labels(path: &Path, rows: u64) -> Result<Self> {
+        let mut w = Self::reopen_with(path, 1, rows, 8)?;
+        (w.descr, w.vector) = ("<i8", true);
+        Ok(w)
+    }
+
+    /// Continue a float32 file that holds at least `rows` complete rows of
+    /// `cols` columns: anything after them (a row cut by a kill) is dropped.
     pub fn reopen(path: &Path, cols: usize, rows: u64) -> Result<Self> {
+        Self::reopen_with(path, cols, rows, 4)
+    }
+
+    fn reopen_with(path: &Path, cols: usize, rows: u64, item: u64) -> Result<Self> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        let end = HEADER_BYTES + rows * cols as u64 * 4;
+        let end = HEADER_BYTES + rows * cols as u64 * item;
         let len = file.metadata()?.len();
         if len < end {
             bail!(
@@ -74,6 +106,8 @@ impl NpyRows {
             path: path.to_path_buf(),
             cols,
             rows,
+            descr: "<f4",
+            vector: false,
         })
     }
 
@@ -87,8 +121,23 @@ impl NpyRows {
         self.rows
     }
 
+    /// Append labels to an int64 vector.
+    pub fn append_labels(&mut self, labels: &[i64]) -> Result<()> {
+        debug_assert_eq!(self.descr, "<i8");
+        let mut bytes = Vec::with_capacity(labels.len() * 8);
+        for v in labels {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.file
+            .write_all(&bytes)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.rows += labels.len() as u64;
+        Ok(())
+    }
+
     /// Append rows (`values.len()` a multiple of the columns).
     pub fn append(&mut self, values: &[f32]) -> Result<()> {
+        debug_assert_eq!(self.descr, "<f4");
         debug_assert_eq!(values.len() % self.cols.max(1), 0);
         let mut bytes = Vec::with_capacity(values.len() * 4);
         for v in values {
@@ -111,7 +160,7 @@ impl NpyRows {
 
     /// Write the final row count into the header and close the file.
     pub fn finish(mut self) -> Result<()> {
-        let header = header(self.rows, self.cols);
+        let header = header(self.rows, self.cols, self.descr, self.vector);
         self.file
             .flush()
             .and_then(|_| self.file.seek(SeekFrom::Start(0)))
@@ -143,10 +192,22 @@ mod tests {
         w.finish().unwrap();
         let a: ndarray::Array2<f32> = ndarray_npy::read_npy(&path).unwrap();
         assert_eq!(a.row(2).to_vec(), vec![0.5, 0.25, 0.125]);
+        let labels = dir.path().join("l.npy");
+        let mut w = NpyRows::create_labels(&labels).unwrap();
+        w.append_labels(&[3, 1]).unwrap();
+        w.finish().unwrap();
+        let mut w = NpyRows::reopen_labels(&labels, 1).unwrap();
+        w.append_labels(&[7]).unwrap();
+        w.finish().unwrap();
+        let l: ndarray::Array1<i64> = ndarray_npy::read_npy(&labels).unwrap();
+        assert_eq!(l.to_vec(), vec![3, 7]);
     }
 
     #[test]
     fn the_header_fits_the_largest_shapes() {
-        assert_eq!(header(u64::MAX, usize::MAX).len(), HEADER_BYTES as usize);
+        assert_eq!(
+            header(u64::MAX, usize::MAX, "<f4", false).len(),
+            HEADER_BYTES as usize
+        );
     }
 }
