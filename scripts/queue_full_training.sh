@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full-scale trainings of seeds 1 and 2 of Table 1 (MNIST), one model
-# after another, each resumable: how docs/results/table1_full/ was made
-# (sessions 12 to 17). Seed 0 of Tables 1 and 3 is trained, evaluated and
+# after another, each resumable: how docs/results/table1_full/ was made.
+# Seed 0 of Tables 1 and 3 is trained, evaluated and
 # kept in docs/results/ (table1_full_s0/, table3_full_s0/); the shipped Gram
 # models are in models/.
 #

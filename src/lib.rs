@@ -1,16 +1,21 @@
 //! eqae: rotation- and reflection-invariant image features from
 //! group-equivariant autoencoders.
 //!
-//! The crate is layered so that nothing imports upwards:
+//! The crate is layered: each module below imports only modules listed
+//! before it (`tests/layering.rs` reads this list and checks every
+//! `crate::` path in `src/` against it).
 //! - [`atomic`]: files written under a temporary name and renamed when whole;
+//! - [`progress`]: progress bars and log lines;
+//! - [`device`]: the compute device and the memory it has;
 //! - [`group`]: finite groups C4, D4, C12, D12 and their action on images (no tensors);
-//! - [`nn`]: equivariant layers built on burn;
+//! - [`invariant`]: invariant heads over the equivariant embedding (average, Gram pooling);
+//! - [`nn`]: equivariant layers built on burn, and their CPU kernels;
+//! - [`config`]: the TOML configuration and its validation;
 //! - [`model`]: encoders, decoders and autoencoders for each group, plus the baseline;
-//! - [`config`]: the TOML configuration;
-//! - [`progress`]: progress bars and log lines, used by training and evaluation;
-//! - [`data`], [`invariant`], [`train`], [`eval`]: data sets, invariant heads,
-//!   training, evaluation (features, probes, figures);
-//! - [`experiment`]: the paper's tables and multi-run evaluations, above training and evaluation;
+//! - [`data`]: data sets, image folders, augmentation;
+//! - [`train`]: training, run folders, checkpoints;
+//! - [`eval`]: frozen features, embedding, probes, figures;
+//! - [`experiment`]: the paper's tables and multi-run evaluations;
 //! - [`cli`]: the command line (clap lives only here).
 
 pub mod atomic;

@@ -27,31 +27,7 @@ fn main() -> ExitCode {
     match eqae::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // one line, whatever a message or a file name holds
-            // each cause once: an error that quotes its source's text
-            // (an OS error, say) is not followed by that text again
-            let mut text = String::new();
-            for cause in e.chain() {
-                let part = cause.to_string();
-                if text.contains(&part) {
-                    continue;
-                }
-                if !text.is_empty() {
-                    text.push_str(": ");
-                }
-                text.push_str(&part);
-            }
-            let line: String = text
-                .chars()
-                .flat_map(|c| {
-                    let shown: Vec<char> = if c.is_control() {
-                        c.escape_default().collect()
-                    } else {
-                        vec![c]
-                    };
-                    shown
-                })
-                .collect();
+            let line = eqae::cli::error_line(&e);
             eprintln!("Error: {line}");
             ExitCode::FAILURE
         }

@@ -178,6 +178,10 @@ fn an_embed_killed_partway_resumes_to_the_uninterrupted_output() {
         !d.join("out/f.npy").exists(),
         "a complete-looking output exists before the end"
     );
+    // a resume with other arguments would mix two outputs: refused
+    let mut other = args.to_vec();
+    other.extend(["--head", "v"]);
+    common::fails_with(d, &other, &["--resume", "other arguments"]);
     let out = succeeds(d, &args);
     assert!(out.contains("from the interrupted run"), "{out}");
     assert_eq!(std::fs::read(d.join("out/f.npy")).unwrap(), whole);

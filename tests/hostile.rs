@@ -404,12 +404,11 @@ fn a_checkpoint_pointer_to_nothing_or_a_folder_is_not_trusted() {
     );
     std::fs::remove_file(&latest).unwrap();
     std::fs::create_dir(&latest).unwrap();
-    let line = fails_with(
+    fails_with(
         d,
         &["train", "--config", "s2.toml", "--quiet", "--resume"],
-        &["checkpoints/latest"],
+        &["checkpoints/latest", "is a folder"],
     );
-    assert_eq!(line.matches("os error").count(), 1, "{line}");
 }
 
 // ---------------------------------------- images prepared as the data were

@@ -1,5 +1,4 @@
-//! Defects found by using eqae as a careful and as a hostile user (issue
-//! 10): every one is a run of the real binary that must end, within a
+//! Defects found by using eqae as a careful and as a hostile user: every one is a run of the real binary that must end, within a
 //! time limit, either in success or in one clear line starting `Error:`.
 //! Never a hang, a panic, an abort, or a file written outside the run.
 

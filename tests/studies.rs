@@ -349,14 +349,14 @@ fn a_table_trains_first_then_writes_every_rows_studies() {
     ] {
         assert!(rep.join(f).exists(), "{f} missing");
     }
-    seeds_from_another_session_merge(dir.path(), &table);
+    seeds_evaluated_apart_merge(dir.path(), &table);
 }
 
 /// Seed 1 trained and evaluated apart from seed 0 (`--first-seed 1`, as in
-/// a later session that no longer has seed 0's models), its rows reported
+/// an evaluation on a machine that no longer has seed 0's models), its rows reported
 /// together with seed 0's report (`--with-rows`): seed 0's rows are read
 /// back as they were, seed 1's added, in the table's row order.
-fn seeds_from_another_session_merge(dir: &std::path::Path, table: &[&str]) {
+fn seeds_evaluated_apart_merge(dir: &std::path::Path, table: &[&str]) {
     std::fs::create_dir(dir.join("seed0")).unwrap();
     let seed0 = dir.join("seed0/table1_full.json");
     std::fs::copy(dir.join("reports/table1_full.json"), &seed0).unwrap();

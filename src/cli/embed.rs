@@ -132,7 +132,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             Source::Split(set)
         }
     };
-    let fingerprint = format!(
+    // what the output is computed from: a resume with anything else is refused
+    let described = format!(
         "{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}",
         std::fs::canonicalize(&run.root)
             .unwrap_or(run.root.clone())
@@ -150,6 +151,13 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             Source::Split(d) => d.len(),
         },
     );
+    let fingerprint = {
+        use sha2::Digest;
+        sha2::Sha256::digest(described.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     let opts = EmbedOptions {
         out: &args.out,
         shard,

@@ -41,8 +41,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0, requires = "table")]
     pub first_seed: u64,
     /// With --table: earlier reports of the same table and preset
-    /// (`<table>_<preset>.json`, e.g. `table1_full.json`, one per seed from
-    /// different sessions or machines), whose rows are
+    /// (`<table>_<preset>.json`, e.g. `table1_full.json`, one per seed
+    /// evaluated at another time or on another machine), whose rows are
     /// reported together with this run's; a (row, seed) evaluated now
     /// replaces the same one from a file.
     #[arg(long = "with-rows", num_args = 1.., requires = "table", conflicts_with = "train_only")]

@@ -62,3 +62,63 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<Config> {
         None => Config::builtin_default(),
     })
 }
+
+/// An error as the one line `main` prints after `Error: `: its causes
+/// joined by `: `, each once (an error that quotes its source's text, an
+/// OS error say, is not followed by that text again), control characters
+/// escaped (a file name with a line break stays one line).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.chars()
+        .flat_map(|c| {
+            let shown: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// An error that shows its source's text and also returns it as source.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "I/O error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_os_error_is_said_once_on_one_line() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::new(Quoting(io)).context("cannot write out/f\nnpy");
+        let line = super::error_line(&e);
+        assert_eq!(line.matches("os error 28").count(), 1, "{line}");
+        assert!(
+            line.starts_with("cannot write out/f\\nnpy: I/O error: "),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+}

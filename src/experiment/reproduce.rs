@@ -35,8 +35,8 @@ pub struct TableOptions {
     /// elsewhere, their rows given in `earlier`).
     pub first_seed: u64,
     /// Earlier reports of this table (`<stem>.json`), whose rows are
-    /// reported with this run's: a table over seeds trained in different
-    /// places or sessions. A (row, seed) evaluated here replaces the same
+    /// reported with this run's: a table over seeds trained at different
+    /// times or on different machines. A (row, seed) evaluated here replaces the same
     /// one read from a file.
     pub earlier: Vec<PathBuf>,
     /// Where the row configs live.

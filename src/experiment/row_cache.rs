@@ -1,9 +1,8 @@
 //! What a table reproduction has already evaluated, kept on disk per (row,
 //! seed) so that an interrupted evaluation resumes where it stopped.
 //!
-//! A full table on this project's 2-core host takes longer to evaluate than
-//! one session lasts (three seeds of nine rows, with the studies of seed 0),
-//! so every finished row is written to `<out>/<stem>_rows/<run>_<head>.json`
+//! A full table (three seeds of nine rows, with the studies of seed 0)
+//! takes hours to evaluate on a 2-core machine, so every finished row is written to `<out>/<stem>_rows/<run>_<head>.json`
 //! (and, for seed 0, its test features to `.npy` beside it, for the
 //! figures). A later `eqae eval --table` with the same model, config, head
 //! and studies reads the row back instead of evaluating it again; anything

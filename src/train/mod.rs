@@ -205,6 +205,8 @@ pub fn train(
     )?;
     let _lock = run.lock()?;
     run.clean_temporaries()?;
+    // the checkpoints can be written: found out now, not after an epoch
+    crate::atomic::check_writable(&run.checkpoints().join("latest"), "checkpoint pointer")?;
     if data.train.is_empty() {
         bail!("the training set is empty");
     }

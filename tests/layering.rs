@@ -1,0 +1,98 @@
+//! The layer order that `src/lib.rs` states is the one the code keeps:
+//! no module imports a module listed after it.
+
+use std::path::Path;
+
+/// The modules in `src/lib.rs`'s list, lowest first.
+fn stated_order(lib: &str) -> Vec<String> {
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect()
+}
+
+/// Every `crate::<module>` named on a code line (comments left out) of
+/// the files under `dir`, with the file and line.
+fn imports(dir: &Path, out: &mut Vec<(String, usize, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            imports(&path, out);
+            continue;
+        }
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for (i, _) in code.match_indices("crate::") {
+                let module: String = code[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                out.push((path.display().to_string(), n + 1, module));
+            }
+        }
+    }
+}
+
+/// The layer breaches in `src`: `file:line: a imports b`.
+fn breaches(src: &Path) -> Vec<String> {
+    let order = stated_order(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
+    assert!(order.len() >= 10, "src/lib.rs lists no layers: {order:?}");
+    let rank = |m: &str| order.iter().position(|o| o == m);
+    let mut found = Vec::new();
+    imports(src, &mut found);
+    let mut out = Vec::new();
+    for (file, line, target) in found {
+        let rel = Path::new(&file).strip_prefix(src).unwrap().to_path_buf();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let (Some(from), Some(to)) = (rank(&module), rank(&target)) else {
+            out.push(format!(
+                "{file}:{line}: {module} or {target} is not in src/lib.rs's list"
+            ));
+            continue;
+        };
+        if to > from {
+            out.push(format!(
+                "{file}:{line}: {module} imports {target}, listed above it"
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_module_imports_one_listed_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = breaches(&src);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn an_upward_import_is_caught() {
+    // a copy of src/ with the group algebra importing the command line
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    std::fs::copy(src.join("lib.rs"), dir.path().join("lib.rs")).unwrap();
+    std::fs::create_dir(dir.path().join("group")).unwrap();
+    std::fs::write(
+        dir.path().join("group/mod.rs"),
+        "use crate::cli::Cli; // a comment naming crate::cli is fine\n",
+    )
+    .unwrap();
+    let found = breaches(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("group imports cli"), "{found:?}");
+}
