@@ -25,6 +25,12 @@ fn syn(epochs: usize, extra_train: &str) -> String {
     )
 }
 
+/// The 1-epoch `syn` run trained into `d/runs/syn` (config `d/s.toml`).
+fn trained_syn(d: &Path) {
+    write(d, "s.toml", &syn(1, ""));
+    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+}
+
 fn read_npy(path: &Path) -> Array2<f32> {
     ndarray_npy::read_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -271,8 +277,7 @@ fn d12_on_large_images_builds_without_dense_tables_and_huge_batches_are_refused(
 fn a_resume_that_diverges_leaves_config_and_history_as_the_weights_are() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     let config = std::fs::read_to_string(d.join("runs/syn/config.toml")).unwrap();
     write(d, "s.toml", &syn(3, "learning_rate = 1e30"));
     fails_with(
@@ -293,8 +298,7 @@ fn a_resume_that_diverges_leaves_config_and_history_as_the_weights_are() {
 fn a_config_that_does_not_describe_the_weights_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     // what a kill during a resume of more epochs left before
     let path = d.join("runs/syn/config.toml");
     let config = std::fs::read_to_string(&path).unwrap();
@@ -329,8 +333,7 @@ fn a_config_that_does_not_describe_the_weights_is_refused() {
 fn reading_a_run_while_it_trains_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     write(
         d,
         "long.toml",
@@ -372,8 +375,7 @@ fn reading_a_run_while_it_trains_says_so() {
 fn resume_without_a_checkpoint_keeps_the_trained_weights() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     let weights = std::fs::read(d.join("runs/syn/model.bpk")).unwrap();
     std::fs::remove_dir_all(d.join("runs/syn/checkpoints")).unwrap();
     write(d, "s2.toml", &syn(2, ""));
@@ -392,8 +394,7 @@ fn resume_without_a_checkpoint_keeps_the_trained_weights() {
 fn a_checkpoint_pointer_to_nothing_or_a_folder_is_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     let latest = d.join("runs/syn/checkpoints/latest");
     std::fs::write(&latest, "epoch-0099").unwrap();
     write(d, "s2.toml", &syn(2, ""));
@@ -418,23 +419,13 @@ fn digit_files_are_centred_on_the_canvas_as_the_training_digits_were() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     common::fake_mnist(&d.join("data"), "mnist", 60, 5);
-    let config = r#"name = "digits"
-[data]
-dataset = "mnist"
-root = "data"
-image_size = 32
-augment = false
-validation_fraction = 0.0
-[model]
-group = "d4"
-channels = [2, 4]
-latent = 4
-group_linear = [4]
-[train]
-epochs = 1
-batch_size = 32
-"#;
-    write(d, "digits.toml", config);
+    let config = toy(
+        "digits",
+        "dataset = \"mnist\"\nroot = \"data\"\nimage_size = 32\naugment = false\nvalidation_fraction = 0.0\ntrain_limit = 0\ntest_limit = 0",
+        "group = \"d4\"",
+        "",
+    );
+    write(d, "digits.toml", &config);
     succeeds(d, &["train", "--config", "digits.toml", "--quiet"]);
     succeeds(
         d,
@@ -550,8 +541,7 @@ fn output_paths_are_checked_before_the_work_and_named() {
         "{}",
         text(&out.stderr)
     );
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     std::fs::create_dir(d.join("dir.npy")).unwrap();
     for out in ["dir.npy", "new.npy/"] {
         fails_with(d, &["embed", "--run", "runs/syn", "--out", out], &["--out"]);
@@ -563,8 +553,7 @@ fn output_paths_are_checked_before_the_work_and_named() {
 fn links_and_fifos_in_an_image_folder_are_reported_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     let imgs = d.join("imgs");
     std::fs::create_dir(&imgs).unwrap();
     for i in 0..3 {
@@ -614,8 +603,7 @@ fn links_and_fifos_in_an_image_folder_are_reported_not_dropped() {
 fn a_features_change_on_a_trained_run_is_applied_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     let mut changed: toml::Table = toml::from_str(&syn(1, "")).unwrap();
     changed.insert(
         "features".into(),
@@ -716,8 +704,7 @@ fn smaller_defects_get_clear_answers() {
 fn a_features_only_change_reuses_the_trained_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "s.toml", &syn(1, ""));
-    succeeds(d, &["train", "--config", "s.toml", "--quiet"]);
+    trained_syn(d);
     let run = eqae::train::RunDir::new(d.join("runs/syn"));
     let mut config = run.load_config().unwrap();
     config.features.autocorrelation = !config.features.autocorrelation;

@@ -54,16 +54,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
             (config, model)
         }
     };
-    crate::device::ensure_fits(
-        crate::model::flops::training_bytes(&config.model, config.data.image_size)
-            * f64::from(args.batch)
-            * 4.0,
-        &format!(
-            "--batch {} with data.image_size = {} and model.group = {}: the check",
-            args.batch,
-            config.data.image_size,
-            config.model.group.name()
-        ),
+    crate::model::flops::ensure_step_fits(
+        &config.model,
+        config.data.image_size,
+        f64::from(args.batch),
+        4.0, // every input kind and layer of the check at once
+        &format!("the check: --batch {}", args.batch),
     )?;
     let Autoencoder::Equivariant(model) = model else {
         bail!(

@@ -112,15 +112,12 @@ impl FeatureReader {
             );
         }
         // inference keeps about a third of a training step's maps
-        crate::device::ensure_fits(
-            crate::model::flops::training_bytes(&config.model, config.data.image_size)
-                * BATCH as f64
-                / 3.0,
-            &format!(
-                "reading features of {BATCH} images of data.image_size = {} with model.group = {}",
-                config.data.image_size,
-                config.model.group.name()
-            ),
+        crate::model::flops::ensure_step_fits(
+            &config.model,
+            config.data.image_size,
+            BATCH as f64,
+            1.0 / 3.0,
+            &format!("reading features of {BATCH} images"),
         )?;
         let gram = match (&model, head) {
             (Autoencoder::Equivariant(m), Head::Gram) => {

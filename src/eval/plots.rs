@@ -245,13 +245,25 @@ fn draw_lines(
     let root = BitMapBackend::new(path, (chart_w + legend_w, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plot_area, legend_area) = root.split_horizontally(chart_w);
+    let looks = series_looks(series);
     for (i, (name, _)) in series.iter().enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
+        let (colour, dashed) = looks[i];
         let y = 60 + 20 * i as i32;
-        legend_area.draw(&PathElement::new(
-            vec![(4, y), (28, y)],
-            colour.stroke_width(2),
-        ))?;
+        if dashed {
+            legend_area.draw(&PathElement::new(
+                vec![(4, y), (10, y)],
+                colour.stroke_width(2),
+            ))?;
+            legend_area.draw(&PathElement::new(
+                vec![(22, y), (28, y)],
+                colour.stroke_width(2),
+            ))?;
+        } else {
+            legend_area.draw(&PathElement::new(
+                vec![(4, y), (28, y)],
+                colour.stroke_width(2),
+            ))?;
+        }
         legend_area.draw(&Circle::new((16, y), 3, colour.filled()))?;
         legend_area.draw(&Text::new(
             name.clone(),
@@ -276,8 +288,18 @@ fn draw_lines(
                 .y_desc(y_label)
                 .draw()?;
             for (i, (_, p)) in series.iter().enumerate() {
-                let colour = Palette99::pick(i).to_rgba();
-                chart.draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))?;
+                let (colour, dashed) = looks[i];
+                if dashed {
+                    chart.draw_series(DashedLineSeries::new(
+                        p.iter().copied(),
+                        8,
+                        5,
+                        colour.stroke_width(2),
+                    ))?;
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))?;
+                }
                 chart.draw_series(
                     p.iter()
                         .map(|&(x, y)| Circle::new((x, y), 3, colour.filled())),
@@ -294,6 +316,47 @@ fn draw_lines(
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Ten colours that are easy to tell apart (Tableau 10).
+const DISTINCT: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// Suffix of a series drawn as the mirrored variant of another.
+pub const MIRRORED: &str = " (mirrored)";
+
+/// Colour and dash of each series: one colour per row, the series named
+/// `<row> (mirrored)` dashed in its row's colour.
+fn series_looks(series: &[(String, Vec<(f64, f64)>)]) -> Vec<(RGBAColor, bool)> {
+    let mut rows: Vec<&str> = Vec::new();
+    series
+        .iter()
+        .map(|(name, _)| {
+            let (row, dashed) = match name.strip_suffix(MIRRORED) {
+                Some(row) => (row, true),
+                None => (name.as_str(), false),
+            };
+            let k = rows.iter().position(|r| *r == row).unwrap_or_else(|| {
+                rows.push(row);
+                rows.len() - 1
+            });
+            let colour = match DISTINCT.get(k) {
+                Some(&(r, g, b)) => RGBColor(r, g, b).to_rgba(),
+                None => Palette99::pick(k).to_rgba(),
+            };
+            (colour, dashed)
+        })
+        .collect()
 }
 
 /// A count matrix as a heat map (confusion matrices, attention poses): cell

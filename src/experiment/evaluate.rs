@@ -491,7 +491,7 @@ pub(crate) fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<S
                 .filter(|p| p.mirrored == mirrored)
                 .map(|p| (p.degrees, p.scores.logistic))
                 .collect();
-            let suffix = if mirrored { " (mirrored)" } else { "" };
+            let suffix = if mirrored { plots::MIRRORED } else { "" };
             curves.push((format!("{}{suffix}", name(s)), curve));
         }
         for p in &s.rotation_robustness {

@@ -98,23 +98,36 @@ pub fn rotate_bilinear(
     let mut out = Vec::with_capacity(out_h * out_w);
     for i in 0..out_h {
         for j in 0..out_w {
-            let (u, v) = (j as f64 - oj, oi - i as f64);
-            // q = R(-theta) p, then mirror
-            let mut qu = u * cos + v * sin;
-            let qv = v * cos - u * sin;
-            if mirror {
-                qu = -qu;
-            }
-            let (si, sj) = (ci - qv, cj + qu);
-            let (fi, fj) = (si.floor(), sj.floor());
-            let (di, dj) = (si - fi, sj - fj);
-            let (i0, j0) = (fi as i64, fj as i64);
+            let (i0, j0, di, dj) = source_point((i, j), (oi, oj), (ci, cj), (sin, cos), mirror);
             let val = (1.0 - di) * ((1.0 - dj) * at(i0, j0) + dj * at(i0, j0 + 1))
                 + di * ((1.0 - dj) * at(i0 + 1, j0) + dj * at(i0 + 1, j0 + 1));
             out.push(val as f32);
         }
     }
     out
+}
+
+/// Where output pixel `(i, j)` reads from under "mirror, then rotate by
+/// the angle of `(sin, cos)`" about the centres `out_centre` (output) and
+/// `in_centre` (input): the top-left source pixel `(i0, j0)` and the
+/// fractions `(di, dj)` towards the next row and column.
+fn source_point(
+    (i, j): (usize, usize),
+    (oi, oj): (f64, f64),
+    (ci, cj): (f64, f64),
+    (sin, cos): (f64, f64),
+    mirror: bool,
+) -> (i64, i64, f64, f64) {
+    let (u, v) = (j as f64 - oj, oi - i as f64);
+    // q = R(-theta) p, then mirror
+    let mut qu = u * cos + v * sin;
+    let qv = v * cos - u * sin;
+    if mirror {
+        qu = -qu;
+    }
+    let (si, sj) = (ci - qv, cj + qu);
+    let (fi, fj) = (si.floor(), sj.floor());
+    (fi as i64, fj as i64, si - fi, sj - fj)
 }
 
 /// The same resampling as [`rotate_bilinear`] on a square `S x S` image,
@@ -129,17 +142,7 @@ pub fn bilinear_taps(size: usize, degrees: f64, mirror: bool) -> (Vec<usize>, Ve
     let (mut sources, mut weights) = (Vec::with_capacity(4 * p), Vec::with_capacity(4 * p));
     for i in 0..size {
         for j in 0..size {
-            let (u, v) = (j as f64 - c, c - i as f64);
-            // q = R(-theta) p, then mirror (as in rotate_bilinear)
-            let mut qu = u * cos + v * sin;
-            let qv = v * cos - u * sin;
-            if mirror {
-                qu = -qu;
-            }
-            let (si, sj) = (c - qv, c + qu);
-            let (fi, fj) = (si.floor(), sj.floor());
-            let (di, dj) = (si - fi, sj - fj);
-            let (i0, j0) = (fi as i64, fj as i64);
+            let (i0, j0, di, dj) = source_point((i, j), (c, c), (c, c), (sin, cos), mirror);
             for (ti, tj, w) in [
                 (i0, j0, (1.0 - di) * (1.0 - dj)),
                 (i0, j0 + 1, (1.0 - di) * dj),

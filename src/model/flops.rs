@@ -74,3 +74,22 @@ pub fn training_bytes(config: &ModelConfig, size: usize) -> f64 {
     }
     3.0 * 4.0 * nb as f64 * (maps + im2col)
 }
+
+/// Refuse, before allocating, `batch` images of `size` through `config`'s
+/// training step (`share` of it: 1 for training, less for inference)
+/// where the machine has not the memory; `what` names the settings.
+pub fn ensure_step_fits(
+    config: &ModelConfig,
+    size: usize,
+    batch: f64,
+    share: f64,
+    what: &str,
+) -> anyhow::Result<()> {
+    crate::device::ensure_fits(
+        training_bytes(config, size) * batch * share,
+        &format!(
+            "{what} with data.image_size = {size} and model.group = {}",
+            config.group.name()
+        ),
+    )
+}

@@ -193,15 +193,12 @@ pub fn train(
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
     let t = &config.train;
-    crate::device::ensure_fits(
-        crate::model::flops::training_bytes(&config.model, config.data.image_size)
-            * t.batch_size as f64,
-        &format!(
-            "train.batch_size = {} with data.image_size = {} and model.group = {}: a training step",
-            t.batch_size,
-            config.data.image_size,
-            config.model.group.name()
-        ),
+    crate::model::flops::ensure_step_fits(
+        &config.model,
+        config.data.image_size,
+        t.batch_size as f64,
+        1.0,
+        &format!("a training step: train.batch_size = {}", t.batch_size),
     )?;
     let _lock = run.lock()?;
     run.clean_temporaries()?;
