@@ -476,6 +476,25 @@ mod tests {
     /// wide as the longest name needs: every series' colour shows there, and
     /// no legend box is drawn over the plot (it hid curves).
     #[test]
+    fn a_mirrored_series_is_its_rows_colour_dashed() {
+        let named = |n: &str| (n.to_string(), vec![(0.0, 0.5)]);
+        let series = [
+            named("a"),
+            named("a (mirrored)"),
+            named("b"),
+            named("b (mirrored)"),
+        ];
+        let looks = series_looks(&series);
+        assert_eq!(looks[0].0, looks[1].0);
+        assert_eq!(looks[2].0, looks[3].0);
+        assert_ne!(looks[0].0, looks[2].0);
+        assert_eq!(
+            looks.iter().map(|l| l.1).collect::<Vec<_>>(),
+            [false, true, false, true]
+        );
+    }
+
+    #[test]
     fn line_chart_legend_is_beside_the_chart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lines.png");
@@ -499,9 +518,12 @@ mod tests {
                 })
             })
         };
-        for k in 0..series.len() {
-            let c = Palette99::pick(k).to_rgba();
-            assert!(colour_in(900, 940, c), "series {k} missing from the legend");
+        let looks = series_looks(&series);
+        for (k, (c, _)) in looks.iter().enumerate() {
+            assert!(
+                colour_in(900, 940, *c),
+                "series {k} missing from the legend"
+            );
         }
         // the chart's right part, where the legend box used to be, shows
         // the curves and no legend text: nothing black but the axes'
