@@ -11,15 +11,36 @@ use crate::experiment::Preset;
 /// `--device`, the same for every subcommand.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// cpu (burn's flex backend) or wgpu (needs a build with --features wgpu).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The compute device.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+/// The compute devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// burn's flex CPU backend.
+    #[value(alias = "flex")]
+    Cpu,
+    /// burn's wgpu backend (Vulkan, Metal, DX12); needs a build with --features wgpu.
+    #[value(alias = "gpu")]
+    Wgpu,
+}
+
+impl DeviceArg {
+    /// The name `--device` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Wgpu => "wgpu",
+        }
+    }
 }
 
 impl DeviceArgs {
     /// The device named.
     pub fn select(&self) -> Result<Device> {
-        crate::device::select(&self.device)
+        crate::device::select(self.device.name())
     }
 }
 

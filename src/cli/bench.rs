@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Distribution, Tensor};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::args::DeviceArgs;
 
@@ -21,9 +21,9 @@ use crate::train::train_step;
 /// Arguments of `eqae bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Models to time: baseline, c4, d4, c12, d12 (default: all).
-    #[arg(long, num_args = 1..)]
-    pub model: Vec<String>,
+    /// Models to time (default: all).
+    #[arg(long, value_enum, num_args = 1..)]
+    pub model: Vec<BenchModel>,
     /// Images per step.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
@@ -40,19 +40,65 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
     /// Instead of models: time loading plus augmentation of this data
-    /// set's full training split (mnist or fashion-mnist, from data/).
-    #[arg(long)]
-    pub data: Option<String>,
+    /// set's full training split (from data/).
+    #[arg(long, value_enum)]
+    pub data: Option<BenchData>,
+}
+
+/// The models `eqae bench` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchModel {
+    /// The plain convolutional autoencoder.
+    Baseline,
+    /// p4 (C4).
+    C4,
+    /// p4m (D4).
+    D4,
+    /// C12.
+    C12,
+    /// D12.
+    D12,
+}
+
+impl BenchModel {
+    /// Every model, in the table's order.
+    const ALL: [BenchModel; 5] = [
+        BenchModel::Baseline,
+        BenchModel::C4,
+        BenchModel::D4,
+        BenchModel::C12,
+        BenchModel::D12,
+    ];
+
+    /// The name `--model` takes and the table prints.
+    fn name(self) -> &'static str {
+        match self {
+            BenchModel::Baseline => "baseline",
+            BenchModel::C4 => "c4",
+            BenchModel::D4 => "d4",
+            BenchModel::C12 => "c12",
+            BenchModel::D12 => "d12",
+        }
+    }
+}
+
+/// The data sets `eqae bench --data` loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchData {
+    /// MNIST.
+    Mnist,
+    /// Fashion-MNIST.
+    FashionMnist,
 }
 
 /// Loading-plus-augmentation throughput of a whole training split.
-fn bench_data(name: &str) -> Result<()> {
+fn bench_data(data: BenchData) -> Result<()> {
     let mut config = crate::config::DataConfig::default();
-    config.dataset = match name {
-        "mnist" => crate::config::DatasetKind::Mnist,
-        "fashion-mnist" => crate::config::DatasetKind::FashionMnist,
-        other => bail!("--data {other}: expected mnist or fashion-mnist"),
+    config.dataset = match data {
+        BenchData::Mnist => crate::config::DatasetKind::Mnist,
+        BenchData::FashionMnist => crate::config::DatasetKind::FashionMnist,
     };
+    let name = config.dataset.name();
     let started = Instant::now();
     let (train, test) = crate::data::load_raw(&config)?;
     let loaded = started.elapsed().as_secs_f64();
@@ -74,17 +120,17 @@ fn bench_data(name: &str) -> Result<()> {
 }
 
 /// The benchmark's model, validated as a config would be.
-fn model_config(name: &str, channels: &[u16]) -> Result<ModelConfig> {
+fn model_config(model: BenchModel, channels: &[u16]) -> Result<ModelConfig> {
     let mut c = ModelConfig {
         channels: channels.iter().map(|&c| usize::from(c)).collect(),
         ..ModelConfig::default()
     };
-    if name == "baseline" {
-        c.kind = ModelKind::Baseline;
-    } else {
-        c.group = name
-            .parse::<GroupKind>()
-            .map_err(|e| anyhow::anyhow!("--model {name}: {e}"))?;
+    match model {
+        BenchModel::Baseline => c.kind = ModelKind::Baseline,
+        BenchModel::C4 => c.group = GroupKind::C4,
+        BenchModel::D4 => c.group = GroupKind::D4,
+        BenchModel::C12 => c.group = GroupKind::C12,
+        BenchModel::D12 => c.group = GroupKind::D12,
     }
     let mut whole = crate::config::Config {
         model: c.clone(),
@@ -114,18 +160,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         crate::atomic::check_writable(path, "--json")?;
     }
-    if let Some(name) = &args.data {
-        return bench_data(name);
+    if let Some(data) = args.data {
+        return bench_data(data);
     }
     let models = if args.model.is_empty() {
-        ["baseline", "c4", "d4", "c12", "d12"]
-            .map(String::from)
-            .to_vec()
+        BenchModel::ALL.to_vec()
     } else {
         args.model.clone()
     };
     if models.len() > 1 {
-        for m in &models {
+        for &m in &models {
             model_config(m, &args.channels)?; // refuse bad arguments once, here
         }
         // one process per model: separate peak memory
@@ -139,7 +183,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             cmd.args([
                 "bench",
                 "--model",
-                m,
+                m.name(),
                 "--batch",
                 &args.batch.to_string(),
                 "--steps",
@@ -147,19 +191,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             ]);
             cmd.arg("--channels")
                 .args(args.channels.iter().map(|c| c.to_string()));
-            cmd.args(["--device", &args.device.device]);
+            cmd.args(["--device", args.device.device.name()]);
             if let Some(j) = &args.json {
                 cmd.arg("--json").arg(j);
             }
             let status = cmd.status().context("cannot start a benchmark process")?;
             if !status.success() {
-                bail!("benchmark of {m} failed");
+                bail!("benchmark of {} failed", m.name());
             }
         }
         return Ok(());
     }
-    let name = &models[0];
-    let config = model_config(name, &args.channels)?;
+    let name = models[0].name();
+    let config = model_config(models[0], &args.channels)?;
     let batch = args.batch as usize;
     let steps = args.steps as usize;
     // refuse before allocating what the machine does not have
@@ -220,7 +264,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         use std::io::Write;
         let line = serde_json::json!({
-            "model": name, "batch": args.batch, "device": args.device.device,
+            "model": name, "batch": args.batch, "device": args.device.device.name(),
             "ms_per_step": per_step * 1e3, "images_per_second": batch as f64 / per_step,
             "gflops": flops / per_step / 1e9, "expand_ms": expand * 1e3, "peak_mib": peak,
             "parameters": model.parameter_count(),

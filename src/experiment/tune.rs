@@ -86,17 +86,13 @@ pub fn variant_slug(variant: &str) -> String {
 /// (epochs, last validation MSE, total seconds) from a run's metrics.csv.
 fn metrics_summary(run: &RunDir) -> (usize, f64, f64) {
     let text = std::fs::read_to_string(run.metrics()).unwrap_or_default();
-    let (mut epochs, mut mse, mut seconds) = (0, f64::NAN, 0.0);
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        if cols.len() < 4 {
-            continue;
-        }
-        epochs += 1;
-        mse = cols[2].parse().unwrap_or(f64::NAN);
-        seconds += cols[3].parse::<f64>().unwrap_or(0.0);
-    }
-    (epochs, mse, seconds)
+    let mse = crate::train::run_dir::metric_values(&text, "validation_loss");
+    let seconds = crate::train::run_dir::metric_values(&text, "seconds");
+    (
+        seconds.len(),
+        mse.last().copied().flatten().unwrap_or(f64::NAN),
+        seconds.iter().flatten().sum(),
+    )
 }
 
 /// Train (or reuse) every variant and score it on the validation split;

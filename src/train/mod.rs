@@ -529,10 +529,9 @@ pub const DIVERGED: f64 = 10.0;
 
 /// The lowest finite validation MSE in a metrics.csv text.
 fn best_validation(metrics: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split(',').nth(2)?.parse::<f64>().ok())
+    run_dir::metric_values(metrics, "validation_loss")
+        .into_iter()
+        .flatten()
         .filter(|v| v.is_finite())
         .reduce(f64::min)
 }
@@ -553,5 +552,18 @@ mod tests {
         assert_eq!(super::loss_text(0.01234), "0.01234");
         assert_eq!(super::loss_text(1e-7), "1.000e-7");
         assert_eq!(super::loss_text(f64::INFINITY), "inf");
+    }
+
+    #[test]
+    fn metrics_are_read_by_column_name() {
+        let text = "epoch,train_loss,validation_loss,seconds\n1,0.5,0.25,3\n2,0.4,nan,4\n";
+        assert_eq!(super::best_validation(text), Some(0.25));
+        // another column order reads the same
+        let moved = "validation_loss,epoch\n0.5,1\n0.125,2\n";
+        assert_eq!(super::best_validation(moved), Some(0.125));
+        assert_eq!(
+            super::run_dir::metric_values(text, "seconds"),
+            vec![Some(3.0), Some(4.0)]
+        );
     }
 }

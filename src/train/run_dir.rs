@@ -34,6 +34,23 @@ use crate::model::Autoencoder;
 pub const METRICS_HEADER: &str =
     "epoch,train_loss,validation_loss,seconds,images_per_second,attention_entropy\n";
 
+/// The values of the column `name` of a `metrics.csv` text, one per data
+/// row (None where a row has no number there), found by the header's
+/// names, not by position.
+pub fn metric_values(text: &str, name: &str) -> Vec<Option<f64>> {
+    let mut lines = text.lines();
+    let Some(k) = lines
+        .next()
+        .and_then(|header| header.split(',').position(|c| c.trim() == name))
+    else {
+        return Vec::new();
+    };
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').nth(k).and_then(|v| v.trim().parse().ok()))
+        .collect()
+}
+
 /// Paths inside one run directory.
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -347,9 +364,11 @@ impl RunDir {
             return Ok(text);
         }
         let text = std::fs::read_to_string(self.metrics()).unwrap_or_default();
+        let epochs = metric_values(&text, "epoch");
         let mut rows: Vec<Option<&str>> = vec![None; epoch];
-        for line in text.lines().skip(1) {
-            let e: Option<usize> = line.split(',').next().and_then(|e| e.parse().ok());
+        let lines = text.lines().skip(1).filter(|l| !l.trim().is_empty());
+        for (line, e) in lines.zip(epochs) {
+            let e = e.map(|e| e as usize);
             if let Some(e) = e.filter(|e| (1..=epoch).contains(e)) {
                 rows[e - 1] = Some(line);
             }
