@@ -185,6 +185,9 @@ pub fn trained_model(
 /// Train a model as `config` says, writing everything into `run`.
 ///
 /// Holds the run's lock throughout, so two processes never train one run.
+/// The steps: check memory and the run folder, find where to start
+/// ([`begin`]), then per epoch train ([`train_epoch`]) and validate,
+/// checkpoint and record ([`end_epoch`]), and save the final weights.
 pub fn train(
     config: &Config,
     run: &RunDir,
@@ -209,19 +212,91 @@ pub fn train(
     }
     let device = device.clone().autodiff();
     device.seed(t.seed);
-    let mut model = Autoencoder::new(&config.model, config.data.image_size, &device);
+    let mut state = match begin(config, run, opts, &device)? {
+        Begin::Train(state) => state,
+        Begin::AlreadyTrained(epochs) => {
+            return Ok(TrainSummary {
+                epochs,
+                trained_now: 0,
+                train_loss: f64::NAN,
+                validation_loss: f64::NAN,
+                images_per_second: 0.0,
+            })
+        }
+    };
+    log(
+        opts,
+        &format!(
+            "{}: {} parameters, {} training / {} validation images",
+            config.name,
+            state.model.parameter_count(),
+            data.train.len(),
+            data.validation.len()
+        ),
+    );
+    let last_epoch = opts.stop_after.unwrap_or(t.epochs).min(t.epochs);
+    let mut summary = TrainSummary {
+        epochs: state.epoch,
+        trained_now: 0,
+        train_loss: f64::NAN,
+        validation_loss: f64::NAN,
+        images_per_second: 0.0,
+    };
+    for epoch in state.epoch..last_epoch {
+        let stats = train_epoch(&mut state, config, run, data, epoch, opts)?;
+        summary = end_epoch(&mut state, config, run, data, (epoch, stats), opts)?;
+    }
+    if summary.epochs == t.epochs {
+        run.save_model(config, &state.model)
+            .context("cannot save final weights")?;
+        crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
+    }
+    Ok(summary)
+}
+
+/// A training under way: the model, its optimiser, the next epoch, the
+/// metrics so far and the resume change still to record.
+struct TrainState {
+    model: Autoencoder,
+    optim: ModuleOptimizer,
+    /// Epochs done (0-based index of the next one).
+    epoch: usize,
+    /// Epochs this process has trained.
+    trained_now: usize,
+    /// `metrics.csv` as it will be written.
+    metrics: String,
+    /// What a resume changed, recorded with the first checkpoint trained
+    /// under it: a kill or a divergence before then leaves `config.toml`
+    /// and `history.txt` describing the weights that exist.
+    pending_history: Option<String>,
+    device: Device,
+}
+
+/// Where a training starts.
+enum Begin {
+    /// Train from this state.
+    Train(TrainState),
+    /// The run already has every epoch asked for.
+    AlreadyTrained(usize),
+}
+
+/// A fresh model, or the run's latest checkpoint with `--resume`; refuses
+/// what would mix two trainings in one folder.
+fn begin(config: &Config, run: &RunDir, opts: &TrainOptions, device: &Device) -> Result<Begin> {
+    let t = &config.train;
     let mut adam = AdamConfig::new();
     if t.grad_clip > 0.0 {
         adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)));
     }
-    let mut optim: ModuleOptimizer = adam.init();
-    let mut start_epoch = 0;
-    let mut metrics = METRICS_HEADER.to_string();
-
-    // What a resume changes is recorded only with the first checkpoint
-    // that was trained with it: a kill or a divergence before then leaves
-    // config.toml and history.txt describing the weights that exist.
-    let mut pending_history: Option<String> = None;
+    let mut state = TrainState {
+        model: Autoencoder::new(&config.model, config.data.image_size, device),
+        optim: adam.init(),
+        epoch: 0,
+        trained_now: 0,
+        metrics: METRICS_HEADER.to_string(),
+        pending_history: None,
+        device: device.clone(),
+    };
     match (opts.resume, run.latest_checkpoint()?) {
         (true, Some((epoch, dir))) => {
             let saved = run.checkpoint_config(&dir)?;
@@ -238,30 +313,25 @@ pub fn train(
                 );
             }
             if epoch >= t.epochs {
-                finish_trained_run(config, run, &saved, (epoch, &dir), &device, opts)?;
-                return Ok(TrainSummary {
-                    epochs: epoch,
-                    trained_now: 0,
-                    train_loss: f64::NAN,
-                    validation_loss: f64::NAN,
-                    images_per_second: 0.0,
-                });
+                finish_trained_run(config, run, &saved, (epoch, &dir), device, opts)?;
+                return Ok(Begin::AlreadyTrained(epoch));
             }
-            model = load_weights(&dir.join("model.bpk"), config, &device)
+            state.model = load_weights(&dir.join("model.bpk"), config, device)
                 .with_context(|| format!("cannot load checkpoint {}", dir.display()))?;
-            optim = optim
+            state.optim = state
+                .optim
                 .load(dir.join("optimizer.bpk"))
                 .with_context(|| format!("cannot load optimizer state {}", dir.display()))?;
-            start_epoch = epoch;
-            metrics = run.metrics_up_to(epoch, &dir)?;
-            crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
+            state.epoch = epoch;
+            state.metrics = run.metrics_up_to(epoch, &dir)?;
+            crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
             let changed = saved.diff(config);
             if !changed.is_empty() {
                 // the run continues under the new settings: say so now, and
                 // record it with the first checkpoint trained under them
                 let line = format!("resumed after epoch {epoch} with {}", changed.join(", "));
                 log(opts, &line);
-                pending_history = Some(line);
+                state.pending_history = Some(line);
             }
             log(
                 opts,
@@ -284,175 +354,197 @@ pub fn train(
         ),
         (false, None) => {}
     }
-    if start_epoch == 0 {
+    if state.epoch == 0 {
         crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
-        crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
+        crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
     }
+    Ok(Begin::Train(state))
+}
+
+/// What one epoch's steps saw.
+struct EpochStats {
+    loss_sum: f64,
+    entropy_sum: f64,
+    steps: usize,
+    images: usize,
+    seconds: f64,
+}
+
+/// One epoch of optimisation steps, the batches assembled on a background
+/// thread while the model trains. A non-finite loss stops it at once.
+fn train_epoch(
+    state: &mut TrainState,
+    config: &Config,
+    run: &RunDir,
+    data: &Splits,
+    epoch: usize,
+    opts: &TrainOptions,
+) -> Result<EpochStats> {
+    let t = &config.train;
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        t.seed.wrapping_add(1000 + epoch as u64),
+    ));
+    let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(|c| c.to_vec()).collect();
+    let steps_per_epoch = batches.len() as f64;
+    let bar = progress::bar(
+        batches.len() as u64,
+        opts.quiet,
+        &format!("epoch {}/{}", epoch + 1, t.epochs),
+    );
+    let started = Instant::now();
+    let (mut loss_sum, mut entropy_sum, mut steps) = (0.0f64, 0.0f64, 0usize);
+    let mut seen = 0usize;
+    let (tx, rx) = sync_channel::<Vec<f32>>(2);
+    let train_set = &data.train;
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            for idx in &batches {
+                if tx.send(train_set.gather(idx)).is_err() {
+                    break; // the trainer stopped: an error or a panic
+                }
+            }
+        });
+        // Owned by this closure, so an early return or a panic drops it,
+        // which ends the loader's blocked `send` and lets the scope join.
+        let rx = rx;
+        for (step, pixels) in rx.iter().enumerate() {
+            let x = images_tensor(pixels, train_set.size, &state.device);
+            let n = x.dims()[0];
+            let lr = t
+                .learning_rate_at((epoch as f64 + step as f64 / steps_per_epoch) / t.epochs as f64);
+            let stats = match train_step(state.model.clone(), &mut state.optim, x, t, lr) {
+                Ok((next, stats)) => {
+                    state.model = next;
+                    stats
+                }
+                Err(value) => {
+                    bar.abandon();
+                    let kept = match run.latest_checkpoint()? {
+                        Some((e, dir)) => format!(
+                            "the last good checkpoint (epoch {e}) is kept in {}",
+                            dir.display()
+                        ),
+                        None => "no checkpoint was written yet".to_string(),
+                    };
+                    bail!(
+                        "loss became {} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
+                        loss_text(value),
+                        epoch + 1,
+                        step + 1
+                    );
+                }
+            };
+            entropy_sum += stats.entropy.unwrap_or(0.0);
+            loss_sum += stats.loss;
+            steps += 1;
+            seen += n;
+            let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.5}  {rate:.0} img/s",
+                loss_sum / steps as f64
+            ));
+            bar.inc(1);
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok(EpochStats {
+        loss_sum,
+        entropy_sum,
+        steps,
+        images: seen,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// After an epoch: validate, stop on a divergence before its weights
+/// replace the last good checkpoint, then checkpoint, record the metrics
+/// (and a pending resume change), draw the reconstructions and log.
+fn end_epoch(
+    state: &mut TrainState,
+    config: &Config,
+    run: &RunDir,
+    data: &Splits,
+    (epoch, stats): (usize, EpochStats),
+    opts: &TrainOptions,
+) -> Result<TrainSummary> {
+    let device = &state.device;
+    let val = if data.validation.is_empty() {
+        f64::NAN
+    } else {
+        reconstruction_loss(&state.model, &data.validation, 256, device)
+    };
+    // a loss that jumps by orders of magnitude without becoming NaN is a
+    // divergence too: stop before its weights replace the last good
+    // checkpoint (only the newest checkpoint is kept)
+    if let Some(best) = best_validation(&state.metrics).filter(|b| val > DIVERGED * b) {
+        bail!(
+            "validation MSE jumped from {} to {} in epoch {}: training diverged and was stopped; the checkpoint of epoch {epoch} is kept. Resume with train.grad_clip (e.g. 1.0) or a lower train.learning_rate",
+            loss_text(best),
+            loss_text(val),
+            epoch + 1
+        );
+    }
+    let entropy = if stats.entropy_sum > 0.0 {
+        format!("{:.6}", stats.entropy_sum / stats.steps as f64)
+    } else {
+        String::new()
+    };
+    state.trained_now += 1;
+    state.epoch = epoch + 1;
+    let summary = TrainSummary {
+        epochs: epoch + 1,
+        trained_now: state.trained_now,
+        train_loss: stats.loss_sum / stats.steps.max(1) as f64,
+        validation_loss: val,
+        images_per_second: stats.images as f64 / stats.seconds,
+    };
+    state.metrics.push_str(&format!(
+        "{},{:.6},{:.6},{:.2},{:.1},{}\n",
+        epoch + 1,
+        summary.train_loss,
+        val,
+        stats.seconds,
+        summary.images_per_second,
+        entropy
+    ));
+    // checkpoint (with the metrics) first: a kill between the two writes
+    // leaves a metrics.csv one row short, which the resume restores
+    run.save_checkpoint(
+        epoch + 1,
+        config,
+        &state.model,
+        &state.optim,
+        &state.metrics,
+    )?;
+    crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
+    if let Some(line) = state.pending_history.take() {
+        append_history(run, &line)?;
+    }
+    // config.toml describes model.bpk while there is one (it is replaced
+    // with the final weights at the end), else the newest checkpoint
+    if !run.model().exists() {
+        crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
+    }
+    let shown = if data.validation.is_empty() {
+        &data.train
+    } else {
+        &data.validation
+    };
+    picture::save_reconstructions(&state.model, shown, 8, device, &run.reconstructions())?;
     log(
         opts,
         &format!(
-            "{}: {} parameters, {} training / {} validation images",
-            config.name,
-            model.parameter_count(),
-            data.train.len(),
-            data.validation.len()
-        ),
-    );
-
-    let last_epoch = opts.stop_after.unwrap_or(t.epochs).min(t.epochs);
-    let mut summary = TrainSummary {
-        epochs: start_epoch,
-        trained_now: 0,
-        train_loss: f64::NAN,
-        validation_loss: f64::NAN,
-        images_per_second: 0.0,
-    };
-    for epoch in start_epoch..last_epoch {
-        let mut order: Vec<usize> = (0..data.train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            t.seed.wrapping_add(1000 + epoch as u64),
-        ));
-        let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(|c| c.to_vec()).collect();
-        let steps_per_epoch = batches.len() as f64;
-        let bar = progress::bar(
-            batches.len() as u64,
-            opts.quiet,
-            &format!("epoch {}/{}", epoch + 1, t.epochs),
-        );
-        let started = Instant::now();
-        let (mut loss_sum, mut entropy_sum, mut steps) = (0.0f64, 0.0f64, 0usize);
-        let mut seen = 0usize;
-
-        // Batches are assembled on a background thread while the model trains.
-        let (tx, rx) = sync_channel::<Vec<f32>>(2);
-        let train_set = &data.train;
-        std::thread::scope(|scope| -> Result<()> {
-            scope.spawn(move || {
-                for idx in &batches {
-                    if tx.send(train_set.gather(idx)).is_err() {
-                        break; // the trainer stopped: an error or a panic
-                    }
-                }
-            });
-            // Owned by this closure, so an early return or a panic drops it,
-            // which ends the loader's blocked `send` and lets the scope join.
-            let rx = rx;
-            for (step, pixels) in rx.iter().enumerate() {
-                let x = images_tensor(pixels, train_set.size, &device);
-                let n = x.dims()[0];
-                let lr = t.learning_rate_at(
-                    (epoch as f64 + step as f64 / steps_per_epoch) / t.epochs as f64,
-                );
-                let stats = match train_step(model.clone(), &mut optim, x, t, lr) {
-                    Ok((next, stats)) => {
-                        model = next;
-                        stats
-                    }
-                    Err(value) => {
-                        bar.abandon();
-                        let kept = match run.latest_checkpoint()? {
-                            Some((e, dir)) => format!(
-                                "the last good checkpoint (epoch {e}) is kept in {}",
-                                dir.display()
-                            ),
-                            None => "no checkpoint was written yet".to_string(),
-                        };
-                        bail!(
-                            "loss became {} at epoch {}, step {}: training stopped; {kept}. Check the data for NaN/inf values or lower train.learning_rate",
-                            loss_text(value),
-                            epoch + 1,
-                            step + 1
-                        );
-                    }
-                };
-                entropy_sum += stats.entropy.unwrap_or(0.0);
-                loss_sum += stats.loss;
-                steps += 1;
-                seen += n;
-                let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "loss {:.5}  {rate:.0} img/s",
-                    loss_sum / steps as f64
-                ));
-                bar.inc(1);
-            }
-            Ok(())
-        })?;
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        let val = if data.validation.is_empty() {
-            f64::NAN
-        } else {
-            reconstruction_loss(&model, &data.validation, 256, &device)
-        };
-        // a loss that jumps by orders of magnitude without becoming NaN is a
-        // divergence too: stop before its weights replace the last good
-        // checkpoint (only the newest checkpoint is kept)
-        if let Some(best) = best_validation(&metrics).filter(|b| val > DIVERGED * b) {
-            bail!(
-                "validation MSE jumped from {} to {} in epoch {}: training diverged and was stopped; the checkpoint of epoch {epoch} is kept. Resume with train.grad_clip (e.g. 1.0) or a lower train.learning_rate",
-                loss_text(best),
-                loss_text(val),
-                epoch + 1
-            );
-        }
-        let entropy = if entropy_sum > 0.0 {
-            format!("{:.6}", entropy_sum / steps as f64)
-        } else {
-            String::new()
-        };
-        summary = TrainSummary {
-            epochs: epoch + 1,
-            trained_now: summary.trained_now + 1,
-            train_loss: loss_sum / steps.max(1) as f64,
-            validation_loss: val,
-            images_per_second: seen as f64 / seconds,
-        };
-        metrics.push_str(&format!(
-            "{},{:.6},{:.6},{:.2},{:.1},{}\n",
+            "epoch {}/{}: train loss {:.5}, validation MSE {:.5}, {:.1}s, {:.0} img/s",
             epoch + 1,
+            config.train.epochs,
             summary.train_loss,
             val,
-            seconds,
-            summary.images_per_second,
-            entropy
-        ));
-        // checkpoint (with the metrics) first: a kill between the two writes
-        // leaves a metrics.csv one row short, which the resume restores
-        run.save_checkpoint(epoch + 1, config, &model, &optim, &metrics)?;
-        crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
-        if let Some(line) = pending_history.take() {
-            append_history(run, &line)?;
-        }
-        // config.toml describes model.bpk while there is one (it is
-        // replaced with the final weights below), else the newest checkpoint
-        if !run.model().exists() {
-            crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
-        }
-        let shown = if data.validation.is_empty() {
-            &data.train
-        } else {
-            &data.validation
-        };
-        picture::save_reconstructions(&model, shown, 8, &device, &run.reconstructions())?;
-        log(
-            opts,
-            &format!(
-                "epoch {}/{}: train loss {:.5}, validation MSE {:.5}, {:.1}s, {:.0} img/s",
-                epoch + 1,
-                t.epochs,
-                summary.train_loss,
-                val,
-                seconds,
-                summary.images_per_second
-            ),
-        );
-    }
-    if summary.epochs == t.epochs {
-        run.save_model(config, &model)
-            .context("cannot save final weights")?;
-        crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
-    }
+            stats.seconds,
+            summary.images_per_second
+        ),
+    );
     Ok(summary)
 }
 
