@@ -4,13 +4,13 @@
 
 pub mod picture;
 pub mod run_dir;
+mod start;
 
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -21,6 +21,7 @@ use crate::data::{Dataset, Splits};
 use crate::model::Autoencoder;
 use crate::progress;
 pub use run_dir::{load_weights, RunDir, METRICS_HEADER};
+use start::{append_history, begin, Begin, TrainState};
 
 /// How to run a training.
 #[derive(Clone, Debug)]
@@ -213,7 +214,7 @@ pub fn train(
     let device = device.clone().autodiff();
     device.seed(t.seed);
     let mut state = match begin(config, run, opts, &device)? {
-        Begin::Train(state) => state,
+        Begin::Train(state) => *state,
         Begin::AlreadyTrained(epochs) => {
             return Ok(TrainSummary {
                 epochs,
@@ -252,113 +253,6 @@ pub fn train(
         crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
     }
     Ok(summary)
-}
-
-/// A training under way: the model, its optimiser, the next epoch, the
-/// metrics so far and the resume change still to record.
-struct TrainState {
-    model: Autoencoder,
-    optim: ModuleOptimizer,
-    /// Epochs done (0-based index of the next one).
-    epoch: usize,
-    /// Epochs this process has trained.
-    trained_now: usize,
-    /// `metrics.csv` as it will be written.
-    metrics: String,
-    /// What a resume changed, recorded with the first checkpoint trained
-    /// under it: a kill or a divergence before then leaves `config.toml`
-    /// and `history.txt` describing the weights that exist.
-    pending_history: Option<String>,
-    device: Device,
-}
-
-/// Where a training starts.
-enum Begin {
-    /// Train from this state.
-    Train(TrainState),
-    /// The run already has every epoch asked for.
-    AlreadyTrained(usize),
-}
-
-/// A fresh model, or the run's latest checkpoint with `--resume`; refuses
-/// what would mix two trainings in one folder.
-fn begin(config: &Config, run: &RunDir, opts: &TrainOptions, device: &Device) -> Result<Begin> {
-    let t = &config.train;
-    let mut adam = AdamConfig::new();
-    if t.grad_clip > 0.0 {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)));
-    }
-    let mut state = TrainState {
-        model: Autoencoder::new(&config.model, config.data.image_size, device),
-        optim: adam.init(),
-        epoch: 0,
-        trained_now: 0,
-        metrics: METRICS_HEADER.to_string(),
-        pending_history: None,
-        device: device.clone(),
-    };
-    match (opts.resume, run.latest_checkpoint()?) {
-        (true, Some((epoch, dir))) => {
-            let saved = run.checkpoint_config(&dir)?;
-            let fixed: Vec<String> = saved
-                .diff(config)
-                .into_iter()
-                .filter(|d| d.starts_with("model.") || d.starts_with("data."))
-                .collect();
-            if !fixed.is_empty() {
-                bail!(
-                    "--resume: the model or data differs from {} ({}); start a new run name instead",
-                    run.config().display(),
-                    fixed.join(", ")
-                );
-            }
-            if epoch >= t.epochs {
-                finish_trained_run(config, run, &saved, (epoch, &dir), device, opts)?;
-                return Ok(Begin::AlreadyTrained(epoch));
-            }
-            state.model = load_weights(&dir.join("model.bpk"), config, device)
-                .with_context(|| format!("cannot load checkpoint {}", dir.display()))?;
-            state.optim = state
-                .optim
-                .load(dir.join("optimizer.bpk"))
-                .with_context(|| format!("cannot load optimizer state {}", dir.display()))?;
-            state.epoch = epoch;
-            state.metrics = run.metrics_up_to(epoch, &dir)?;
-            crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
-            let changed = saved.diff(config);
-            if !changed.is_empty() {
-                // the run continues under the new settings: say so now, and
-                // record it with the first checkpoint trained under them
-                let line = format!("resumed after epoch {epoch} with {}", changed.join(", "));
-                log(opts, &line);
-                state.pending_history = Some(line);
-            }
-            log(
-                opts,
-                &format!("resuming {} after epoch {epoch}", run.root.display()),
-            );
-        }
-        (true, None) if run.model().exists() => bail!(
-            "{} holds trained weights but no checkpoint to resume from ({} is missing); train a new run name instead",
-            run.root.display(),
-            run.checkpoints().join("latest").display()
-        ),
-        (true, None) => log(opts, "--resume: no checkpoint yet, starting from scratch"),
-        (false, Some(_)) => bail!(
-            "{} already holds a run; pass --resume to continue it, or choose another name",
-            run.root.display()
-        ),
-        (false, None) if run.model().exists() => bail!(
-            "{} already holds trained weights; choose another name",
-            run.root.display()
-        ),
-        (false, None) => {}
-    }
-    if state.epoch == 0 {
-        crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
-        crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
-    }
-    Ok(Begin::Train(state))
 }
 
 /// What one epoch's steps saw.
@@ -546,64 +440,6 @@ fn end_epoch(
         ),
     );
     Ok(summary)
-}
-
-/// A resume of a run whose checkpoint has every epoch `config` asks for:
-/// repair what a kill during the final save left (the weights, their
-/// config, the metrics row), and apply a change of `[features]` (how
-/// features are read, which needs no training). Other changes cannot
-/// apply to weights that are already trained: say so.
-fn finish_trained_run(
-    config: &Config,
-    run: &RunDir,
-    saved: &Config,
-    (epoch, dir): (usize, &std::path::Path),
-    device: &Device,
-    opts: &TrainOptions,
-) -> Result<()> {
-    if !run_dir::weights_are_whole(&run.model())? {
-        let weights = load_weights(&dir.join("model.bpk"), saved, device)?;
-        run.save_model(saved, &weights)?;
-    }
-    crate::atomic::write(&run.metrics(), run.metrics_up_to(epoch, dir)?.as_bytes())?;
-    // the features as config.toml reads them now (an earlier change applied)
-    let mut described = run.load_config().unwrap_or_else(|_| saved.clone());
-    if !run_dir::training_differences(saved, &described).is_empty() {
-        described = saved.clone();
-    }
-    let features: Vec<String> = described
-        .diff(config)
-        .into_iter()
-        .filter(|d| d.starts_with("features."))
-        .collect();
-    let others: Vec<String> = run_dir::training_differences(saved, config);
-    if !features.is_empty() {
-        described.features = config.features.clone();
-        let line = format!(
-            "features changed after epoch {epoch}: {}",
-            features.join(", ")
-        );
-        log(opts, &line);
-        append_history(run, &line)?;
-    }
-    if !others.is_empty() {
-        log(
-            opts,
-            &format!(
-                "not applied: the run is already trained for {epoch} epochs, so {} would change no weights; raise train.epochs to train further",
-                others.join(", ")
-            ),
-        );
-    }
-    crate::atomic::write(&run.config(), described.to_toml().as_bytes())
-}
-
-/// Add one line to the run's `history.txt`.
-fn append_history(run: &RunDir, line: &str) -> Result<()> {
-    let mut history = std::fs::read_to_string(run.history()).unwrap_or_default();
-    history.push_str(line);
-    history.push('\n');
-    crate::atomic::write(&run.history(), history.as_bytes())
 }
 
 /// A loss as people read it: 5 decimals in the usual range, scientific
