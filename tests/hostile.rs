@@ -214,7 +214,8 @@ fn embed_and_eval_killed_at_random_moments_leave_whole_outputs() {
     let eval_secs = time(&eval());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
-        for k in 0..20 {
+        // 20 moments for each command and signal
+        for k in 0..40 {
             let (args, secs) = if k % 2 == 0 {
                 (embed(if k % 4 == 0 { "average" } else { "v" }), embed_secs)
             } else {
