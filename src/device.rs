@@ -35,7 +35,7 @@ pub fn keep_large_allocations() {
     }
 }
 
-/// Memory this machine can still give, in bytes (Linux `MemAvailable`).
+/// Memory the machine can still give, in bytes (Linux `MemAvailable`).
 pub fn available_bytes() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;

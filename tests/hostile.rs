@@ -15,7 +15,7 @@ fn write(dir: &Path, name: &str, body: &str) {
     std::fs::write(dir.join(name), body).unwrap();
 }
 
-/// The small D4 config: 200 synthetic 16x16 images.
+/// A small D4 config: 200 synthetic 16x16 images.
 fn syn(epochs: usize, extra_train: &str) -> String {
     toy(
         "syn",
