@@ -6,7 +6,6 @@
 //!
 //! This is the lowest layer of the crate: it imports nothing of eqae.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -78,59 +77,6 @@ fn sync(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// A set of output files published together: each is written under its
-/// temporary name, and [`Outputs::commit`] renames them all, the main
-/// file last, so a main file with its final name always has its side
-/// files. Dropped uncommitted, the temporary files are removed.
-#[derive(Default)]
-pub struct Outputs {
-    /// `(temporary, final)` pairs, in the order they are renamed.
-    files: Vec<(PathBuf, PathBuf)>,
-}
-
-impl Outputs {
-    /// No files yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Write `path`'s contents through `fill` to its temporary name.
-    pub fn add(&mut self, path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-        let tmp = temp_path(path, "");
-        self.files.push((tmp.clone(), path.to_path_buf()));
-        fill(&tmp)?;
-        sync(&tmp)
-    }
-
-    /// Write bytes as `path`.
-    pub fn add_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
-        self.add(path, |tmp| {
-            let mut f = std::fs::File::create(tmp)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            f.write_all(bytes)
-                .with_context(|| format!("cannot write {}", path.display()))
-        })
-    }
-
-    /// Rename every file into place, in the order they were added.
-    pub fn commit(mut self) -> Result<()> {
-        for (tmp, path) in std::mem::take(&mut self.files) {
-            std::fs::rename(&tmp, &path).with_context(|| {
-                format!("cannot rename {} to {}", tmp.display(), path.display())
-            })?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Outputs {
-    fn drop(&mut self) {
-        for (tmp, _) in &self.files {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
-}
-
 /// Remove the temporary files a killed writer left beside `path` (any
 /// process's `.<name>.<pid>.tmp*`).
 pub fn remove_stale(path: &Path) {
@@ -175,24 +121,6 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn outputs_appear_only_on_commit_and_vanish_when_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let mut out = Outputs::new();
-        out.add_bytes(&a, b"1").unwrap();
-        out.add_bytes(&b, b"2").unwrap();
-        assert!(!a.exists() && !b.exists());
-        drop(out);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut out = Outputs::new();
-        out.add_bytes(&a, b"1").unwrap();
-        out.add_bytes(&b, b"2").unwrap();
-        out.commit().unwrap();
-        assert_eq!(std::fs::read(&b).unwrap(), b"2");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

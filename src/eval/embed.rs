@@ -31,9 +31,6 @@ use crate::nn::transform::to_vec;
 use crate::progress;
 use crate::train::images_tensor;
 
-/// The side files of an output, by suffix.
-pub const SIDE_FILES: [&str; 4] = ["_files.txt", "_labels.npy", "_classes.txt", "_skipped.txt"];
-
 /// Where the images come from.
 pub enum Source<'a> {
     /// A split of the run's data set, in memory.

@@ -461,7 +461,11 @@ pub fn load_weights(
 ) -> Result<Autoencoder> {
     // weights written before descriptions existed: shapes are checked by burn
     if let Some(info) = WeightsInfo::read(path)? {
-        if !weights_are_whole(path)? {
+        let whole = match &info.sha256 {
+            Some(sha) => sha256_of(path)? == *sha,
+            None => true,
+        };
+        if !whole {
             bail!(
                 "{} is not the file {} describes: a save was interrupted; `eqae train --config <config> --resume` restores it from the last checkpoint",
                 path.display(),
