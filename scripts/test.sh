@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The test suite, on a fresh machine as on CI: prepares what the tests need,
-# then runs cargo's tests. One test reads `eqae embed` output with numpy (a
-# real client of the .npy format); when the system Python has no numpy, it
-# is installed into a virtual environment under target/ (not system-wide).
+# then runs cargo's tests. Some tests are checked by Python clients: numpy
+# reads `eqae embed`'s .npy files, and ONNX Runtime and onnx run and check
+# `eqae export`'s files. When the system Python lacks them, they are
+# installed into a virtual environment under target/ (not system-wide).
 #
 #   scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${EQAE_PYTHON:-python3}
-if ! "$python" -c "import numpy" 2>/dev/null; then
+needs="import numpy, onnx, onnxruntime"
+if ! "$python" -c "$needs" 2>/dev/null; then
     venv=target/pyenv
-    if ! "$venv/bin/python" -c "import numpy" 2>/dev/null; then
-        echo "test.sh: numpy not found; installing it into $venv" >&2
+    if ! "$venv/bin/python" -c "$needs" 2>/dev/null; then
+        echo "test.sh: numpy, onnx or onnxruntime not found; installing them into $venv" >&2
         command -v python3 >/dev/null || { echo "error: python3 is needed by the tests (apt-get install python3)" >&2; exit 1; }
         mkdir -p target
         if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -23,7 +25,7 @@ if ! "$python" -c "import numpy" 2>/dev/null; then
             fi
             python3 -m venv "$venv"
         fi
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime
     fi
     python=$PWD/$venv/bin/python
 fi

@@ -15,6 +15,7 @@
 //! - [`data`]: data sets, image folders, augmentation;
 //! - [`train`]: training, run folders, checkpoints;
 //! - [`eval`]: frozen features, embedding, probes, figures;
+//! - [`export`]: a trained feature extractor as an ONNX file (and its weights as safetensors);
 //! - [`experiment`]: the paper's tables and multi-run evaluations;
 //! - [`cli`]: the command line (clap lives only here).
 
@@ -25,6 +26,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod group;
 pub mod invariant;
 pub mod model;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod train;
 pub mod tune;
 
@@ -35,6 +36,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write invariant features of a split or an image folder as .npy.
     Embed(embed::EmbedArgs),
+    /// Write a trained run's feature extractor as an ONNX file (and its
+    /// weights as safetensors), to compute the features without eqae.
+    Export(export::ExportArgs),
     /// Probe frozen features (logistic regression, MLP, kNN, k-means), or
     /// reproduce the paper's tables with --table.
     Eval(eval::EvalArgs),
@@ -51,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Export(args) => export::run(args),
         Command::Tune(args) => tune::run(args),
     }
 }

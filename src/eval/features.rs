@@ -148,6 +148,21 @@ impl FeatureReader {
         self.size
     }
 
+    /// The model, prepared for inference (filter banks expanded).
+    pub fn model(&self) -> &Autoencoder {
+        &self.model
+    }
+
+    /// The head it reads.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Gram pooling's tables, for the Gram head.
+    pub fn gram(&self) -> Option<&GramPooling> {
+        self.gram.as_ref()
+    }
+
     /// The device the images must be on.
     pub fn device(&self) -> &Device {
         &self.device

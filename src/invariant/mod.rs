@@ -117,35 +117,63 @@ impl GramPooling {
             + self.autocorrelation_shifts().len() * m
     }
 
+    /// The blocks of features for V with `m` columns, in output order.
+    pub fn parts(&self, m: usize) -> Vec<GramPart> {
+        let products = self.elements.iter().map(|&h| GramPart::Products {
+            perm: self.group.right_regular_perm(h),
+            kept: self.kept_entries(h, m),
+        });
+        let autocorrelations =
+            self.autocorrelation_shifts()
+                .into_iter()
+                .map(|r| GramPart::Autocorrelation {
+                    perm: self.group.left_regular_perm(r),
+                });
+        products.chain(autocorrelations).collect()
+    }
+
     /// # Shapes
     /// `[B, N, m] -> [B, F]`
     pub fn features(&self, v: Tensor<3>) -> Tensor<2> {
         let [b, n, m] = v.dims();
         let device = v.device();
-        let gather = |perm: Vec<usize>| {
-            let p: Vec<i64> = perm.into_iter().map(|x| x as i64).collect();
-            Tensor::<1, Int>::from_data(TensorData::new(p, [n]), &device)
+        let indices = |idx: &[i64]| {
+            Tensor::<1, Int>::from_data(TensorData::new(idx.to_vec(), [idx.len()]), &device)
         };
+        let gather = |perm: &[usize]| indices(&perm.iter().map(|&x| x as i64).collect::<Vec<_>>());
+        debug_assert_eq!(n, self.group.order());
         let vt = v.clone().swap_dims(1, 2);
-        let mut parts = Vec::new();
-        for &h in &self.elements {
-            // # Shapes: rho(h) V [B, N, m]; V^T rho(h) V [B, m, m] -> [B, m*m] -> [B, kept]
-            let vh = v
-                .clone()
-                .select(1, gather(self.group.right_regular_perm(h)));
-            let q = vt.clone().matmul(vh).reshape([b, m * m]);
-            let keep = self.kept_entries(h, m);
-            let len = keep.len();
-            parts.push(q.select(
-                1,
-                Tensor::<1, Int>::from_data(TensorData::new(keep, [len]), &device),
-            ));
-        }
-        for r in self.autocorrelation_shifts() {
-            // # Shapes: sum_g V[g, i] (lambda(R^j) V)[g, i] -> [B, 1, m] -> [B, m]
-            let vr = v.clone().select(1, gather(self.group.left_regular_perm(r)));
-            parts.push((v.clone() * vr).sum_dim(1).reshape([b, m]));
-        }
-        Tensor::cat(parts, 1)
+        let parts = self.parts(m).into_iter().map(|part| match part {
+            GramPart::Products { perm, kept } => {
+                // # Shapes: rho(h) V [B, N, m]; V^T rho(h) V [B, m, m] -> [B, m*m] -> [B, kept]
+                let vh = v.clone().select(1, gather(&perm));
+                let q = vt.clone().matmul(vh).reshape([b, m * m]);
+                q.select(1, indices(&kept))
+            }
+            GramPart::Autocorrelation { perm } => {
+                // # Shapes: sum_g V[g, i] (lambda(R^j) V)[g, i] -> [B, 1, m] -> [B, m]
+                let vr = v.clone().select(1, gather(&perm));
+                (v.clone() * vr).sum_dim(1).reshape([b, m])
+            }
+        });
+        Tensor::cat(parts.collect(), 1)
     }
+}
+
+/// One block of Gram pooling's features.
+#[derive(Clone, Debug)]
+pub enum GramPart {
+    /// The entries `kept` of `V^T rho(h) V` flattened row-major (`m * m`),
+    /// where `(rho(h) V)[g] = V[perm[g]]`.
+    Products {
+        /// Right-regular permutation of h over the rows `[N]`.
+        perm: Vec<usize>,
+        /// Flat indices `i * m + j` kept.
+        kept: Vec<i64>,
+    },
+    /// `sum_g V[g, i] V[perm[g], i]`, one feature per column.
+    Autocorrelation {
+        /// Left-regular permutation of a rotation over the rows `[N]`.
+        perm: Vec<usize>,
+    },
 }

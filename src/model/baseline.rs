@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use std::f64::consts::SQRT_2;
 
-use crate::nn::{activation, ops, LEAKY_SLOPE};
+use crate::nn::{activation, ops, PlainConv, LEAKY_SLOPE};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
@@ -76,6 +76,31 @@ impl BaselineAutoencoder {
             final_size,
             last_channels: last,
         }
+    }
+
+    /// The encoder as ordinary operations: its convolutions (each "same"
+    /// padded, followed by the activation and 2x2 average pooling), then
+    /// the linear map of the flattened `[C, s, s]` maps to the code.
+    pub fn plain_encoder(&self) -> (Vec<PlainConv>, &Linear) {
+        let convs = self
+            .enc_convs
+            .iter()
+            .map(|conv| {
+                let weight = conv.weight.val();
+                let [co, _, k, _] = weight.dims();
+                let bias = match &conv.bias {
+                    Some(b) => b.val(),
+                    None => Tensor::zeros([co], &weight.device()),
+                };
+                PlainConv {
+                    weight,
+                    bias,
+                    stride: 1,
+                    padding: k / 2,
+                }
+            })
+            .collect();
+        (convs, &self.enc_linear)
     }
 
     /// # Shapes

@@ -121,6 +121,19 @@ impl Branches {
         self.count
     }
 
+    /// The branches' input resampling as sparse taps: source pixel
+    /// `[nb*P*4]` and weight `[1, nb*P*4]` of each (branch, output pixel,
+    /// tap); `None` for C4 and D4 (one branch, the image itself).
+    pub fn input_taps(&self) -> Option<(Tensor<1, Int>, Tensor<2>)> {
+        self.to_branches.clone()
+    }
+
+    /// Row gather `[N]` of [`Branches::merge_rows`]: row `r` of V is row
+    /// `rows[r]` of the branches' rows laid out branch-major.
+    pub fn row_order(&self) -> Tensor<1, Int> {
+        self.rows.clone()
+    }
+
     /// # Shapes
     /// `[B, 1, S, S] -> [B*nb, 1, S, S]` (batch-major, branch minor)
     pub fn split_images(&self, x: Tensor<4>) -> Tensor<4> {

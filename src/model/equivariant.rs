@@ -90,6 +90,21 @@ impl EquivariantAttention {
             .reshape([b, n, m])
     }
 
+    /// The group-linear layer that gives the logits of the weights.
+    pub fn logits_layer(&self) -> &GroupLinear {
+        &self.logits
+    }
+
+    /// Gather table `[N * N]` of [`Self::invariant`], ordered `(t, g)`: `t g`.
+    pub fn invariant_table(&self) -> Tensor<1, Int> {
+        self.gather_inv.clone()
+    }
+
+    /// The compression of Q to the code, if configured.
+    pub fn compression(&self) -> Option<&Linear> {
+        self.compress.as_ref()
+    }
+
     /// Invariant `Q = sum_t w_t lambda(t^-1) V`.
     pub fn invariant(&self, v: Tensor<3>, w: Tensor<2>) -> Tensor<3> {
         Self::mix(v, w, self.gather_inv.clone())
@@ -218,6 +233,11 @@ impl EquivariantAutoencoder {
     pub fn spatial_embed(&self, x: Tensor<4>) -> Tensor<3> {
         self.branches
             .merge_rows(self.encoder.forward(self.branches.split_images(x)))
+    }
+
+    /// The branches (C12/D12) around the grid network.
+    pub fn branches(&self) -> &Branches {
+        &self.branches
     }
 
     /// The grid network's encoder (over H; run on each branch).

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::group::Group;
 use crate::nn::field::Field;
-use crate::nn::{avg_pool2, GroupConv, GroupConvTranspose, LiftingConv};
+use crate::nn::{avg_pool2, GroupConv, GroupConvTranspose, LiftingConv, PlainConv};
 
 /// Shape settings shared by the encoder and decoder.
 #[derive(Clone, Debug)]
@@ -112,6 +112,19 @@ impl GcnnEncoder {
     /// `[B, C * N, s, s] -> [B, L * N, 1, 1]`
     pub fn collapse(&self, h: Tensor<4>) -> Tensor<4> {
         self.collapse.forward(h)
+    }
+
+    /// The encoder as ordinary convolutions: the stages (each followed by
+    /// the activation and 2x2 average pooling), then the collapse (alone).
+    pub fn plain(&self) -> (Vec<PlainConv>, PlainConv) {
+        let mut stages = vec![self.lift.plain()];
+        stages.extend(self.stages.iter().map(GroupConv::plain));
+        (stages, self.collapse.plain())
+    }
+
+    /// Order of the grid group H.
+    pub fn order(&self) -> usize {
+        self.n
     }
 
     /// # Shapes

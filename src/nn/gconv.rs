@@ -124,6 +124,20 @@ fn bias_over_group(bias: Tensor<1>, n: usize) -> Tensor<1> {
     bias.reshape([c, 1]).repeat_dim(1, n).reshape([c * n])
 }
 
+/// An ordinary convolution: what a group convolution is once its filter
+/// bank is expanded (the form the ONNX export writes).
+#[derive(Clone, Debug)]
+pub struct PlainConv {
+    /// Expanded filter bank `[Co * N, Ci * Nin, k, k]` (cross-correlation, as in conv2d).
+    pub weight: Tensor<4>,
+    /// Bias `[Co * N]`.
+    pub bias: Tensor<1>,
+    /// Stride of both axes.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+}
+
 /// Lifting convolution: image channels to feature maps on H (`P4ConvZ2`).
 #[derive(Module, Debug)]
 pub struct LiftingConv {
@@ -178,6 +192,16 @@ impl LiftingConv {
     fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
         let (w, b) = (self.bank.expanded_weight(), self.bank.expanded_bias());
         conv2d(x, w, b, 1, self.padding, activation)
+    }
+
+    /// The layer as an ordinary convolution.
+    pub fn plain(&self) -> PlainConv {
+        PlainConv {
+            weight: self.bank.expanded_weight(),
+            bias: self.bank.expanded_bias(),
+            stride: 1,
+            padding: self.padding,
+        }
     }
 }
 
@@ -256,6 +280,16 @@ impl GroupConv {
     fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
         let (w, b) = (self.bank.expanded_weight(), self.bank.expanded_bias());
         conv2d(x, w, b, self.stride, self.padding, activation)
+    }
+
+    /// The layer as an ordinary convolution.
+    pub fn plain(&self) -> PlainConv {
+        PlainConv {
+            weight: self.bank.expanded_weight(),
+            bias: self.bank.expanded_bias(),
+            stride: self.stride,
+            padding: self.padding,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ pub mod group_linear;
 pub mod ops;
 pub mod transform;
 
-pub use gconv::{GroupConv, GroupConvTranspose, LiftingConv};
+pub use gconv::{GroupConv, GroupConvTranspose, LiftingConv, PlainConv};
 pub use group_linear::GroupLinear;
 
 use burn::tensor::Tensor;
