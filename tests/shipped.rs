@@ -138,3 +138,32 @@ fn shipped_models_pass_check_and_embed_a_folder() {
         assert_eq!(f.nrows(), 3, "{m}");
     }
 }
+
+/// Each shipped `model.onnx` is what `eqae export --head gram` writes for
+/// the shipped weights today, byte for byte (so it cannot go stale).
+#[test]
+fn shipped_onnx_files_are_the_export_of_the_shipped_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in shipped() {
+        let m = model.to_str().unwrap();
+        let out = dir.path().join("model.onnx");
+        common::succeeds(
+            dir.path(),
+            &[
+                "export",
+                "--run",
+                m,
+                "--head",
+                "gram",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let shipped = std::fs::read(model.join("model.onnx"))
+            .unwrap_or_else(|e| panic!("{m}/model.onnx: {e}"));
+        assert!(
+            shipped == std::fs::read(&out).unwrap(),
+            "{m}/model.onnx is not the export of its weights: run `eqae export --run {m} --head gram --out {m}/model.onnx`"
+        );
+    }
+}

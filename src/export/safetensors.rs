@@ -10,12 +10,12 @@ use crate::model::Autoencoder;
 
 /// What the tensors are, by the end of their names.
 pub const TENSORS: &str = "\
-*.bank.weight [Co, Ci, Nin*k*k]: base filter of a group convolution (Nin = 1 for the lifting layer, |H| otherwise); the filter bank is this gathered by *.bank.index [|H|*Nin*k*k] and reshaped to [Co*|H|, Ci*Nin, k, k] (output channel c*|H| + r). \
+Only trained tensors are stored. \
+*.bank.weight [Co, Ci, Nin*k*k]: base filter of a group convolution (Nin = 1 for the lifting layer, |H| otherwise); the filter bank is it gathered by the fixed table of filter_bank_indices (src/nn/filter_bank.rs) and reshaped to [Co*|H|, Ci*Nin, k, k], output channel c*|H| + r (the expanded banks are the Conv weights of the ONNX file). \
 *.bank.bias [Co]: one bias per channel, shared by its |H| copies. \
-*_linear.*.weight [|G|, Ci*Co]: base weight of a group-linear layer, slice a = W[a] stored (c, c'); expanded by *.index [|G|*|G|] (h^-1 g for each (h, g)). \
-*.bias [Co] of a group-linear or transposed layer: shared over the group. \
-attention.compress/expand: plain linear maps [in, out]. \
-branches.*: the fixed bilinear taps and row orders of the C12/D12 branches (not trained). \
+enc_linear.*/dec_linear.*.weight [|G|, Ci*Co]: base weight of a group-linear layer, slice a = W[a] stored (c, c'), out[g] = sum_h W[h^-1 g] V[h]; its bias [Co] is shared over the group. \
+decoder.*.up: transposed group convolutions (bank as above, bias [Co]). \
+attention.logits: a group-linear layer to one column; attention.compress/expand: plain linear maps [in, out]. \
 Baseline: enc_convs.*/dec_convs.* [out, in, k, k], dec_ups.* [in, out, 2, 2], enc_linear/dec_linear [in, out].";
 
 /// The model's tensors as safetensors bytes, with `metadata` beside
