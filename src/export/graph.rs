@@ -139,19 +139,23 @@ impl Graph {
         self.node("Transpose", &[x], vec![ints("perm", perm)])
     }
 
-    /// Sum over `axes`, the axes dropped.
-    pub fn reduce_sum(&mut self, x: &str, axes: &[i64]) -> String {
+    /// Sum over `axes`, reshaped to `[-1, rest...]`. (The reduction keeps
+    /// its axes and a `Reshape` drops them: onnx2torch ignores `keepdims = 0`.)
+    pub fn reduce_sum(&mut self, x: &str, axes: &[i64], rest: &[usize]) -> String {
         let axes = self.int64s("axes", &[axes.len()], axes.to_vec());
-        self.node("ReduceSum", &[x, &axes], vec![int("keepdims", 0)])
+        let sum = self.node("ReduceSum", &[x, &axes], vec![int("keepdims", 1)]);
+        self.reshape(&sum, rest)
     }
 
-    /// Mean over `axes`, the axes dropped (at opset 17 the axes are an attribute).
-    pub fn reduce_mean(&mut self, x: &str, axes: &[i64]) -> String {
-        self.node(
+    /// Mean over `axes`, reshaped to `[-1, rest...]` (at opset 17 the axes
+    /// are an attribute).
+    pub fn reduce_mean(&mut self, x: &str, axes: &[i64], rest: &[usize]) -> String {
+        let mean = self.node(
             "ReduceMean",
             &[x],
-            vec![ints("axes", axes), int("keepdims", 0)],
-        )
+            vec![ints("axes", axes), int("keepdims", 1)],
+        );
+        self.reshape(&mean, rest)
     }
 
     /// Elementwise product (with broadcasting).

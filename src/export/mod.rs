@@ -245,8 +245,7 @@ fn equivariant_embedding(g: &mut Graph, m: &EquivariantAutoencoder) -> String {
         let w = g.floats("branch_weights", &[1, taps], host(&weights));
         let weighted = g.mul(&gathered, &w);
         let per_tap = g.reshape(&weighted, &[nb * p, 4]);
-        let summed = g.reduce_sum(&per_tap, &[2]);
-        x = g.reshape(&summed, &[1, s, s]);
+        x = g.reduce_sum(&per_tap, &[2], &[1, s, s]);
     }
     let h = conv_stages(g, x, &stages);
     let collapsed = g.conv(&h, &collapse);
@@ -299,7 +298,7 @@ fn head(
     Ok(match reader.head() {
         Head::Average => {
             // # Shapes: [B, N, m] -> [B, m]
-            g.reduce_mean(v, &[1]);
+            g.reduce_mean(v, &[1], &[cols]);
             cols
         }
         Head::V => {
@@ -328,7 +327,7 @@ fn head(
                         width += cols;
                         let vr = g.gather(v, perm.iter().map(|&i| i as i64).collect(), 1);
                         let prod = g.mul(v, &vr);
-                        g.reduce_sum(&prod, &[1])
+                        g.reduce_sum(&prod, &[1], &[cols])
                     }
                 });
             }
@@ -348,8 +347,7 @@ fn head(
             let rows = g.reshape(&rows, &[n, n, cols]);
             let w = g.reshape(&w, &[n, 1, 1]);
             let weighted = g.mul(&rows, &w);
-            let q = g.reduce_sum(&weighted, &[1]);
-            let flat = g.reshape(&q, &[n * cols]);
+            let flat = g.reduce_sum(&weighted, &[1], &[n * cols]);
             match (reader.head(), att.compression()) {
                 (Head::Attention, Some(lin)) => {
                     let [k, d] = lin.weight.dims();
