@@ -39,7 +39,7 @@ use std::time::Instant;
 use eqae::eval::probes::knn::unit_rows;
 use eqae::eval::probes::{
     accuracy, kmeans, knn_predict, FittedProbes, KnnProbe, LogisticProbe, LogisticSettings,
-    MlpProbe, MlpSettings, PrincipalAxes, Standardizer,
+    LogisticSpace, MlpProbe, MlpSettings, PrincipalAxes, Standardizer,
 };
 use eqae::experiment::invariance::stratified_subset;
 use ndarray::{Array1, Array2, Axis};
@@ -196,7 +196,11 @@ fn main() {
             let settings = LogisticSettings {
                 l2,
                 max_iterations,
-                whiten,
+                space: if whiten {
+                    LogisticSpace::Whitened
+                } else {
+                    LogisticSpace::Standardised
+                },
             };
             let (acc, seconds) = timed_logistic(settings, (&fit_x, &fit.y), (&val_x, &val.y));
             println!(
@@ -329,7 +333,7 @@ fn main() {
         let before = LogisticSettings {
             l2: 1e-3 / train.y.len() as f64,
             max_iterations: 150,
-            whiten: false,
+            space: LogisticSpace::Standardised,
         };
         let (acc, seconds) = timed_logistic(before, (&tr, &train.y), (&te, &test.y));
         println!(

@@ -3,8 +3,8 @@
 //! whitening.
 
 use eqae::eval::probes::{
-    accuracy, knn_predict, KnnProbe, LogisticProbe, LogisticSettings, PrincipalAxes, Standardizer,
-    Whitener,
+    accuracy, knn_predict, select, KnnProbe, LogisticProbe, LogisticSettings, LogisticSpace,
+    PrincipalAxes, Standardizer, Whitener,
 };
 use linfa::prelude::*;
 use linfa_logistic::MultiLogisticRegression;
@@ -80,7 +80,7 @@ fn the_default_probe_fits_small_and_rank_deficient_training_sets() {
     let probe = LogisticProbe::fit(&x, &y).unwrap();
     assert!(accuracy(&probe.predict(&xt), &yt) > 0.9);
     let plain = LogisticSettings {
-        whiten: false,
+        space: LogisticSpace::Standardised,
         ..LogisticSettings::default()
     };
     let probe = LogisticProbe::fit_with(&x, &y, plain).unwrap();
@@ -152,4 +152,135 @@ fn knn_ties_go_to_the_class_of_the_nearest_row() {
     let y = vec![1, 0, 0, 1];
     let test = ndarray::array![[0.1], [0.9]];
     assert_eq!(knn_predict(&train, &y, &test, 4, 2), vec![1, 0]);
+}
+
+/// Two classes with two kinds of evidence: a weak shift shared by 20
+/// features (what a strong penalty, close to comparing class means, reads
+/// well from few rows), and a small difference of two strongly correlated
+/// features (what only a weak penalty in a whitened space reads, and only
+/// with enough rows to estimate the covariance); plus `noise` columns.
+fn two_kinds_of_evidence(rows: usize, noise: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Array2::zeros((rows, 22 + noise));
+    let y: Vec<usize> = (0..rows).map(|i| i % 2).collect();
+    for (i, &c) in y.iter().enumerate() {
+        let s = if c == 0 { -1.0f32 } else { 1.0 };
+        let z: f32 = rng.gen_range(-1.0..1.0);
+        x[[i, 0]] = z + 0.05 * s + 0.05 * rng.gen_range(-1.0f32..1.0);
+        x[[i, 1]] = z + 0.05 * rng.gen_range(-1.0f32..1.0);
+        for j in 2..22 {
+            x[[i, j]] = 0.12 * s + rng.gen_range(-1.0f32..1.0);
+        }
+        for j in 0..noise {
+            x[[i, 22 + j]] = rng.gen_range(-1.0..1.0);
+        }
+    }
+    (x, y)
+}
+
+/// The logistic probe's settings are chosen for the rows it is given: on
+/// 50 rows a strong penalty, on 5,000 a weak one. The choice is at least as
+/// good as the fixed default on both (and far better on 50 rows, where
+/// whitening 62 features from 50 rows is noise), and no single fixed
+/// setting comes within a point of the chosen ones on both sizes.
+#[test]
+fn cross_validation_chooses_the_logistic_settings_for_the_number_of_rows() {
+    let (test, y_test) = two_kinds_of_evidence(4000, 40, 99);
+    let mut chosen = Vec::new();
+    let mut fixed: Vec<(LogisticSettings, Vec<f64>)> = select::logistic_grid()
+        .into_iter()
+        .chain([LogisticSettings::default()])
+        .map(|s| (s, Vec::new()))
+        .collect();
+    for rows in [50usize, 5000] {
+        let (train, y) = two_kinds_of_evidence(rows, 40, rows as u64);
+        let s = Standardizer::fit(&train);
+        let (tr, te) = (s.apply(&train), s.apply(&test));
+        let best = select::choose_logistic(&tr, &y, 0).unwrap().best;
+        let probe = LogisticProbe::fit_with(&tr, &y, best).unwrap();
+        chosen.push((best, accuracy(&probe.predict(&te), &y_test)));
+        for (settings, scores) in &mut fixed {
+            let probe = LogisticProbe::fit_with(&tr, &y, *settings).unwrap();
+            scores.push(accuracy(&probe.predict(&te), &y_test));
+        }
+    }
+    let (small, large) = (chosen[0], chosen[1]);
+    assert!(
+        small.0.l2 > large.0.l2,
+        "50 rows chose {:?}, 5,000 rows {:?}",
+        small.0,
+        large.0
+    );
+    let default = &fixed.last().unwrap().1;
+    assert!(
+        small.1 > default[0] + 0.05,
+        "50 rows: {} against the default's {}",
+        small.1,
+        default[0]
+    );
+    assert!(
+        large.1 >= default[1] - 0.005,
+        "5,000 rows: {} against the default's {}",
+        large.1,
+        default[1]
+    );
+    for (settings, scores) in &fixed {
+        assert!(
+            scores[0] < small.1 - 0.01 || scores[1] < large.1 - 0.01,
+            "{settings:?} alone does as well as the chosen settings: {scores:?} against {} and {}",
+            small.1,
+            large.1
+        );
+    }
+}
+
+/// The folds partition the training rows (each row held out exactly once,
+/// no other row ever), each class spread evenly over them.
+#[test]
+fn cross_validation_folds_are_a_stratified_partition_of_the_training_rows() {
+    let labels: Vec<usize> = (0..103).map(|i| (i * 7) % 4).collect();
+    let folds = select::stratified_folds(&labels, select::FOLDS, 5);
+    let mut seen: Vec<usize> = folds.iter().flatten().copied().collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..labels.len()).collect::<Vec<_>>());
+    for class in 0..4 {
+        let counts: Vec<usize> = folds
+            .iter()
+            .map(|f| f.iter().filter(|&&r| labels[r] == class).count())
+            .collect();
+        let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(hi - lo <= 1, "class {class}: {counts:?}");
+    }
+}
+
+/// kNN's k is chosen on the training rows: with a quarter of the training
+/// labels flipped, one neighbour copies the noise and many outvote it.
+#[test]
+fn knn_chooses_k_by_cross_validation() {
+    let (train, mut y) = classes(1200, 1.5, 11);
+    let (test, y_test) = classes(1000, 1.5, 12);
+    for (i, label) in y.iter_mut().enumerate() {
+        if i % 4 == 1 {
+            *label = (*label + 1) % 4;
+        }
+    }
+    let (train, test) = (train.mapv(|v| v as f32), test.mapv(|v| v as f32));
+    let s = Standardizer::fit(&train);
+    let (tr, te) = (s.apply(&train), s.apply(&test));
+    let chosen = KnnProbe::fit(&tr, &y, 4).unwrap().with_chosen_k(0);
+    let picked = accuracy(&chosen.predict(&te), &y_test);
+    let each: Vec<f64> = select::K_GRID
+        .iter()
+        .map(|&k| {
+            let probe = KnnProbe::fit(&tr, &y, 4).unwrap().with_k(k);
+            accuracy(&probe.predict(&te), &y_test)
+        })
+        .collect();
+    let best = each.iter().copied().fold(0.0, f64::max);
+    assert!(
+        picked > each[0] + 0.03 && picked >= best - 0.01,
+        "k = {}: {picked}; test accuracy of each k in {:?}: {each:?}",
+        chosen.k(),
+        select::K_GRID
+    );
 }

@@ -24,10 +24,13 @@ pub struct KnnProbe {
     train: Array2<f64>,
     labels: Vec<usize>,
     classes: usize,
+    /// Neighbours that vote.
+    k: usize,
 }
 
 impl KnnProbe {
-    /// Neighbours that vote.
+    /// Neighbours that vote by default (and above
+    /// [`super::select::CV_MAX_ROWS`] training rows).
     pub const K: usize = 5;
 
     /// Fit on standardised training features.
@@ -48,13 +51,32 @@ impl KnnProbe {
             whitener,
             labels: labels.to_vec(),
             classes,
+            k: Self::K,
         }
+    }
+
+    /// The same probe with its k chosen by cross-validation on its own
+    /// training rows ([`super::select::choose_k`]).
+    pub fn with_chosen_k(self, seed: u64) -> Self {
+        let k =
+            super::select::choose_k(&self.train, &self.labels, self.classes, Self::K, seed).best;
+        KnnProbe { k, ..self }
+    }
+
+    /// The same probe with `k` neighbours voting.
+    pub fn with_k(self, k: usize) -> Self {
+        KnnProbe { k, ..self }
+    }
+
+    /// Neighbours that vote.
+    pub fn k(&self) -> usize {
+        self.k
     }
 
     /// Predicted classes of standardised features.
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
         let query = unit_rows(self.whitener.apply(x));
-        knn_predict(&self.train, &self.labels, &query, Self::K, self.classes)
+        knn_predict(&self.train, &self.labels, &query, self.k, self.classes)
     }
 }
 

@@ -17,18 +17,54 @@ pub struct LogisticSettings {
     pub l2: f64,
     /// L-BFGS iterations at most.
     pub max_iterations: u64,
-    /// Whiten the features first ([`Whitener`]).
-    pub whiten: bool,
+    /// The space it fits in.
+    pub space: LogisticSpace,
+}
+
+/// Where the logistic probe fits: the standardised features, or those
+/// whitened along their principal axes ([`super::PrincipalAxes`]), fully
+/// or with the covariance shrunk toward a multiple of the identity
+/// (Ledoit-Wolf; what few rows can estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogisticSpace {
+    /// Standardised features.
+    Standardised,
+    /// Whitened with the shrunk covariance.
+    ShrunkWhitened,
+    /// Whitened with the sample covariance.
+    Whitened,
+}
+
+impl LogisticSpace {
+    /// A short name for reports: `standardised`, `shrunk`, `whitened`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogisticSpace::Standardised => "standardised",
+            LogisticSpace::ShrunkWhitened => "shrunk",
+            LogisticSpace::Whitened => "whitened",
+        }
+    }
+
+    /// The whitening of this space from `axes` (none for standardised).
+    pub fn whitener(self, axes: &super::PrincipalAxes) -> Option<Whitener> {
+        match self {
+            LogisticSpace::Standardised => None,
+            LogisticSpace::ShrunkWhitened => Some(axes.shrunk_whitener()),
+            LogisticSpace::Whitened => Some(axes.whitener()),
+        }
+    }
 }
 
 impl Default for LogisticSettings {
-    /// Chosen on a validation split of the training features (not the test
-    /// set): `benches/probes.rs`, `docs/probes.md`.
+    /// Chosen on a validation split of all training features of the
+    /// full-scale runs (not the test set): `benches/probes.rs`,
+    /// `docs/probes.md`. Used above [`super::select::CV_MAX_ROWS`]
+    /// training rows; fewer get cross-validated settings.
     fn default() -> Self {
         LogisticSettings {
             l2: 2e-3,
             max_iterations: 150,
-            whiten: true,
+            space: LogisticSpace::Whitened,
         }
     }
 }
@@ -52,12 +88,15 @@ impl LogisticProbe {
         y_train: &[usize],
         settings: LogisticSettings,
     ) -> Result<Self> {
-        let whitener = settings.whiten.then(|| Whitener::fit(train)).transpose()?;
+        let whitener = match settings.space {
+            LogisticSpace::Standardised => None,
+            space => space.whitener(&super::PrincipalAxes::fit(train)?),
+        };
         Self::fit_whitened(train, y_train, settings, whitener)
     }
 
     /// Fit on standardised training features with a whitening already
-    /// fitted on them (`None`: none; `settings.whiten` is not read).
+    /// fitted on them (`None`: none; `settings.space` is not read).
     pub fn fit_whitened(
         train: &Array2<f64>,
         y_train: &[usize],

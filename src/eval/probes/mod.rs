@@ -9,11 +9,12 @@ pub mod clustering;
 pub mod knn;
 pub mod logistic;
 pub mod mlp;
+pub mod select;
 pub mod space;
 
 pub use clustering::{cluster_classes, kmeans, kmeans_clusters, matched_accuracy, nmi};
 pub use knn::{knn_predict, KnnProbe};
-pub use logistic::{LogisticProbe, LogisticSettings};
+pub use logistic::{LogisticProbe, LogisticSettings, LogisticSpace};
 pub use mlp::{MlpProbe, MlpSettings};
 pub use space::{standardize, PrincipalAxes, Standardizer, Whitener};
 
@@ -104,6 +105,7 @@ pub struct FittedProbes {
     knn: KnnProbe,
     /// Seconds each fit took.
     fit_seconds: ProbeSeconds,
+    logistic_settings: LogisticSettings,
 }
 
 impl FittedProbes {
@@ -119,12 +121,15 @@ impl FittedProbes {
         // one eigendecomposition for the logistic probe's whitening and kNN's
         let t = Instant::now();
         let axes = PrincipalAxes::fit(&tr)?;
-        let settings = LogisticSettings::default();
-        let whitener = settings.whiten.then(|| axes.whitener());
+        // settings for these rows: cross-validated on them (few rows), or
+        // those validated at full scale (many)
+        let settings = select::choose_logistic(&tr, y_train, seed)?.best;
+        let whitener = settings.space.whitener(&axes);
         let logistic = LogisticProbe::fit_whitened(&tr, y_train, settings, whitener)?;
         let logistic_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let knn = KnnProbe::with_whitener(axes.shrunk_whitener(), &tr, y_train, classes);
+        let knn = KnnProbe::with_whitener(axes.shrunk_whitener(), &tr, y_train, classes)
+            .with_chosen_k(seed);
         let knn_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mlp = MlpProbe::fit(&tr, y_train, classes, seed);
@@ -141,7 +146,18 @@ impl FittedProbes {
             mlp,
             knn,
             fit_seconds,
+            logistic_settings: settings,
         })
+    }
+
+    /// The logistic probe's settings, as chosen for the training rows.
+    pub fn logistic_settings(&self) -> LogisticSettings {
+        self.logistic_settings
+    }
+
+    /// kNN's k, as chosen for the training rows.
+    pub fn knn_k(&self) -> usize {
+        self.knn.k()
     }
 
     /// `x` standardised with the training statistics.

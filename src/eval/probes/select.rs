@@ -1,0 +1,207 @@
+//! Settings chosen for the rows a probe is given: stratified k-fold
+//! cross-validation on those training rows alone (never the test rows).
+//!
+//! Few labels want other settings than many: whitening a 1,072-wide
+//! covariance from 100 rows is mostly noise, and the penalty that is right
+//! for 54,000 rows overfits 100. So the logistic probe's L2 penalty and
+//! whitening, and kNN's k, are chosen per fit on a small grid. Above
+//! [`CV_MAX_ROWS`] rows the settings validated once at full scale
+//! (`docs/probes.md`) are kept: there a grid would cost many full fits
+//! (about 80 s each on 54,000 x 1,072 features on 2 cores), and those
+//! settings were chosen for that size.
+
+use anyhow::Result;
+use ndarray::{Array2, Axis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::accuracy;
+use super::knn::knn_predict;
+use super::logistic::{LogisticProbe, LogisticSettings, LogisticSpace};
+use super::space::PrincipalAxes;
+
+/// Most training rows that get cross-validated settings.
+pub const CV_MAX_ROWS: usize = 12_000;
+
+/// Folds of the cross-validation.
+pub const FOLDS: usize = 3;
+
+/// The L2 penalties per training row tried (strongest first: on a tie the
+/// stronger penalty wins).
+pub const L2_GRID: [f64; 5] = [3e-1, 1e-1, 1e-2, 2e-3, 3e-4];
+
+/// The spaces tried. (Full whitening, the choice for all 54,000 rows, lost
+/// by 10 points to the others at 1,000 rows in every fold tried.)
+pub const SPACES: [LogisticSpace; 2] = [LogisticSpace::ShrunkWhitened, LogisticSpace::Standardised];
+
+/// The k tried for kNN (on a tie the smaller k wins).
+pub const K_GRID: [usize; 6] = [1, 3, 5, 10, 20, 50];
+
+/// The logistic probe's candidates: every penalty of [`L2_GRID`] in
+/// every space of [`SPACES`].
+pub fn logistic_grid() -> Vec<LogisticSettings> {
+    SPACES
+        .into_iter()
+        .flat_map(|space| {
+            L2_GRID.into_iter().map(move |l2| LogisticSettings {
+                l2,
+                space,
+                ..LogisticSettings::default()
+            })
+        })
+        .collect()
+}
+
+/// Stratified folds of `labels`' indices: each class's rows shuffled
+/// (seeded) and dealt round-robin, so every fold holds every class that
+/// has at least `folds` rows.
+pub fn stratified_folds(labels: &[usize], folds: usize, seed: u64) -> Vec<Vec<usize>> {
+    let classes = labels.iter().max().map_or(0, |m| m + 1);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &l) in labels.iter().enumerate() {
+        by_class[l].push(i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = vec![Vec::new(); folds];
+    let mut next = 0;
+    for rows in &mut by_class {
+        rows.shuffle(&mut rng);
+        for &r in rows.iter() {
+            out[next % folds].push(r);
+            next += 1;
+        }
+    }
+    for f in &mut out {
+        f.sort_unstable();
+    }
+    out
+}
+
+/// The rows of `x` and labels at `rows`.
+fn take(x: &Array2<f64>, y: &[usize], rows: &[usize]) -> (Array2<f64>, Vec<usize>) {
+    (
+        x.select(Axis(0), rows),
+        rows.iter().map(|&i| y[i]).collect(),
+    )
+}
+
+/// Each fold as (fit rows, held-out rows).
+fn splits(n: usize, folds: &[Vec<usize>]) -> Vec<(Vec<usize>, Vec<usize>)> {
+    folds
+        .iter()
+        .map(|held| {
+            let mut inside = vec![true; n];
+            for &r in held {
+                inside[r] = false;
+            }
+            let fit: Vec<usize> = (0..n).filter(|&r| inside[r]).collect();
+            (fit, held.clone())
+        })
+        .filter(|(fit, held)| !fit.is_empty() && !held.is_empty())
+        .collect()
+}
+
+/// A choice and what it was chosen from.
+#[derive(Clone, Debug)]
+pub struct Chosen<T> {
+    /// The setting with the best mean held-out accuracy.
+    pub best: T,
+    /// Every candidate with its mean held-out accuracy (empty when the
+    /// default was kept without cross-validation).
+    pub scores: Vec<(T, f64)>,
+}
+
+/// Whether `rows` training rows of `labels` get cross-validated settings:
+/// not too many rows, and at least [`FOLDS`] rows in every class.
+pub fn cross_validates(labels: &[usize]) -> bool {
+    if labels.len() > CV_MAX_ROWS || labels.is_empty() {
+        return false;
+    }
+    let classes = labels.iter().max().map_or(0, |m| m + 1);
+    let mut counts = vec![0usize; classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    counts.iter().all(|&c| c == 0 || c >= FOLDS)
+}
+
+/// The logistic probe's settings for standardised training rows `x`:
+/// the best of [`logistic_grid`] by stratified [`FOLDS`]-fold
+/// cross-validation on `x` alone, or the default above [`CV_MAX_ROWS`].
+pub fn choose_logistic(
+    x: &Array2<f64>,
+    y: &[usize],
+    seed: u64,
+) -> Result<Chosen<LogisticSettings>> {
+    if !cross_validates(y) {
+        return Ok(Chosen {
+            best: LogisticSettings::default(),
+            scores: Vec::new(),
+        });
+    }
+    let grid = logistic_grid();
+    let mut totals = vec![0.0; grid.len()];
+    let folds = splits(y.len(), &stratified_folds(y, FOLDS, seed));
+    for (fit, held) in &folds {
+        let (xf, yf) = take(x, y, fit);
+        let (xh, yh) = take(x, y, held);
+        // one eigendecomposition per fold, shared by the candidates
+        let axes = PrincipalAxes::fit(&xf)?;
+        for (total, settings) in totals.iter_mut().zip(&grid) {
+            let w = settings.space.whitener(&axes);
+            let probe = LogisticProbe::fit_whitened(&xf, &yf, *settings, w)?;
+            *total += accuracy(&probe.predict(&xh), &yh);
+        }
+    }
+    Ok(best_of(grid, totals, folds.len()))
+}
+
+/// kNN's k for rows `x` already in the probe's space (whitened, unit
+/// length): the best of [`K_GRID`] by the same cross-validation, or
+/// `default` above [`CV_MAX_ROWS`].
+pub fn choose_k(
+    x: &Array2<f64>,
+    y: &[usize],
+    classes: usize,
+    default: usize,
+    seed: u64,
+) -> Chosen<usize> {
+    if !cross_validates(y) {
+        return Chosen {
+            best: default,
+            scores: Vec::new(),
+        };
+    }
+    let grid: Vec<usize> = K_GRID.to_vec();
+    let mut totals = vec![0.0; grid.len()];
+    let folds = splits(y.len(), &stratified_folds(y, FOLDS, seed));
+    for (fit, held) in &folds {
+        let (xf, yf) = take(x, y, fit);
+        let (xh, yh) = take(x, y, held);
+        for (total, &k) in totals.iter_mut().zip(&grid) {
+            let k = k.min(yf.len());
+            *total += accuracy(&knn_predict(&xf, &yf, &xh, k, classes), &yh);
+        }
+    }
+    best_of(grid, totals, folds.len())
+}
+
+/// The first candidate with the largest total.
+fn best_of<T: Clone>(grid: Vec<T>, totals: Vec<f64>, folds: usize) -> Chosen<T> {
+    let folds = folds.max(1) as f64;
+    let mut best = 0;
+    for (i, t) in totals.iter().enumerate() {
+        if *t > totals[best] + 1e-12 {
+            best = i;
+        }
+    }
+    Chosen {
+        best: grid[best].clone(),
+        scores: grid
+            .into_iter()
+            .zip(totals)
+            .map(|(g, t)| (g, t / folds))
+            .collect(),
+    }
+}
