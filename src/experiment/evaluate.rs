@@ -455,6 +455,27 @@ pub(crate) fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<S
     write_json(&out.join("studies.json"), studies)?;
     let mut warnings = Vec::new();
     let name = |s: &StudyResult| format!("{} {}", s.config, s.head);
+    // the rows of every draw, for other probes on the same draws
+    // (scripts/compare_probes.py): {"<run> <head>": {"<labels>": [[row, ...], ...]}}
+    let draws: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, &Vec<Vec<usize>>>,
+    > = studies
+        .iter()
+        .map(|s| {
+            let points = s
+                .label_efficiency
+                .iter()
+                .filter(|p| !p.rows.is_empty())
+                .map(|p| (p.labels.to_string(), &p.rows))
+                .collect();
+            (name(s), points)
+        })
+        .filter(|(_, points): &(String, std::collections::BTreeMap<_, _>)| !points.is_empty())
+        .collect();
+    if !draws.is_empty() {
+        write_json(&out.join("label_draws.json"), &draws)?;
+    }
     let mut csv = String::from("run,head,labels,draw,logistic,mlp,knn\n");
     let mut curves = Vec::new();
     for s in studies.iter().filter(|s| !s.label_efficiency.is_empty()) {

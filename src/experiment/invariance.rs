@@ -54,6 +54,10 @@ pub struct LabelPoint {
     pub labels: usize,
     /// One score per draw.
     pub draws: Vec<SupervisedScores>,
+    /// The training rows of each draw (indices into the training split),
+    /// for comparing other probes on the same draws; not kept in reports.
+    #[serde(skip)]
+    pub rows: Vec<Vec<usize>>,
 }
 
 /// Fit the probes on stratified subsets of the training features (with
@@ -75,16 +79,20 @@ pub fn label_efficiency(
     for &size in sizes {
         let full = size >= y_train.len();
         let mut scores = Vec::new();
+        let mut drawn = Vec::new();
         for draw in 0..if full { 1 } else { draws.max(1) } {
             if let (true, Some(known)) = (full, full_scores) {
                 scores.push(known);
                 continue;
             }
-            let rows = if full {
+            let rows: Vec<usize> = if full {
                 (0..y_train.len()).collect()
             } else {
                 stratified_subset(y_train, size, seed.wrapping_add(draw as u64))
             };
+            if !full {
+                drawn.push(rows.clone());
+            }
             let x = f_train.select(ndarray::Axis(0), &rows);
             let y: Vec<usize> = rows.iter().map(|&i| y_train[i]).collect();
             let probes = FittedProbes::fit(&x, &y, classes, seed.wrapping_add(draw as u64))?;
@@ -93,6 +101,7 @@ pub fn label_efficiency(
         points.push(LabelPoint {
             labels: size.min(y_train.len()),
             draws: scores,
+            rows: drawn,
         });
     }
     Ok(points)
