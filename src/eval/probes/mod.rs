@@ -132,7 +132,8 @@ impl FittedProbes {
             .with_chosen_k(seed);
         let knn_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let mlp = MlpProbe::fit(&tr, y_train, classes, seed);
+        let mlp_settings = select::choose_mlp(&tr, y_train, classes, seed).best;
+        let mlp = MlpProbe::fit_with(&tr, y_train, classes, seed, mlp_settings);
         let fit_seconds = ProbeSeconds {
             logistic: logistic_seconds,
             mlp: t.elapsed().as_secs_f64(),

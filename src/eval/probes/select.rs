@@ -4,7 +4,8 @@
 //! Few labels want other settings than many: whitening a 1,072-wide
 //! covariance from 100 rows is mostly noise, and the penalty that is right
 //! for 54,000 rows overfits 100. So the logistic probe's L2 penalty and
-//! whitening, and kNN's k, are chosen per fit on a small grid. Above
+//! whitening, kNN's k, and (up to [`MLP_CV_MAX_ROWS`] rows) the MLP's
+//! batch and weight decay are chosen per fit on a small grid. Above
 //! [`CV_MAX_ROWS`] rows the settings validated once at full scale
 //! (`docs/probes.md`) are kept: there a grid would cost many full fits
 //! (about 80 s each on 54,000 x 1,072 features on 2 cores), and those
@@ -19,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use super::accuracy;
 use super::knn::knn_predict;
 use super::logistic::{LogisticProbe, LogisticSettings, LogisticSpace};
+use super::mlp::{MlpProbe, MlpSettings};
 use super::space::PrincipalAxes;
 
 /// Most training rows that get cross-validated settings.
@@ -199,6 +201,53 @@ pub fn choose_k(
         for (total, &k) in totals.iter_mut().zip(&grid) {
             let k = k.min(yf.len());
             *total += accuracy(&knn_predict(&xf, &yf, &xh, k, classes), &yh);
+        }
+    }
+    best_of(grid, totals, folds.len())
+}
+
+/// Most training rows for which the MLP's settings are cross-validated
+/// (each candidate trains a network per fold; above this the settings
+/// validated at full scale are kept).
+pub const MLP_CV_MAX_ROWS: usize = 2_000;
+
+/// The MLP's candidates for few rows: the full-scale settings, and
+/// batches of 64 (a batch of 512 is one step per epoch on 100 rows) with
+/// weight decays from the full-scale one to strong.
+pub fn mlp_grid() -> Vec<MlpSettings> {
+    let base = MlpSettings::default();
+    let mut grid = vec![base];
+    grid.extend(
+        [1e-4, 1e-2, 1e-1]
+            .into_iter()
+            .map(|weight_decay| MlpSettings {
+                batch: 64,
+                weight_decay,
+                ..base
+            }),
+    );
+    grid
+}
+
+/// The MLP probe's settings for standardised rows `x`: the best of
+/// [`mlp_grid`] by the same cross-validation up to [`MLP_CV_MAX_ROWS`]
+/// rows, the default above.
+pub fn choose_mlp(x: &Array2<f64>, y: &[usize], classes: usize, seed: u64) -> Chosen<MlpSettings> {
+    if y.len() > MLP_CV_MAX_ROWS || !cross_validates(y) {
+        return Chosen {
+            best: MlpSettings::default(),
+            scores: Vec::new(),
+        };
+    }
+    let grid = mlp_grid();
+    let mut totals = vec![0.0; grid.len()];
+    let folds = splits(y.len(), &stratified_folds(y, FOLDS, seed));
+    for (fit, held) in &folds {
+        let (xf, yf) = take(x, y, fit);
+        let (xh, yh) = take(x, y, held);
+        for (total, settings) in totals.iter_mut().zip(&grid) {
+            let probe = MlpProbe::fit_with(&xf, &yf, classes, seed, *settings);
+            *total += accuracy(&probe.predict(&xh), &yh);
         }
     }
     best_of(grid, totals, folds.len())
