@@ -64,9 +64,10 @@ fn variants_train_once_and_feature_settings_reuse_the_base_model() {
     for r in &rows {
         let logistic: f64 = r[7].parse().unwrap();
         assert!((0.0..=1.0).contains(&logistic), "{r:?}");
+        // written with 4 decimals: k/32 is off by at most 0.5e-4 * 32
         let steps = logistic * 32.0;
         assert!(
-            (steps - steps.round()).abs() < 1e-3,
+            (steps - steps.round()).abs() < 2e-3,
             "{r:?}: not scored on 32 images"
         );
     }

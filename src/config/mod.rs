@@ -411,37 +411,122 @@ impl Config {
     }
 
     /// Every key whose value differs between `self` (old) and `other`
-    /// (new), as `section.key: old -> new`, sorted by key.
-    pub fn diff(&self, other: &Config) -> Vec<String> {
-        fn walk(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    /// (new), in the alphabetical order of their written keys.
+    pub fn diff(&self, other: &Config) -> Vec<ConfigChange> {
+        fn walk(path: &[&str], a: &toml::Value, b: &toml::Value, out: &mut Vec<ConfigChange>) {
             match (a, b) {
                 (toml::Value::Table(ta), toml::Value::Table(tb)) => {
                     let keys: std::collections::BTreeSet<&String> =
                         ta.keys().chain(tb.keys()).collect();
                     for k in keys {
-                        let path = if prefix.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{prefix}.{k}")
-                        };
                         let missing = toml::Value::String("(absent)".into());
+                        let mut inner = path.to_vec();
+                        inner.push(k);
                         walk(
-                            &path,
+                            &inner,
                             ta.get(k).unwrap_or(&missing),
                             tb.get(k).unwrap_or(&missing),
                             out,
                         );
                     }
                 }
-                _ if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+                _ if a != b => out.push(ConfigChange::new(path, a, b)),
                 _ => {}
             }
         }
         let value = |c: &Config| toml::Value::try_from(c).expect("config serialises");
         let mut out = Vec::new();
-        walk("", &value(self), &value(other), &mut out);
+        walk(&[], &value(self), &value(other), &mut out);
         out
     }
+}
+
+/// A config section, as [`ConfigChange`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// Top-level keys (`name`).
+    Top,
+    /// `[data]`
+    Data,
+    /// `[model]`
+    Model,
+    /// `[train]`
+    Train,
+    /// `[features]`
+    Features,
+}
+
+/// One key whose value differs between two configs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// Its section.
+    pub section: Section,
+    /// The key within the section.
+    pub key: String,
+    /// The old value, as TOML writes it (`(absent)` where there was none).
+    pub old: String,
+    /// The new value.
+    pub new: String,
+}
+
+impl ConfigChange {
+    fn new(path: &[&str], old: &toml::Value, new: &toml::Value) -> Self {
+        let (section, key) = match path {
+            [only] => (Section::Top, only.to_string()),
+            [section, rest @ ..] => (
+                match *section {
+                    "data" => Section::Data,
+                    "model" => Section::Model,
+                    "train" => Section::Train,
+                    "features" => Section::Features,
+                    _ => Section::Top,
+                },
+                rest.join("."),
+            ),
+            [] => (Section::Top, String::new()),
+        };
+        ConfigChange {
+            section,
+            key,
+            old: old.to_string(),
+            new: new.to_string(),
+        }
+    }
+
+    /// Whether the change can alter what training produces: everything
+    /// but how features are read (`[features]`), the run's name, where the
+    /// data files lie and how many test images are evaluated.
+    pub fn alters_training(&self) -> bool {
+        !matches!(
+            (self.section, self.key.as_str()),
+            (Section::Features, _)
+                | (Section::Top, "name")
+                | (Section::Data, "root" | "test_limit")
+        )
+    }
+}
+
+impl std::fmt::Display for ConfigChange {
+    /// `section.key: old -> new`, as people read it in messages and history.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let section = match self.section {
+            Section::Top => "",
+            Section::Data => "data.",
+            Section::Model => "model.",
+            Section::Train => "train.",
+            Section::Features => "features.",
+        };
+        write!(f, "{section}{}: {} -> {}", self.key, self.old, self.new)
+    }
+}
+
+/// Changes as one line: `a: 1 -> 2, b: x -> y`.
+pub fn changes_text(changes: &[ConfigChange]) -> String {
+    changes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -545,7 +630,7 @@ mod tests {
     fn a_setting_changes_one_key_and_is_validated() {
         let c = Config::default();
         let d = c.with_setting("model.latent=48").unwrap();
-        assert_eq!(c.diff(&d), ["model.latent: 32 -> 48"]);
+        assert_eq!(changes_text(&c.diff(&d)), "model.latent: 32 -> 48");
         let d = c.with_setting("train.schedule = cosine").unwrap();
         assert_eq!(d.train.schedule, Schedule::Cosine);
         let d = c.with_setting("model.channels=[2, 4, 8, 8]").unwrap();
@@ -567,9 +652,32 @@ mod tests {
         let mut b = a.clone();
         b.train.epochs = 9;
         b.model.group_linear = vec![];
+        let changes = a.diff(&b);
         assert_eq!(
-            a.diff(&b),
-            ["model.group_linear: [32] -> []", "train.epochs: 5 -> 9"]
+            changes_text(&changes),
+            "model.group_linear: [32] -> [], train.epochs: 5 -> 9"
+        );
+        assert_eq!(
+            (changes[0].section, changes[0].key.as_str()),
+            (Section::Model, "group_linear")
+        );
+        assert!(changes.iter().all(ConfigChange::alters_training));
+        b.name = "other".into();
+        b.features.gram_band = 3;
+        b.data.test_limit = 7;
+        let ignored: Vec<String> = a
+            .diff(&b)
+            .iter()
+            .filter(|c| !c.alters_training())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                "data.test_limit: 0 -> 7",
+                "features.gram_band: 8 -> 3",
+                "name: \"default\" -> \"other\""
+            ]
         );
         assert!(a.diff(&a).is_empty());
     }

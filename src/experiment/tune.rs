@@ -17,7 +17,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::row_cache::{row_key, RowCache};
-use crate::config::Config;
+use crate::config::{changes_text, Config, ConfigChange, Section};
 use crate::data::{load_splits, Splits};
 use crate::eval::features::{self, Head};
 use crate::eval::probes::{FittedProbes, ProbeScores};
@@ -130,7 +130,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
             .base
             .diff(config)
             .iter()
-            .all(|d| d.starts_with("features."));
+            .all(|d| d.section == Section::Features);
         let slug = if reads_base {
             BASE.to_string()
         } else {
@@ -161,16 +161,16 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
         let model = match &opts.trained {
             Some(dir) => {
                 let saved = run.load_config()?;
-                let changed: Vec<String> = saved
+                let changed: Vec<ConfigChange> = saved
                     .diff(config)
                     .into_iter()
-                    .filter(|d| !d.starts_with("features."))
+                    .filter(|d| d.section != Section::Features)
                     .collect();
                 anyhow::ensure!(
                     changed.is_empty(),
                     "variant {variant}: {} was trained with other settings ({}); only features.* can vary on a trained run",
                     dir.display(),
-                    changed.join(", ")
+                    changes_text(&changed)
                 );
                 run.load_model(&saved, device)?
             }

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{Config, TrainConfig};
+use crate::config::{changes_text, Config, TrainConfig};
 use crate::data::{Dataset, Splits};
 use crate::model::Autoencoder;
 use crate::progress;
@@ -168,7 +168,7 @@ pub fn trained_model(
             bail!(
                 "{} was trained with another config ({}); delete that folder to train it again",
                 run.root.display(),
-                changed.join(", ")
+                changes_text(&changed)
             );
         }
     } else {

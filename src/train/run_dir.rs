@@ -27,7 +27,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ModelConfig};
+use crate::config::{changes_text, Config, ConfigChange, ModelConfig};
 use crate::model::Autoencoder;
 
 /// Header of `metrics.csv`.
@@ -267,7 +267,7 @@ impl RunDir {
                     "{} does not describe the weights in {} ({}): a training or resume was interrupted; finish it with `eqae train --config <config> --resume` (the config it was started with)",
                     self.config().display(),
                     path.display(),
-                    apart.join(", ")
+                    changes_text(&apart)
                 );
             }
         }
@@ -382,18 +382,13 @@ impl RunDir {
     }
 }
 
-/// Keys that do not change what training produces: how features are read
-/// (`[features]`), the run's name, where the data files lie and how many
-/// test images are evaluated.
-const NOT_TRAINING: [&str; 4] = ["features.", "name:", "data.root:", "data.test_limit:"];
-
 /// The differences between the config weights were trained with and
-/// `config` that matter to the weights (all but [`NOT_TRAINING`]).
-pub fn training_differences(trained: &Config, config: &Config) -> Vec<String> {
+/// `config` that matter to the weights ([`ConfigChange::alters_training`]).
+pub fn training_differences(trained: &Config, config: &Config) -> Vec<ConfigChange> {
     trained
         .diff(config)
         .into_iter()
-        .filter(|d| !NOT_TRAINING.iter().any(|k| d.starts_with(k)))
+        .filter(ConfigChange::alters_training)
         .collect()
 }
 
@@ -480,7 +475,7 @@ pub fn load_weights(
             bail!(
                 "{} was trained as another model than the config says ({}); restore the config or train a new run",
                 path.display(),
-                differences.join(", ")
+                changes_text(&differences)
             );
         }
     }

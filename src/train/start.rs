@@ -9,7 +9,7 @@ use burn::tensor::Device;
 
 use super::run_dir::{self, load_weights, RunDir, METRICS_HEADER};
 use super::{log, TrainOptions};
-use crate::config::Config;
+use crate::config::{changes_text, Config, ConfigChange, Section};
 use crate::model::Autoencoder;
 
 /// A training under way: the model, its optimiser, the next epoch, the
@@ -63,16 +63,16 @@ pub(super) fn begin(
     match (opts.resume, run.latest_checkpoint()?) {
         (true, Some((epoch, dir))) => {
             let saved = run.checkpoint_config(&dir)?;
-            let fixed: Vec<String> = saved
+            let fixed: Vec<ConfigChange> = saved
                 .diff(config)
                 .into_iter()
-                .filter(|d| d.starts_with("model.") || d.starts_with("data."))
+                .filter(|d| matches!(d.section, Section::Model | Section::Data))
                 .collect();
             if !fixed.is_empty() {
                 bail!(
                     "--resume: the model or data differs from {} ({}); start a new run name instead",
                     run.config().display(),
-                    fixed.join(", ")
+                    changes_text(&fixed)
                 );
             }
             if epoch >= t.epochs {
@@ -92,7 +92,10 @@ pub(super) fn begin(
             if !changed.is_empty() {
                 // the run continues under the new settings: say so now, and
                 // record it with the first checkpoint trained under them
-                let line = format!("resumed after epoch {epoch} with {}", changed.join(", "));
+                let line = format!(
+                    "resumed after epoch {epoch} with {}",
+                    changes_text(&changed)
+                );
                 log(opts, &line);
                 state.pending_history = Some(line);
             }
@@ -147,17 +150,17 @@ fn finish_trained_run(
     if !run_dir::training_differences(saved, &described).is_empty() {
         described = saved.clone();
     }
-    let features: Vec<String> = described
+    let features: Vec<ConfigChange> = described
         .diff(config)
         .into_iter()
-        .filter(|d| d.starts_with("features."))
+        .filter(|d| d.section == Section::Features)
         .collect();
-    let others: Vec<String> = run_dir::training_differences(saved, config);
+    let others = run_dir::training_differences(saved, config);
     if !features.is_empty() {
         described.features = config.features.clone();
         let line = format!(
             "features changed after epoch {epoch}: {}",
-            features.join(", ")
+            changes_text(&features)
         );
         log(opts, &line);
         append_history(run, &line)?;
@@ -167,7 +170,7 @@ fn finish_trained_run(
             opts,
             &format!(
                 "not applied: the run is already trained for {epoch} epochs, so {} would change no weights; raise train.epochs to train further",
-                others.join(", ")
+                changes_text(&others)
             ),
         );
     }

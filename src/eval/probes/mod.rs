@@ -30,7 +30,7 @@ pub struct ProbeScores {
     pub logistic: f64,
     /// Test accuracy of the small fully connected network.
     pub mlp: f64,
-    /// Test accuracy of k-nearest neighbours ([`KnnProbe`]: k = 5, cosine
+    /// Test accuracy of k-nearest neighbours ([`KnnProbe`]: k chosen for the rows, cosine
     /// in whitened features).
     pub knn: f64,
     /// Accuracy of k-means clusters (k = classes) after Hungarian matching.
@@ -71,7 +71,7 @@ pub struct ProbeSeconds {
     pub logistic: f64,
     /// The small fully connected network.
     pub mlp: f64,
-    /// 5-nearest neighbours.
+    /// k-nearest neighbours.
     pub knn: f64,
     /// k-means with matching and NMI.
     pub kmeans: f64,
@@ -89,7 +89,7 @@ pub struct SupervisedScores {
     pub logistic: f64,
     /// The small fully connected network.
     pub mlp: f64,
-    /// 5-nearest neighbours.
+    /// k-nearest neighbours.
     pub knn: f64,
 }
 
