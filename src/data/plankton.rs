@@ -16,8 +16,9 @@ pub fn load_plankton(root: &Path, size: usize) -> Result<Dataset, DataError> {
         return Err(DataError::Missing {
             what: "plankton train/ folder".into(),
             path: train,
-            hint: "unzip the NDSB 2015 competition's train.zip into data/plankton (see README)"
-                .into(),
+            hint:
+                "unzip the NDSB 2015 competition's train.zip into data/plankton (see docs/data.md)"
+                    .into(),
         });
     }
     let read = std::fs::read_dir(&train).map_err(|error| DataError::Io {
