@@ -21,6 +21,14 @@ pub fn temp_path(path: &Path, ext: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// [`check_writable`] for an output flag whose file must end in `.ext`.
+pub fn check_output(path: &Path, ext: &str, what: &str) -> Result<()> {
+    if path.extension().and_then(|e| e.to_str()) != Some(ext) {
+        anyhow::bail!("{what} {}: the output must end in .{ext}", path.display());
+    }
+    check_writable(path, what)
+}
+
 /// Check, before any long work, that `path` can be written later: its
 /// folder exists (created if needed) and accepts a file, and `path` is not
 /// a folder. The error names the path.

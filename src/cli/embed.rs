@@ -83,12 +83,9 @@ pub struct EmbedArgs {
 
 /// Run `eqae embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
-    if args.out.extension().and_then(|e| e.to_str()) != Some("npy") {
-        bail!("--out {}: the output must end in .npy", args.out.display());
-    }
     // every check before the work: the output can be written, the run and
     // its head exist
-    crate::atomic::check_writable(&args.out, "--out")?;
+    crate::atomic::check_output(&args.out, "npy", "--out")?;
     let device = args.device.select()?;
     let run = RunDir::new(&args.run);
     let config = run.load_config()?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::args::HeadArg;
@@ -33,10 +33,7 @@ pub struct ExportArgs {
 
 /// Run `eqae export`.
 pub fn run(args: ExportArgs) -> Result<()> {
-    if args.out.extension().and_then(|e| e.to_str()) != Some("onnx") {
-        bail!("--out {}: the output must end in .onnx", args.out.display());
-    }
-    crate::atomic::check_writable(&args.out, "--out")?;
+    crate::atomic::check_output(&args.out, "onnx", "--out")?;
     let tensors = args.out.with_extension("safetensors");
     if args.safetensors {
         crate::atomic::check_writable(&tensors, "--safetensors")?;

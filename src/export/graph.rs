@@ -71,27 +71,31 @@ impl Graph {
 
     /// A float32 constant of `shape` (row-major `data`).
     pub fn floats(&mut self, hint: &str, shape: &[usize], data: Vec<f32>) -> String {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "{hint}");
-        let name = self.fresh(hint);
-        self.initializers.push(TensorProto {
-            name: name.clone(),
-            dims: dims(shape),
-            data_type: DataType::FLOAT as i32,
-            raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name
+        let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.constant(hint, shape, (DataType::FLOAT, data.len()), bytes)
     }
 
     /// An int64 constant of `shape`.
     pub fn int64s(&mut self, hint: &str, shape: &[usize], data: Vec<i64>) -> String {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "{hint}");
+        let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.constant(hint, shape, (DataType::INT64, data.len()), bytes)
+    }
+
+    /// A constant of `len` values of type `kind`, little-endian `bytes`.
+    fn constant(
+        &mut self,
+        hint: &str,
+        shape: &[usize],
+        (kind, len): (DataType, usize),
+        bytes: Vec<u8>,
+    ) -> String {
+        assert_eq!(shape.iter().product::<usize>(), len, "{hint}");
         let name = self.fresh(hint);
         self.initializers.push(TensorProto {
             name: name.clone(),
             dims: dims(shape),
-            data_type: DataType::INT64 as i32,
-            raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            data_type: kind as i32,
+            raw_data: bytes,
             ..Default::default()
         });
         name
