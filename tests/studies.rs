@@ -185,10 +185,14 @@ fn control_the_raw_embedding_is_not_invariant() {
         0,
     )
     .unwrap();
-    let knn: Vec<f64> = points.iter().map(|p| p.scores.knn).collect();
-    eprintln!("raw V, kNN by angle: {knn:?}");
-    // V's rows move with the image: the probes see other vectors
-    assert!(knn.iter().any(|&a| a != knn[0]), "{knn:?}");
+    let scores: Vec<[f64; 3]> = points
+        .iter()
+        .map(|p| [p.scores.logistic, p.scores.mlp, p.scores.knn])
+        .collect();
+    eprintln!("raw V, logistic / MLP / kNN by angle: {scores:?}");
+    // V's rows move with the image: the probes see other vectors, and
+    // some probe scores differently at some angle
+    assert!(scores.iter().any(|s| s != &scores[0]), "{scores:?}");
 }
 
 /// Whatever the weights, equivariant attention moves its argmax with the
