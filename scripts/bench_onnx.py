@@ -13,7 +13,7 @@ For each model: `eqae export --head gram`, then rounds that alternate
   whole command: start, loading the model, decoding, the network, writing);
   its fixed cost is measured on 200 of the same images and subtracted, to
   give the network's own rate as well;
-- ONNX Runtime: `session.run` on the same digits already decoded (grey
+- ONNX Runtime: `InferenceSession.run` on the same digits already decoded (grey
   level / 255, centred on the 32x32 canvas), batches of 256 as eqae's.
 Best round of each. Also checks that the two agree on every image.
 """
@@ -49,9 +49,9 @@ def eqae_seconds(eqae, run, images, out, threads):
     return time.perf_counter() - t
 
 
-def ort_seconds(session, x, batch=256):
+def ort_seconds(extractor, x, batch=256):
     t = time.perf_counter()
-    rows = [session.run(["features"], {"images": x[i:i + batch]})[0]
+    rows = [extractor.run(["features"], {"images": x[i:i + batch]})[0]
             for i in range(0, len(x), batch)]
     return time.perf_counter() - t, np.concatenate(rows)
 
@@ -81,14 +81,14 @@ def main():
         options = ort.SessionOptions()
         options.intra_op_num_threads = a.threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        ort_seconds(session, x[:512])  # warm up
+        extractor = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        ort_seconds(extractor, x[:512])  # warm up
         npy = os.path.join(work, name + ".npy")
         eq, fixed, rt = [], [], []
         for _ in range(a.rounds):
             eq.append(eqae_seconds(a.eqae, run, big, npy, a.threads))
             fixed.append(eqae_seconds(a.eqae, run, small, npy + ".small.npy", a.threads))
-            seconds, got = ort_seconds(session, x)
+            seconds, got = ort_seconds(extractor, x)
             rt.append(seconds)
         expected = np.load(npy)
         scale = np.maximum(np.abs(expected).max(axis=1), 1e-12)

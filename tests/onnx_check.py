@@ -26,12 +26,12 @@ def main():
     onnx.checker.check_model(model, full_check=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    extractor = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
     images = np.load(images_path).astype(np.float32)
     expected = np.load(features_path)
 
     def features(x):
-        return session.run(["features"], {"images": np.ascontiguousarray(x)})[0]
+        return extractor.run(["features"], {"images": np.ascontiguousarray(x)})[0]
 
     got = features(images)
     scale = np.maximum(np.abs(expected).max(axis=1), 1e-12)

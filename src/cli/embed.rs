@@ -7,13 +7,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use super::args::{DeviceArgs, HeadArg};
+use super::args::{DeviceArgs, HeadArg, TrainedHead};
 
 use crate::data::folder::{Canvas, FolderSummary};
 use crate::data::load_splits;
 use crate::eval::embed::{embed, EmbedOptions, Source};
-use crate::eval::features::{FeatureReader, Head};
-use crate::train::RunDir;
 
 /// Which split of the run's data set.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -87,14 +85,13 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     // its head exist
     crate::atomic::check_output(&args.out, "npy", "--out")?;
     let device = args.device.select()?;
-    let run = RunDir::new(&args.run);
-    let config = run.load_config()?;
-    let model = run.load_model(&config, &device)?;
-    let head = args
-        .head
-        .map(Head::from)
-        .unwrap_or(Head::defaults(config.model.kind)[0]);
-    let reader = FeatureReader::new(&model, &config, head, &device)?;
+    let TrainedHead {
+        run,
+        config,
+        reader,
+        ..
+    } = TrainedHead::load(&args.run, args.head, &device)?;
+    let head = reader.head();
     let shard = args.shard.unwrap_or((0, 1));
     let (summary, splits);
     let source = match &args.images {

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::HeadArg;
-use crate::eval::features::{FeatureReader, Head};
+use super::args::{HeadArg, TrainedHead};
 use crate::export::{self, Description};
 use crate::train::run_dir::WeightsInfo;
-use crate::train::RunDir;
 
 /// Arguments of `eqae export`.
 #[derive(Args, Debug)]
@@ -40,14 +38,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
     // export is fixed linear algebra on the host: always the CPU
     let device = crate::device::select("cpu")?;
-    let run = RunDir::new(&args.run);
-    let config = run.load_config()?;
-    let model = run.load_model(&config, &device)?;
-    let head = args
-        .head
-        .map(Head::from)
-        .unwrap_or(Head::defaults(config.model.kind)[0]);
-    let reader = FeatureReader::new(&model, &config, head, &device)?;
+    let TrainedHead {
+        run,
+        config,
+        model,
+        reader,
+    } = TrainedHead::load(&args.run, args.head, &device)?;
+    let head = reader.head();
     let about = Description {
         run: config.name.clone(),
         weights_sha256: WeightsInfo::read(&run.model())?.and_then(|i| i.sha256),

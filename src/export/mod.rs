@@ -73,7 +73,7 @@ pub fn onnx_model(
     about: &Description,
 ) -> Result<ModelProto> {
     let mut g = Graph::default();
-    let features = match reader.model() {
+    let width = match reader.model() {
         Autoencoder::Baseline(m) => baseline_code(&mut g, m),
         Autoencoder::Equivariant(m) => {
             let v = equivariant_embedding(&mut g, m);
@@ -82,7 +82,6 @@ pub fn onnx_model(
         }
     };
     g.name_last_output(OUTPUT);
-    let width = features;
     let s = config.data.image_size;
     let graph = GraphProto {
         name: format!("eqae_{}", config.name),
@@ -232,8 +231,6 @@ fn equivariant_embedding(g: &mut Graph, m: &EquivariantAutoencoder) -> String {
     let branches = m.branches();
     let nb = branches.count();
     let (stages, collapse) = m.grid_encoder().plain();
-    let side = stages[0].weight.dims(); // [C0*n, 1, k, k]
-    debug_assert_eq!(side[1], 1);
     let mut x = INPUT.to_string();
     if let Some((sources, weights)) = branches.input_taps() {
         let taps = weights.dims()[1];
