@@ -159,21 +159,22 @@ pub fn choose_logistic(
             scores: Vec::new(),
         });
     }
-    let grid = logistic_grid_for(y.len());
-    let mut totals = vec![0.0; grid.len()];
-    let folds = splits(y.len(), &stratified_folds(y, FOLDS, seed));
-    for (fit, held) in &folds {
-        let (xf, yf) = take(x, y, fit);
-        let (xh, yh) = take(x, y, held);
-        // one eigendecomposition per fold, shared by the candidates
-        let axes = PrincipalAxes::fit(&xf)?;
-        for (total, settings) in totals.iter_mut().zip(&grid) {
-            let w = settings.space.whitener(&axes);
-            let probe = LogisticProbe::fit_whitened(&xf, &yf, *settings, w)?;
-            *total += accuracy(&probe.predict(&xh), &yh);
-        }
-    }
-    Ok(best_of(grid, totals, folds.len()))
+    cross_validate(
+        x,
+        y,
+        logistic_grid_for(y.len()),
+        seed,
+        |(xf, yf), xh, grid| {
+            // one eigendecomposition per fold, shared by the candidates
+            let axes = PrincipalAxes::fit(xf)?;
+            grid.iter()
+                .map(|settings| {
+                    let w = settings.space.whitener(&axes);
+                    Ok(LogisticProbe::fit_whitened(xf, yf, *settings, w)?.predict(xh))
+                })
+                .collect()
+        },
+    )
 }
 
 /// kNN's k for rows `x` already in the probe's space (whitened, unit
@@ -192,18 +193,13 @@ pub fn choose_k(
             scores: Vec::new(),
         };
     }
-    let grid: Vec<usize> = K_GRID.to_vec();
-    let mut totals = vec![0.0; grid.len()];
-    let folds = splits(y.len(), &stratified_folds(y, FOLDS, seed));
-    for (fit, held) in &folds {
-        let (xf, yf) = take(x, y, fit);
-        let (xh, yh) = take(x, y, held);
-        for (total, &k) in totals.iter_mut().zip(&grid) {
-            let k = k.min(yf.len());
-            *total += accuracy(&knn_predict(&xf, &yf, &xh, k, classes), &yh);
-        }
-    }
-    best_of(grid, totals, folds.len())
+    let chosen = cross_validate(x, y, K_GRID.to_vec(), seed, |(xf, yf), xh, grid| {
+        Ok(grid
+            .iter()
+            .map(|&k| knn_predict(xf, yf, xh, k.min(yf.len()), classes))
+            .collect())
+    });
+    chosen.expect("kNN cannot fail")
 }
 
 /// Most training rows for which the MLP's settings are cross-validated
@@ -239,18 +235,36 @@ pub fn choose_mlp(x: &Array2<f64>, y: &[usize], classes: usize, seed: u64) -> Ch
             scores: Vec::new(),
         };
     }
-    let grid = mlp_grid();
+    let chosen = cross_validate(x, y, mlp_grid(), seed, |(xf, yf), xh, grid| {
+        Ok(grid
+            .iter()
+            .map(|settings| MlpProbe::fit_with(xf, yf, classes, seed, *settings).predict(xh))
+            .collect())
+    });
+    chosen.expect("the MLP cannot fail")
+}
+
+/// Stratified [`FOLDS`]-fold cross-validation of the candidates `grid` on
+/// rows `x` with labels `y`: `predict((fit rows, their labels), held-out
+/// rows, grid)` gives each candidate's predicted classes of the held-out
+/// rows; the candidate with the best mean accuracy wins.
+fn cross_validate<T: Clone>(
+    x: &Array2<f64>,
+    y: &[usize],
+    grid: Vec<T>,
+    seed: u64,
+    mut predict: impl FnMut((&Array2<f64>, &[usize]), &Array2<f64>, &[T]) -> Result<Vec<Vec<usize>>>,
+) -> Result<Chosen<T>> {
     let mut totals = vec![0.0; grid.len()];
     let folds = splits(y.len(), &stratified_folds(y, FOLDS, seed));
     for (fit, held) in &folds {
         let (xf, yf) = take(x, y, fit);
         let (xh, yh) = take(x, y, held);
-        for (total, settings) in totals.iter_mut().zip(&grid) {
-            let probe = MlpProbe::fit_with(&xf, &yf, classes, seed, *settings);
-            *total += accuracy(&probe.predict(&xh), &yh);
+        for (total, predicted) in totals.iter_mut().zip(predict((&xf, &yf), &xh, &grid)?) {
+            *total += accuracy(&predicted, &yh);
         }
     }
-    best_of(grid, totals, folds.len())
+    Ok(best_of(grid, totals, folds.len()))
 }
 
 /// The first candidate with the largest total.
