@@ -9,7 +9,7 @@ use clap::Args;
 use super::args::{DeviceArgs, HeadArg, PresetArg};
 
 use crate::eval::features::Head;
-use crate::experiment::evaluate::Studies;
+use crate::experiment::pipeline::Studies;
 use crate::experiment::reproduce::table_markdown;
 use crate::experiment::{evaluate_runs, reproduce, PaperTable, TableOptions};
 

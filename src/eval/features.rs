@@ -34,6 +34,16 @@ pub enum Head {
 }
 
 impl Head {
+    /// Every head.
+    pub const ALL: [Head; 6] = [
+        Head::Code,
+        Head::Average,
+        Head::Gram,
+        Head::Attention,
+        Head::AttentionQ,
+        Head::V,
+    ];
+
     /// Paper-style row name.
     pub fn label(self) -> &'static str {
         match self {
@@ -44,6 +54,11 @@ impl Head {
             Head::AttentionQ => "Equivariant Attention (Q)",
             Head::V => "Equivariant embedding V",
         }
+    }
+
+    /// The head whose [`Head::label`] is `label`.
+    pub fn from_label(label: &str) -> Option<Head> {
+        Head::ALL.into_iter().find(|h| h.label() == label)
     }
 
     /// The name configs and the command line use (`gram`, `average`, ...).

@@ -1,6 +1,7 @@
-//! Experiments above training and evaluation: the paper's tables
-//! ([`tables`]), reproducing them end to end over seeds ([`reproduce`]),
-//! evaluating trained runs as they are ([`evaluate`]), keeping a table's
+//! Experiments above training and evaluation: the one evaluation of a
+//! trained head ([`pipeline`]), the paper's tables ([`tables`]),
+//! reproducing them end to end over seeds ([`reproduce`]), evaluating
+//! trained runs as they are ([`evaluate`]), keeping a table's
 //! evaluated rows so that it resumes ([`row_cache`]), the invariance and
 //! attention studies ([`invariance`], [`pose`]), hyperparameter studies
 //! on the validation split ([`tune`]), and the one report writer the
@@ -8,6 +9,7 @@
 
 pub mod evaluate;
 pub mod invariance;
+pub mod pipeline;
 pub mod pose;
 pub mod report;
 pub mod reproduce;

@@ -7,13 +7,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::pipeline::HeadResult;
+use crate::eval::features::Head;
 use crate::eval::probes::ProbeScores;
 
-/// One evaluated (row, seed).
+/// One evaluated (row, seed). A row is identified by its config and head
+/// ([`RowResult::same_row_and_seed`]); `model` is the head's label as it
+/// was shown when the row was written, for people and other programs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "StoredRow")]
 pub struct RowResult {
     /// Row label, e.g. "Gram Pooling".
     pub model: String,
+    /// The head the features came from.
+    pub head: Head,
     /// Group column.
     pub group: String,
     /// Config stem.
@@ -26,17 +33,82 @@ pub struct RowResult {
     pub scores: ProbeScores,
     /// Paper's logistic-regression accuracy (%), NaN where there is none
     /// (written as `null`).
-    #[serde(deserialize_with = "nan_if_null")]
     pub paper_logistic: f64,
     /// Paper's neural-network accuracy (%), NaN where there is none.
-    #[serde(deserialize_with = "nan_if_null")]
     pub paper_mlp: f64,
 }
 
 impl RowResult {
-    /// The same row of the table (config and head label) and seed.
+    /// The row of `(config, head)` for one seed, from its evaluation, with
+    /// the paper's (logistic, MLP) accuracies (NaN where there are none).
+    pub fn new(
+        (config, head): (&str, Head),
+        group: String,
+        seed: u64,
+        done: &HeadResult,
+        (paper_logistic, paper_mlp): (f64, f64),
+    ) -> Self {
+        Self {
+            model: head.label().into(),
+            head,
+            group,
+            config: config.into(),
+            seed,
+            features: done.features,
+            scores: done.scores.clone(),
+            paper_logistic,
+            paper_mlp,
+        }
+    }
+
+    /// The same row (config and head).
+    pub fn same_row(&self, other: &RowResult) -> bool {
+        self.config == other.config && self.head == other.head
+    }
+
+    /// The same row and seed.
     pub fn same_row_and_seed(&self, other: &RowResult) -> bool {
-        self.config == other.config && self.model == other.model && self.seed == other.seed
+        self.same_row(other) && self.seed == other.seed
+    }
+}
+
+/// A row as a report file holds it: reports written before rows carried
+/// their head have only its label, from which the head is recovered.
+#[derive(Deserialize)]
+struct StoredRow {
+    model: String,
+    head: Option<Head>,
+    group: String,
+    config: String,
+    seed: u64,
+    features: usize,
+    scores: ProbeScores,
+    #[serde(deserialize_with = "nan_if_null")]
+    paper_logistic: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    paper_mlp: f64,
+}
+
+impl TryFrom<StoredRow> for RowResult {
+    type Error = String;
+
+    fn try_from(r: StoredRow) -> Result<Self, String> {
+        let head = match r.head {
+            Some(head) => head,
+            None => Head::from_label(&r.model)
+                .ok_or_else(|| format!("row {:?} of config {}: no such head", r.model, r.config))?,
+        };
+        Ok(Self {
+            model: r.model,
+            head,
+            group: r.group,
+            config: r.config,
+            seed: r.seed,
+            features: r.features,
+            scores: r.scores,
+            paper_logistic: r.paper_logistic,
+            paper_mlp: r.paper_mlp,
+        })
     }
 }
 
@@ -109,15 +181,11 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut seen = Vec::new();
     for r in results {
-        let key = (r.config.clone(), r.model.clone());
-        if seen.contains(&key) {
+        if seen.iter().any(|s: &&RowResult| s.same_row(r)) {
             continue;
         }
-        seen.push(key);
-        let same: Vec<&RowResult> = results
-            .iter()
-            .filter(|x| x.config == r.config && x.model == r.model)
-            .collect();
+        seen.push(r);
+        let same: Vec<&RowResult> = results.iter().filter(|x| x.same_row(r)).collect();
         let stat = |f: &dyn Fn(&RowResult) -> f64, scale: f64, decimals: usize| {
             mean_pm_std(
                 &same.iter().map(|x| f(x) * scale).collect::<Vec<_>>(),
@@ -151,6 +219,7 @@ mod tests {
     fn row(config: &str, seed: u64, logistic: f64) -> RowResult {
         RowResult {
             model: "Gram Pooling".into(),
+            head: Head::Gram,
             group: "D4".into(),
             config: config.into(),
             seed,
@@ -188,5 +257,54 @@ mod tests {
             "{md}"
         );
         assert!(!lines[1].contains('±'), "{md}");
+    }
+
+    /// A report written before rows carried their head still reads: the
+    /// head comes from the label; a label no head has is refused by name.
+    #[test]
+    fn reports_without_heads_still_read() {
+        let mut json = serde_json::to_value(vec![row("d12_gram", 0, 0.95)]).unwrap();
+        json[0].as_object_mut().unwrap().remove("head");
+        let rows: Vec<RowResult> = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(rows[0].head, Head::Gram);
+        assert!(rows[0].same_row_and_seed(&row("d12_gram", 0, 0.5)));
+        assert!(!rows[0].same_row(&row("d4_gram", 0, 0.95)));
+        json[0]["model"] = "Gramm Pooling".into();
+        let err = serde_json::from_value::<Vec<RowResult>>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"Gramm Pooling\"") && err.contains("no such head"),
+            "{err}"
+        );
+    }
+
+    /// The shipped three-seed Table 1 report (written before rows carried
+    /// their head) reads, every row with the head its label names.
+    #[test]
+    fn the_shipped_table_report_reads() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/results/table1_full/table1_full.json"
+        );
+        let rows: Vec<RowResult> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(rows.len(), 27);
+        assert!(rows.iter().all(|r| r.head.label() == r.model));
+        assert_eq!(rows.iter().filter(|r| r.head == Head::Gram).count(), 6);
+    }
+
+    /// A label shown differently does not split a row: rows are matched by
+    /// config and head.
+    #[test]
+    fn rows_are_matched_by_head_not_label() {
+        let mut renamed = row("a", 1, 0.95);
+        renamed.model = "Gram pooling (renamed)".into();
+        let md = markdown("T (x", &[row("a", 0, 0.94), renamed]);
+        assert_eq!(
+            md.lines().filter(|l| l.starts_with("| Gram")).count(),
+            1,
+            "{md}"
+        );
     }
 }

@@ -7,18 +7,15 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 
-use super::evaluate::{
-    confusions_of, run_studies, test_set_pose, write_confusions, write_poses, write_studies,
-    FittedFeatures, Studies,
-};
+use super::evaluate::group_column;
+use super::pipeline::{evaluate_head, Extras, HeadResult, Studies, StudyFiles};
 use super::report::{markdown, write_reports, RowResult};
-use super::row_cache::{row_key, CachedRow, RowCache};
+use super::row_cache::{row_key, stable_key, RowCache};
 use super::tables::{PaperTable, Preset};
 use crate::config::Config;
 use crate::data::{load_splits, Splits};
 use crate::eval::features::Head;
-use crate::eval::probes::FittedProbes;
-use crate::eval::{figures::figures, split_features};
+use crate::eval::figures::figures;
 use crate::model::Autoencoder;
 use crate::train::{trained_model, RunDir};
 
@@ -103,7 +100,8 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     // one's logistic accuracy (the best row is drawn beside the baseline)
     let mut figure_rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)> = Vec::new();
     let mut figure_logistic: Vec<f64> = Vec::new();
-    let mut seed_studies = SeedStudies::default();
+    let mut seed_studies = StudyFiles::new(&opts.out.join(format!("{}_studies", opts.stem())));
+    let no_studies = Studies::default();
     let cache = RowCache::new(&opts.out, &opts.stem());
     for seed in opts.first_seed..opts.seeds {
         // each row config's trained model and run, or None where it is
@@ -126,7 +124,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                     trained.insert(row.config, None);
                     continue;
                 }
-                let key = toml::to_string(&config.data)?;
+                let key = stable_key(&config.data)?;
                 if !data_cache.contains_key(&key) {
                     data_cache.insert(key.clone(), load_splits(&config.data)?);
                 }
@@ -140,16 +138,22 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             let Some((config, model, run)) = &trained[row.config] else {
                 continue;
             };
-            let data = &data_cache[&toml::to_string(&config.data)?];
+            let data = &data_cache[&stable_key(&config.data)?];
+            // seed 0's rows carry the studies asked for, with their
+            // confusion matrices; the attention head its pose
             let with_studies = seed == 0 && opts.studies.any();
-            let name = format!("{}_{}", config.name, row.head.name());
-            let studies = if with_studies {
-                format!("{:?}", opts.studies)
-            } else {
-                String::new()
+            let extras = Extras {
+                studies: if with_studies {
+                    &opts.studies
+                } else {
+                    &no_studies
+                },
+                pose: with_studies && opts.studies.pose && row.head == Head::Attention,
+                confusions: with_studies,
             };
-            let key = row_key(&run.model(), config, row.head, &studies)?;
-            let kept = cache.load::<CachedRow>(&name, &key).and_then(|done| {
+            let name = format!("{}_{}", config.name, row.head.name());
+            let key = row_key(&run.model(), config, row.head, &extras)?;
+            let kept = cache.load::<HeadResult>(&name, &key).and_then(|done| {
                 if seed > 0 {
                     return Some((done, None));
                 }
@@ -166,18 +170,19 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 }
                 None => {
                     let (done, f_test) =
-                        evaluate_row(opts, row.head, (model, config), data, device)?;
+                        evaluate_head((model, config), row.head, data, extras, device, opts.quiet)?;
+                    // seed 0's test features are kept for the figures
+                    let f_test = (seed == 0).then_some(f_test);
                     cache.store(&name, &key, &done, f_test.as_ref())?;
                     (done, f_test)
                 }
             };
             if with_studies {
-                seed_studies.record(opts, &done)?;
+                for w in seed_studies.add(&done)? {
+                    eprintln!("warning: {w}");
+                }
             }
-            let group = row
-                .group
-                .map(|g| g.name().to_uppercase())
-                .unwrap_or_else(|| "-".into());
+            let group = group_column(config);
             if let Some(f_test) = f_test {
                 let suffix = row.group.map(|_| format!(" {group}")).unwrap_or_default();
                 figure_rows.push((
@@ -187,16 +192,13 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 ));
                 figure_logistic.push(done.scores.logistic);
             }
-            let result = RowResult {
-                model: row.head.label().to_string(),
+            let result = RowResult::new(
+                (row.config, row.head),
                 group,
-                config: row.config.to_string(),
                 seed,
-                features: done.features,
-                scores: done.scores,
-                paper_logistic: row.logistic,
-                paper_mlp: row.mlp,
-            };
+                &done,
+                (row.logistic, row.mlp),
+            );
             eprintln!(
                 "table {} seed {seed}: {} {}: {}",
                 opts.table.number(),
@@ -244,7 +246,7 @@ fn row_index(opts: &TableOptions, result: &RowResult) -> Option<usize> {
     opts.table
         .rows()
         .iter()
-        .position(|row| row.config == result.config && row.head.label() == result.model)
+        .position(|row| row.config == result.config && row.head == result.head)
 }
 
 /// The rows of the earlier reports given with --with-rows, each checked to
@@ -304,89 +306,6 @@ fn merged(opts: &TableOptions, earlier: &[RowResult], results: &[RowResult]) -> 
         .collect();
     all.sort_by_key(|r| (row_index(opts, r).unwrap_or(usize::MAX), r.seed));
     all
-}
-
-/// Evaluate one (row, seed): features, probes and, for seed 0 with studies
-/// asked for, the studies; returns the row and, for seed 0, its test
-/// features (for the figures).
-fn evaluate_row(
-    opts: &TableOptions,
-    head: Head,
-    (model, config): (&Autoencoder, &Config),
-    data: &Splits,
-    device: &Device,
-) -> Result<(CachedRow, Option<ndarray::Array2<f32>>)> {
-    let seed = config.train.seed;
-    let (f_train, f_test) = split_features(model, config, head, data, device, opts.quiet)?;
-    let classes = data.train.class_names.len();
-    let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
-    let (scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
-    let mut done = CachedRow {
-        features: f_test.ncols(),
-        scores: scores.clone(),
-        study: None,
-        pose: None,
-        confusions: None,
-    };
-    if seed == 0 && opts.studies.any() {
-        let fitted = FittedFeatures {
-            head,
-            f_train: &f_train,
-            f_test: &f_test,
-            probes: &probes,
-            scores: &scores,
-            clusters: clusters.as_deref(),
-        };
-        done.study = run_studies(
-            model,
-            config,
-            data,
-            &fitted,
-            &opts.studies,
-            device,
-            opts.quiet,
-        )?;
-        if opts.studies.pose && head == Head::Attention {
-            done.pose = Some(test_set_pose(model, config, data, device, opts.quiet)?);
-        }
-        done.confusions = Some(confusions_of(config, &fitted, data)?);
-    }
-    Ok((done, (seed == 0).then_some(f_test)))
-}
-
-/// What the studies of seed 0 found so far, rewritten after every row.
-#[derive(Default)]
-struct SeedStudies {
-    studies: Vec<super::evaluate::StudyResult>,
-    poses: Vec<super::pose::PoseStudy>,
-    confusions: Vec<super::evaluate::Confusions>,
-}
-
-impl SeedStudies {
-    /// Add one row's studies and rewrite their files in
-    /// `<out>/<stem>_studies/`.
-    fn record(&mut self, opts: &TableOptions, done: &CachedRow) -> Result<()> {
-        let out = opts.out.join(format!("{}_studies", opts.stem()));
-        std::fs::create_dir_all(&out)
-            .with_context(|| format!("cannot create {}", out.display()))?;
-        let mut warnings = Vec::new();
-        if let Some(s) = &done.study {
-            self.studies.push(s.clone());
-            warnings.extend(write_studies(&out, &self.studies)?);
-        }
-        if let Some(p) = &done.pose {
-            self.poses.push(p.clone());
-            warnings.extend(write_poses(&out, &self.poses)?);
-        }
-        if let Some(c) = &done.confusions {
-            self.confusions.push(c.clone());
-            warnings.extend(write_confusions(&out, &self.confusions)?);
-        }
-        for w in warnings {
-            eprintln!("warning: {w}");
-        }
-        Ok(())
-    }
 }
 
 /// The table's Markdown for these results.

@@ -9,7 +9,6 @@
 //! else that differs (new weights, another study) makes a new key and the
 //! row is evaluated afresh. Delete the folder to evaluate everything again.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -17,31 +16,14 @@ use ndarray::Array2;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{Confusions, StudyResult};
-use super::pose::PoseStudy;
+use sha2::{Digest, Sha256};
+
 use crate::config::Config;
 use crate::eval::features::Head;
-use crate::eval::probes::ProbeScores;
 
 /// Bump when a probe, study or feature changes what it computes, so that
 /// rows evaluated by an older build are not read back.
-const VERSION: u32 = 1;
-
-/// One evaluated (row, seed) of a table: what the report and the studies
-/// need.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CachedRow {
-    /// Number of features.
-    pub features: usize,
-    /// The probes' test scores.
-    pub scores: ProbeScores,
-    /// Seed 0's label-efficiency and rotation studies, when asked for.
-    pub study: Option<StudyResult>,
-    /// Seed 0's pose study of an attention head, when asked for.
-    pub pose: Option<PoseStudy>,
-    /// Seed 0's confusion matrices, when studies were asked for.
-    pub confusions: Option<Confusions>,
-}
+const VERSION: u32 = 2;
 
 /// A kept value and the key it was computed under.
 #[derive(Serialize, Deserialize)]
@@ -120,30 +102,59 @@ impl RowCache {
     }
 }
 
+/// A key for `value` that is the same in every build and on every
+/// machine: the SHA-256 of its JSON form (serde writes a struct's fields
+/// in declaration order), in hex.
+pub fn stable_key<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    let json = serde_json::to_vec(value)?;
+    Ok(hex(&Sha256::digest(&json)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What one row's evaluation depends on: the trained weights (their bytes),
-/// the config the features are read with, the head, anything else the
-/// caller names (the studies of seed 0, say), and [`VERSION`].
-pub fn row_key(weights: &Path, config: &Config, head: Head, extra: &str) -> Result<String> {
+/// the config the features are read with, the head, what else the caller
+/// evaluates (the [`Extras`](super::pipeline::Extras) of a table row, say),
+/// and [`VERSION`].
+pub fn row_key<E: Serialize>(
+    weights: &Path,
+    config: &Config,
+    head: Head,
+    extras: &E,
+) -> Result<String> {
     let bytes =
         std::fs::read(weights).with_context(|| format!("cannot read {}", weights.display()))?;
-    let mut h = DefaultHasher::new();
-    VERSION.hash(&mut h);
-    bytes.hash(&mut h);
-    toml::to_string(config)?.hash(&mut h);
-    head.name().hash(&mut h);
-    extra.hash(&mut h);
-    Ok(format!("v{VERSION}-{:016x}", h.finish()))
+    #[derive(Serialize)]
+    struct RowInputs<'a, E> {
+        version: u32,
+        weights_sha256: String,
+        config: &'a Config,
+        head: Head,
+        extras: &'a E,
+    }
+    let key = stable_key(&RowInputs {
+        version: VERSION,
+        weights_sha256: hex(&Sha256::digest(&bytes)),
+        config,
+        head,
+        extras,
+    })?;
+    Ok(format!("v{VERSION}-{}", &key[..32]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::probes::ProbeScores;
+    use crate::experiment::pipeline::HeadResult;
 
     #[test]
     fn a_stored_row_comes_back_only_under_its_key() {
         let dir = std::env::temp_dir().join(format!("eqae-row-cache-{}", std::process::id()));
         let cache = RowCache::new(&dir, "table1_quick");
-        let row = CachedRow {
+        let row = HeadResult {
             features: 3,
             scores: ProbeScores {
                 logistic: 0.5,
@@ -161,13 +172,35 @@ mod tests {
         cache
             .store("d4_gram-s0_gram", "k1", &row, Some(&f))
             .unwrap();
-        let back: CachedRow = cache.load("d4_gram-s0_gram", "k1").unwrap();
+        let back: HeadResult = cache.load("d4_gram-s0_gram", "k1").unwrap();
         assert_eq!(back.scores.knn, 0.75);
         assert_eq!(cache.load_features("d4_gram-s0_gram").unwrap(), f);
-        assert!(cache.load::<CachedRow>("d4_gram-s0_gram", "k2").is_none());
+        assert!(cache.load::<HeadResult>("d4_gram-s0_gram", "k2").is_none());
         assert!(cache
-            .load::<CachedRow>("d4_gram-s0_average", "k1")
+            .load::<HeadResult>("d4_gram-s0_average", "k1")
             .is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The key of a typed value is its JSON's SHA-256, pinned here so that
+    /// a change of build, compiler or machine cannot orphan stored rows.
+    #[test]
+    fn keys_are_stable_hashes_of_typed_values() {
+        let studies = crate::experiment::pipeline::Studies {
+            labels: vec![100, 0],
+            draws: 3,
+            rotation_step: Some(15.0),
+            rotation_images: 2000,
+            pose: false,
+        };
+        assert_eq!(
+            stable_key(&studies).unwrap(),
+            "463377317ad6117bfc87566a46b13523d3bd3ec4b40a6449425b1a958d6b8941"
+        );
+        let other = crate::experiment::pipeline::Studies {
+            draws: 5,
+            ..studies.clone()
+        };
+        assert_ne!(stable_key(&other).unwrap(), stable_key(&studies).unwrap());
     }
 }

@@ -186,7 +186,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
         for head in heads {
             // a variant scored before, by an interrupted study, is read back
             let name = format!("{}_{}", variant_slug(variant), head.name());
-            let key = row_key(&run.model(), config, head, "validation")?;
+            let key = row_key(&run.model(), config, head, &"validation")?;
             if let Some(row) = cache.load::<TuneRow>(&name, &key) {
                 eprintln!(
                     "tune {}: {variant} ({}): scored before, read from {}",
