@@ -1,10 +1,11 @@
 //! Choosing the compute device: burn's flex CPU backend by default, burn's
-//! wgpu backend (Vulkan, Metal, DX12) when built with `--features wgpu`.
+//! wgpu backend (Vulkan, Metal, DX12) when built with `--features wgpu`,
+//! and the same backend pinned to Vulkan and SPIR-V with `--features vulkan`.
 
 use anyhow::{bail, Result};
 use burn::tensor::Device;
 
-/// The device named on the command line (`cpu` or `wgpu`).
+/// The device named on the command line (`cpu`, `wgpu` or `vulkan`).
 pub fn select(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
@@ -12,7 +13,11 @@ pub fn select(name: &str) -> Result<Device> {
         "wgpu" | "gpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(not(feature = "wgpu"))]
         "wgpu" | "gpu" => bail!("--device {name}: this binary was built without GPU support; rebuild with `cargo build --release --features wgpu`"),
-        other => bail!("--device {other}: unknown device (expected cpu or wgpu)"),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(not(feature = "vulkan"))]
+        "vulkan" => bail!("--device vulkan: this binary was built without Vulkan support; rebuild with `cargo build --release --features vulkan`"),
+        other => bail!("--device {other}: unknown device (expected cpu, wgpu or vulkan)"),
     }
 }
 

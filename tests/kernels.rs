@@ -94,3 +94,54 @@ fn our_kernels_match_burn_in_loss_and_every_parameter_gradient() {
         }
     }
 }
+
+/// The GPU path (burn's stock operations on wgpu, with the decoders'
+/// upsampling as a matrix product) against our CPU kernels: the same loss
+/// and every parameter's gradient, for the baseline and every group. Runs
+/// in a build with `--features wgpu` (CI: on Mesa's lavapipe).
+#[cfg(feature = "wgpu")]
+#[test]
+fn the_gpu_path_matches_the_cpu_kernels_in_loss_and_every_gradient() {
+    let cpu = Device::flex().autodiff();
+    let gpu = eqae::device::select("wgpu").unwrap().autodiff();
+    cpu.seed(5);
+    let x = Tensor::<4>::random([4, 1, 32, 32], Distribution::Uniform(0.1, 1.0), &cpu);
+    let x_gpu = Tensor::<4>::from_data(x.to_data(), &gpu);
+    for (kind, group) in [
+        (ModelKind::Baseline, GroupKind::D4),
+        (ModelKind::Equivariant, GroupKind::C4),
+        (ModelKind::Equivariant, GroupKind::D4),
+        (ModelKind::Equivariant, GroupKind::C12),
+        (ModelKind::Attention, GroupKind::D12),
+    ] {
+        let config = ModelConfig {
+            kind,
+            group,
+            channels: vec![2, 3, 4],
+            latent: 5,
+            group_linear: vec![6],
+            code: 7,
+            ..ModelConfig::default()
+        };
+        let model = Autoencoder::new(&config, 32, &cpu);
+        let (loss, ours) = loss_and_gradients(&model, &x);
+        let (gpu_loss, theirs) = loss_and_gradients(&model.clone().fork(&gpu), &x_gpu);
+        let case = format!("{kind:?} {group:?}");
+        assert!(
+            (loss - gpu_loss).abs() <= 1e-5 * loss.abs(),
+            "{case}: loss {loss} on the CPU, {gpu_loss} on the GPU"
+        );
+        assert_eq!(ours.len(), theirs.len(), "{case}");
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+            let err = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                err <= 5e-4 * scale,
+                "{case}: parameter {i}: gradient differs by {err} (scale {scale})"
+            );
+        }
+    }
+}

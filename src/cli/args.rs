@@ -25,6 +25,9 @@ pub enum DeviceArg {
     /// burn's wgpu backend (Vulkan, Metal, DX12); needs a build with --features wgpu.
     #[value(alias = "gpu")]
     Wgpu,
+    /// burn's wgpu backend pinned to Vulkan, kernels in SPIR-V (tensor
+    /// cores where the GPU has them); needs a build with --features vulkan.
+    Vulkan,
 }
 
 impl DeviceArg {
@@ -33,6 +36,7 @@ impl DeviceArg {
         match self {
             DeviceArg::Cpu => "cpu",
             DeviceArg::Wgpu => "wgpu",
+            DeviceArg::Vulkan => "vulkan",
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Distribution, Tensor};
 use clap::{Args, ValueEnum};
 
@@ -16,7 +16,8 @@ use crate::config::{ModelConfig, ModelKind};
 use crate::group::GroupKind;
 use crate::model::flops::forward_flops;
 use crate::model::Autoencoder;
-use crate::train::train_step;
+use crate::nn::profile::{self, Profile};
+use crate::train::{objective, train_step};
 
 /// Arguments of `eqae bench`.
 #[derive(Args, Debug)]
@@ -39,6 +40,11 @@ pub struct BenchArgs {
     /// Write one JSON line per model here (appending).
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// After the timing, where the step's time goes: every operation of the
+    /// forward pass replayed alone, forward and backward, the device
+    /// synchronised around each (a table of milliseconds and shares).
+    #[arg(long, conflicts_with = "data")]
+    pub profile: bool,
     /// Instead of models: time loading plus augmentation of this data
     /// set's full training split (from data/).
     #[arg(long, value_enum)]
@@ -192,6 +198,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             cmd.arg("--channels")
                 .args(args.channels.iter().map(|c| c.to_string()));
             cmd.args(["--device", args.device.device.name()]);
+            if args.profile {
+                cmd.arg("--profile");
+            }
             if let Some(j) = &args.json {
                 cmd.arg("--json").arg(j);
             }
@@ -251,6 +260,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let flops = 3.0 * forward_flops(&config, SIZE) * batch as f64;
     let peak = peak_rss_mib().unwrap_or(f64::NAN);
+    let profile = if args.profile {
+        Some(profile_step(&model, &x, &train, steps, per_step)?)
+    } else {
+        None
+    };
     println!(
         "{:<9} {:>9} {:>10.1} {:>9.1} {:>13.1} {:>12.2} {:>9.0}",
         name,
@@ -268,6 +282,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "ms_per_step": per_step * 1e3, "images_per_second": batch as f64 / per_step,
             "gflops": flops / per_step / 1e9, "expand_ms": expand * 1e3, "peak_mib": peak,
             "parameters": model.parameter_count(),
+            "profile": profile,
         });
         // one JSON line per model, appended (several processes add theirs)
         let mut f = std::fs::OpenOptions::new()
@@ -278,5 +293,43 @@ pub fn run(args: BenchArgs) -> Result<()> {
         writeln!(f, "{line}")
             .with_context(|| format!("--json {}: cannot write", path.display()))?;
     }
+    if let Some(profile) = profile {
+        println!(
+            "\n{name}, batch {batch}, {}: one training step by operation",
+            args.device.device.name()
+        );
+        print!("{}", profile.table());
+    }
     Ok(())
+}
+
+/// Where one training step of `model` on `x` goes: the forward pass
+/// recorded once, each distinct operation replayed `reps` times, beside the
+/// measured step (`step_s`) and the measured forward + backward.
+fn profile_step(
+    model: &Autoencoder,
+    x: &Tensor<4>,
+    train: &crate::config::TrainConfig,
+    reps: usize,
+    step_s: f64,
+) -> Result<Profile> {
+    let device = x.device();
+    let forward_backward = || {
+        let objective = objective(model, x.clone(), train.entropy_weight);
+        let _ = GradientsParams::from_grads(objective.loss.backward(), model);
+        let _ = device.sync();
+    };
+    forward_backward();
+    let t = Instant::now();
+    for _ in 0..reps {
+        forward_backward();
+    }
+    let forward_backward_s = t.elapsed().as_secs_f64() / reps as f64;
+    let (_, calls) = profile::record(|| objective(model, x.clone(), train.entropy_weight));
+    Ok(Profile::measure(
+        calls,
+        &device,
+        reps,
+        (step_s * 1e3, forward_backward_s * 1e3),
+    ))
 }

@@ -19,6 +19,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::group::action::bilinear_taps;
 use crate::group::GroupKind;
+use crate::nn::profile;
 
 /// Rotated copies in, interleaved rows out, and the inverse for the decoder.
 ///
@@ -137,41 +138,59 @@ impl Branches {
     /// # Shapes
     /// `[B, 1, S, S] -> [B*nb, 1, S, S]` (batch-major, branch minor)
     pub fn split_images(&self, x: Tensor<4>) -> Tensor<4> {
-        match &self.to_branches {
-            None => x,
-            Some((src, w)) => {
-                let [b, _, s, _] = x.dims();
-                let p = s * s;
-                // # Shapes: [B, P] -gather-> [B, nb*P*4] -weigh, sum taps-> [B, nb*P, 1]
-                x.reshape([b, p])
-                    .select(1, src.clone())
-                    .mul(w.clone())
-                    .reshape([b, self.count * p, 4])
-                    .sum_dim(2)
-                    .reshape([b * self.count, 1, s, s])
-            }
+        let Some((src, w)) = &self.to_branches else {
+            return x;
+        };
+        let count = self.count;
+        let run = move |x: Tensor<4>, src: Tensor<1, Int>, w: Tensor<2>| {
+            let [b, _, s, _] = x.dims();
+            let p = s * s;
+            // # Shapes: [B, P] -gather-> [B, nb*P*4] -weigh, sum taps-> [B, nb*P, 1]
+            x.reshape([b, p])
+                .select(1, src)
+                .mul(w)
+                .reshape([b, count * p, 4])
+                .sum_dim(2)
+                .reshape([b * count, 1, s, s])
+        };
+        if profile::recording() {
+            let (x0, src0, w0) = (profile::input(&x), src.clone(), w.clone());
+            profile::keep(
+                format!("branch rotation in {}", profile::shape(&x.dims())),
+                move |b| profile::finish(run(x0.clone(), src0.clone(), w0.clone()), b),
+            );
         }
+        run(x, src.clone(), w.clone())
     }
 
     /// # Shapes
     /// `[B*nb, 1, S, S] -> [B, 1, S, S]` (undo each branch's transform, average)
     pub fn merge_images(&self, y: Tensor<4>) -> Tensor<4> {
-        match &self.from_branches {
-            None => y,
-            Some((src, w)) => {
-                let [bn, _, s, _] = y.dims();
-                let (b, p) = (bn / self.count, s * s);
-                // # Shapes: [B, nb*P] -gather-> [B, nb*P*4] -> [B, nb, P, 4]
-                //   -sum taps, then branches-> [B, 1, P, 1] -> [B, 1, S, S]
-                y.reshape([b, self.count * p])
-                    .select(1, src.clone())
-                    .mul(w.clone())
-                    .reshape([b, self.count, p, 4])
-                    .sum_dim(3)
-                    .sum_dim(1)
-                    .reshape([b, 1, s, s])
-            }
+        let Some((src, w)) = &self.from_branches else {
+            return y;
+        };
+        let count = self.count;
+        let run = move |y: Tensor<4>, src: Tensor<1, Int>, w: Tensor<2>| {
+            let [bn, _, s, _] = y.dims();
+            let (b, p) = (bn / count, s * s);
+            // # Shapes: [B, nb*P] -gather-> [B, nb*P*4] -> [B, nb, P, 4]
+            //   -sum taps, then branches-> [B, 1, P, 1] -> [B, 1, S, S]
+            y.reshape([b, count * p])
+                .select(1, src)
+                .mul(w)
+                .reshape([b, count, p, 4])
+                .sum_dim(3)
+                .sum_dim(1)
+                .reshape([b, 1, s, s])
+        };
+        if profile::recording() {
+            let (y0, src0, w0) = (profile::input(&y), src.clone(), w.clone());
+            profile::keep(
+                format!("branch rotation back {}", profile::shape(&y.dims())),
+                move |b| profile::finish(run(y0.clone(), src0.clone(), w0.clone()), b),
+            );
         }
+        run(y, src.clone(), w.clone())
     }
 
     /// # Shapes

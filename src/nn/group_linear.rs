@@ -13,6 +13,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::field::Field;
 use super::filter_bank::group_linear_indices;
+use super::profile;
 use crate::group::Group;
 
 /// Equivariant linear map `R^{N x Ci} -> R^{N x Co}`.
@@ -90,10 +91,30 @@ impl GroupLinear {
         let [b, n, ci] = v.dims();
         assert_eq!((n, ci), (self.n, self.c_in), "GroupLinear input shape");
         let bias = self.bias.val().reshape([1, 1, self.c_out]);
+        let co = self.c_out;
         // # Shapes: [B, N*Ci] x [N*Ci, N*Co] -> [B, N*Co] -> [B, N, Co]
-        v.reshape([b, n * ci])
-            .matmul(self.expanded_weight())
-            .reshape([b, n, self.c_out])
-            + bias
+        let run = move |v: Tensor<3>, w: Tensor<2>, bias: Tensor<3>| {
+            v.reshape([b, n * ci]).matmul(w).reshape([b, n, co]) + bias
+        };
+        let w = self.expanded_weight();
+        if profile::recording() {
+            let inputs = (
+                profile::input(&v),
+                profile::input(&w),
+                profile::input(&bias),
+            );
+            profile::keep(
+                format!(
+                    "group linear {} x {}",
+                    profile::shape(&v.dims()),
+                    profile::shape(&w.dims())
+                ),
+                move |r| {
+                    let (v, w, bias) = inputs.clone();
+                    profile::finish(run(v, w, bias), r)
+                },
+            );
+        }
+        run(v, w, bias)
     }
 }

@@ -2,6 +2,7 @@
 //! the operations under them:
 //! - [`gconv`], [`group_linear`]: the layers; [`filter_bank`]: their index tables;
 //! - [`ops`]: the operations the layers call, dispatching by backend;
+//!   [`profile`]: their replays, for the per-operation step profile;
 //! - [`extension`]: the backend-extension interface our kernels implement;
 //!   `autodiff`: its backward, for any backend; [`cpu`]: the CPU kernels;
 //! - [`field`]: how group elements act on each kind of tensor, and the one
@@ -15,6 +16,7 @@ pub mod filter_bank;
 pub mod gconv;
 pub mod group_linear;
 pub mod ops;
+pub mod profile;
 pub mod transform;
 
 pub use gconv::{GroupConv, GroupConvTranspose, LiftingConv, PlainConv};

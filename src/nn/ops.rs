@@ -11,6 +11,7 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Int, Tensor};
 
 use super::extension::SquareConvBackend;
+use super::profile;
 
 thread_local! {
     /// Set by [`with_stock_ops`]: burn's operations even on flex.
@@ -34,6 +35,17 @@ fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
 
 /// Leaky ReLU: `x` where positive, `slope * x` elsewhere.
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
+    if profile::recording() {
+        let x0 = profile::input(&x);
+        profile::keep(
+            format!("leaky ReLU {}", profile::shape(&x.dims())),
+            move |b| profile::finish(leaky_relu_unrecorded(x0.clone(), slope), b),
+        );
+    }
+    leaky_relu_unrecorded(x, slope)
+}
+
+fn leaky_relu_unrecorded<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
     if on_flex(&x) {
         Tensor::from_dispatch(<Dispatch as SquareConvBackend>::leaky_relu_fused(
             x.into_dispatch(),
@@ -49,6 +61,17 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
 /// # Shapes
 /// `[B, C, H, W] -> [B, C, H/2, W/2]` (H, W even)
 pub fn avg_pool2(x: Tensor<4>) -> Tensor<4> {
+    if profile::recording() {
+        let x0 = profile::input(&x);
+        profile::keep(
+            format!("2x2 average pooling {}", profile::shape(&x.dims())),
+            move |b| profile::finish(avg_pool2_unrecorded(x0.clone()), b),
+        );
+    }
+    avg_pool2_unrecorded(x)
+}
+
+fn avg_pool2_unrecorded(x: Tensor<4>) -> Tensor<4> {
     if on_flex(&x) {
         Tensor::from_dispatch(<Dispatch as SquareConvBackend>::avg_pool2_fused(
             x.into_dispatch(),
@@ -64,6 +87,20 @@ pub fn avg_pool2(x: Tensor<4>) -> Tensor<4> {
 /// # Shapes
 /// `weight [Co, Ci, L]`, `index [n * M]` -> `[Co, n, Ci, M]`
 pub fn expand_filters(weight: Tensor<3>, index: Tensor<1, Int>, n: usize) -> Tensor<4> {
+    if profile::recording() {
+        let (w0, i0) = (profile::input(&weight), index.clone());
+        profile::keep(
+            format!(
+                "filter-bank gather {} x {n}",
+                profile::shape(&weight.dims())
+            ),
+            move |b| profile::finish(expand_filters_unrecorded(w0.clone(), i0.clone(), n), b),
+        );
+    }
+    expand_filters_unrecorded(weight, index, n)
+}
+
+fn expand_filters_unrecorded(weight: Tensor<3>, index: Tensor<1, Int>, n: usize) -> Tensor<4> {
     if on_flex(&weight) {
         return Tensor::from_dispatch(<Dispatch as SquareConvBackend>::expand_filters(
             weight.into_dispatch(),
@@ -94,6 +131,51 @@ pub fn conv2d(
     padding: usize,
     activation: Option<f32>,
 ) -> Tensor<4> {
+    if profile::recording() {
+        let inputs = (
+            profile::input(&x),
+            profile::input(&weight),
+            profile::input(&bias),
+        );
+        profile::keep(
+            conv_name("conv2d", &x, &weight, stride, padding, activation),
+            move |b| {
+                let (x, w, bias) = inputs.clone();
+                profile::finish(
+                    conv2d_unrecorded(x, w, bias, stride, padding, activation),
+                    b,
+                )
+            },
+        );
+    }
+    conv2d_unrecorded(x, weight, bias, stride, padding, activation)
+}
+
+/// `conv2d x[..] w[..] s1 p1 +ReLU`: a convolution's profile name.
+fn conv_name(
+    op: &str,
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    stride: usize,
+    padding: usize,
+    activation: Option<f32>,
+) -> String {
+    format!(
+        "{op} x{} w{} s{stride} p{padding}{}",
+        profile::shape(&x.dims()),
+        profile::shape(&weight.dims()),
+        if activation.is_some() { " +act" } else { "" }
+    )
+}
+
+fn conv2d_unrecorded(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+    activation: Option<f32>,
+) -> Tensor<4> {
     if !on_flex(&x) {
         let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
         return stock_activation(burn_conv2d(x, weight, Some(bias), options), activation);
@@ -114,12 +196,69 @@ pub fn conv_transpose2d(
     padding: usize,
     activation: Option<f32>,
 ) -> Tensor<4> {
+    if profile::recording() {
+        let inputs = (
+            profile::input(&x),
+            profile::input(&weight),
+            profile::input(&bias),
+        );
+        profile::keep(
+            conv_name("conv_transpose2d", &x, &weight, stride, padding, activation),
+            move |b| {
+                let (x, w, bias) = inputs.clone();
+                let y = conv_transpose2d_unrecorded(x, w, bias, stride, padding, activation);
+                profile::finish(y, b)
+            },
+        );
+    }
+    conv_transpose2d_unrecorded(x, weight, bias, stride, padding, activation)
+}
+
+fn conv_transpose2d_unrecorded(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+    activation: Option<f32>,
+) -> Tensor<4> {
     if !on_flex(&x) {
-        let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
-        let y = burn_conv_transpose2d(x, weight, Some(bias), options);
+        let k = weight.dims()[2];
+        let y = if stride == k && padding == 0 && weight.dims()[3] == k {
+            conv_transpose_as_matmul(x, weight, bias)
+        } else {
+            let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
+            burn_conv_transpose2d(x, weight, Some(bias), options)
+        };
         return stock_activation(y, activation);
     }
     square_conv(x, weight, bias, stride, padding, true, activation)
+}
+
+/// A transposed convolution whose stride equals its kernel, without
+/// padding (the decoders' upsampling), as one matrix product: every input
+/// pixel writes its own `k x k` block of the output,
+/// `y[b, o, k i + u, k j + v] = sum_c x[b, c, i, j] w[c, o, u, v] + bias[o]`.
+/// Off the CPU this replaces burn's stock transposed convolution, which is
+/// slow on its GPU backends (its input gradient above all); a product and
+/// its two gradient products are what a GPU does best. Exact: the same
+/// sums in another order.
+///
+/// # Shapes
+/// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, kH, kW]`
+pub fn conv_transpose_as_matmul(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let [b, ci, h, w] = x.dims();
+    let [_, co, k, _] = weight.dims();
+    // # Shapes: [B, Ci, H, W] -> [B, H, W, Ci] -> [B*H*W, Ci] x [Ci, Co*k*k]
+    //   -> [B, H, W, Co, k, k] -> [B, Co, H, k, W, k] -> [B, Co, kH, kW]
+    let y = x
+        .permute([0, 2, 3, 1])
+        .reshape([b * h * w, ci])
+        .matmul(weight.reshape([ci, co * k * k]))
+        .reshape([b, h, w, co, k, k])
+        .permute([0, 3, 1, 4, 2, 5])
+        .reshape([b, co, h * k, w * k]);
+    y + bias.reshape([1, co, 1, 1])
 }
 
 fn stock_activation(y: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
@@ -252,6 +391,54 @@ mod tests {
 mod pointwise_tests {
     use super::*;
     use burn::tensor::{Device, Distribution, TensorData};
+
+    /// The GPU path's transposed convolution as a matrix product equals
+    /// burn's transposed convolution in value and in every gradient.
+    #[test]
+    fn transposed_convolution_as_matmul_matches_burn() {
+        let device = Device::flex().autodiff();
+        let normal = Distribution::Normal(0.0, 1.0);
+        for (b, ci, s, co, k) in [(3, 4, 3, 2, 2), (2, 3, 1, 4, 4), (5, 8, 4, 16, 2)] {
+            let x = Tensor::<4>::random([b, ci, s, s], normal, &device);
+            let w = Tensor::<4>::random([ci, co, k, k], normal, &device);
+            let bias = Tensor::<1>::random([co], normal, &device);
+            let run = |matmul: bool| {
+                let (x, w, bias) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    bias.clone().require_grad(),
+                );
+                let y = if matmul {
+                    conv_transpose_as_matmul(x.clone(), w.clone(), bias.clone())
+                } else {
+                    let options = ConvTransposeOptions::new([k; 2], [0; 2], [0, 0], [1, 1], 1);
+                    burn_conv_transpose2d(x.clone(), w.clone(), Some(bias.clone()), options)
+                };
+                let grads = (y.clone() * y.clone().detach().sin()).sum().backward();
+                let g = |t: Tensor<4>| t.grad(&grads).unwrap();
+                (y.detach(), g(x), g(w), bias.grad(&grads).unwrap())
+            };
+            let ((y1, dx1, dw1, db1), (y2, dx2, dw2, db2)) = (run(true), run(false));
+            let case = (b, ci, s, co, k);
+            assert_eq!(y1.dims(), [b, co, k * s, k * s], "{case:?}");
+            assert!(
+                (y1 - y2).abs().max().into_scalar::<f32>() < 1e-5,
+                "{case:?}"
+            );
+            assert!(
+                (dx1 - dx2).abs().max().into_scalar::<f32>() < 1e-4,
+                "{case:?}"
+            );
+            assert!(
+                (dw1 - dw2).abs().max().into_scalar::<f32>() < 1e-4,
+                "{case:?}"
+            );
+            assert!(
+                (db1 - db2).abs().max().into_scalar::<f32>() < 1e-4,
+                "{case:?}"
+            );
+        }
+    }
 
     #[test]
     fn avg_pool2_matches_burn_in_value_and_gradient() {
