@@ -28,9 +28,32 @@ pub struct CheckArgs {
     /// Write the rows as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Invariance over the whole circle: how far each invariant head's
+    /// features move, `|f(R x) - f(x)| / |f(x)|`, when the test images
+    /// turn by every multiple of this many degrees, plain and mirrored
+    /// (mean and worst per angle; angles.csv, angles.json, angles.png).
+    #[arg(long, value_parser = parse_step)]
+    pub angles: Option<f64>,
+    /// With --angles: the first N upright test images.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub angle_images: u32,
+    /// With --angles: the folder for its files (default: the run's folder,
+    /// or `reports/` with --config).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// The compute device.
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// An angle step in (0, 360] degrees.
+fn parse_step(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v > 0.0 && v <= 360.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 360]"))
+    }
 }
 
 /// Run `eqae check`.
@@ -106,8 +129,140 @@ pub fn run(args: CheckArgs) -> Result<()> {
         crate::atomic::write(path, serde_json::to_string_pretty(&rows)?.as_bytes())
             .with_context(|| format!("--json {}", path.display()))?;
     }
+    if let Some(step) = args.angles {
+        let out = match (&args.out, &args.run) {
+            (Some(out), _) => out.clone(),
+            (None, Some(run)) => run.clone(),
+            (None, None) => PathBuf::from("reports"),
+        };
+        let model = Autoencoder::Equivariant(model.clone());
+        angles(
+            &model,
+            &config,
+            step,
+            args.angle_images as usize,
+            &out,
+            &device,
+        )?;
+    }
     if worst_exact > 1e-5 {
         bail!("equivariance broken: error {worst_exact:.2e} > 1e-5 for an exact element");
     }
+    Ok(())
+}
+
+/// `eqae check --angles`: every invariant head's feature change over the
+/// circle, printed and written to `out` (CSV, JSON, a plot over the angle).
+fn angles(
+    model: &Autoencoder,
+    config: &crate::config::Config,
+    step: f64,
+    images: usize,
+    out: &std::path::Path,
+    device: &burn::tensor::Device,
+) -> Result<()> {
+    use crate::eval::features::Head;
+    use crate::experiment::invariance::{feature_change_over_angles, upright_test_set};
+    let csv_path = out.join("angles.csv");
+    crate::atomic::check_writable(&csv_path, "--out")?;
+    let raw = upright_test_set(config)?.take(images);
+    let mirrors = match model {
+        Autoencoder::Equivariant(m) => m.group().group().dihedral,
+        Autoencoder::Baseline(_) => false,
+    };
+    let heads: Vec<Head> = Head::defaults(config.model.kind);
+    let mut csv = String::from("head,degrees,mirrored,mean,worst,exact\n");
+    let mut json = Vec::new();
+    let mut series = Vec::new();
+    for head in heads {
+        let points =
+            feature_change_over_angles(model, config, head, &raw, step, mirrors, device, false)?;
+        println!(
+            "\n{} {}: relative feature change |f(R x) - f(x)| / |f(x)| over {} upright test images",
+            config.name,
+            head.label(),
+            raw.len()
+        );
+        println!(
+            "{:>8} {:>12} {:>12} {:>14} {:>14}",
+            "degrees", "mean", "worst", "mirrored mean", "mirrored worst"
+        );
+        let half = points.len() / 2;
+        for (p, m) in points[..half].iter().zip(&points[half..]) {
+            let mark = |exact: bool| if exact { "*" } else { " " };
+            println!(
+                "{:>8.1} {:>11.2e}{} {:>12.2e} {:>13.2e}{} {:>14.2e}",
+                p.degrees,
+                p.mean,
+                mark(p.exact),
+                p.worst,
+                m.mean,
+                mark(m.exact),
+                m.worst
+            );
+        }
+        let exact = points.iter().filter(|p| p.exact);
+        let off = points.iter().filter(|p| !p.exact);
+        let worst = |it: &mut dyn Iterator<Item = &crate::experiment::invariance::AngleChange>| {
+            it.map(|p| p.worst).fold(0.0, f64::max)
+        };
+        let off_mean: Vec<f64> = off.clone().map(|p| p.mean).collect();
+        println!(
+            "* exact (quarter turns{}): worst {:.2e}; every other angle: mean {:.2e}, worst {:.2e}",
+            if mirrors { " and mirrors" } else { "" },
+            worst(&mut exact.clone()),
+            off_mean.iter().sum::<f64>() / off_mean.len().max(1) as f64,
+            worst(&mut off.clone())
+        );
+        for p in &points {
+            csv += &format!(
+                "{},{},{},{:.6e},{:.6e},{}\n",
+                head.name(),
+                p.degrees,
+                p.mirrored,
+                p.mean,
+                p.worst,
+                p.exact
+            );
+        }
+        for mirrored in [false, true] {
+            let curve = points
+                .iter()
+                .filter(|p| p.mirrored == mirrored)
+                .map(|p| (p.degrees, p.mean))
+                .collect();
+            let suffix = if mirrored {
+                crate::eval::plots::MIRRORED
+            } else {
+                ""
+            };
+            series.push((format!("{}{suffix}", head.label()), curve));
+        }
+        json.push(serde_json::json!({ "head": head.name(), "points": points }));
+    }
+    crate::atomic::write(&csv_path, csv.as_bytes())?;
+    crate::atomic::write(
+        &out.join("angles.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    let png = out.join("angles.png");
+    let title = format!(
+        "{}: mean relative feature change under rotation ({} images)",
+        config.name,
+        raw.len()
+    );
+    if let Err(e) = crate::eval::plots::lines(
+        &title,
+        ("rotation (degrees)", "mean |f(R x) - f(x)| / |f(x)|"),
+        false,
+        &series,
+        &png,
+    ) {
+        eprintln!("warning: no figure {}: {e:#}", png.display());
+    }
+    println!(
+        "\nwrote {}, angles.json and angles.png beside it",
+        csv_path.display()
+    );
     Ok(())
 }

@@ -189,3 +189,104 @@ pub fn rotation_robustness(
     }
     Ok(points)
 }
+
+/// How far one head's features move when the images turn by one angle
+/// (`eqae check --angles`): `|f(T x) - f(x)| / |f(x)|` per image, for `T`
+/// the rotation by `degrees`, after a mirror when `mirrored`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AngleChange {
+    /// Counter-clockwise rotation in degrees.
+    pub degrees: f64,
+    /// Mirrored before the rotation.
+    pub mirrored: bool,
+    /// Mean relative change over the images.
+    pub mean: f64,
+    /// Largest relative change over the images.
+    pub worst: f64,
+    /// Whether the transform moves pixels to pixels and is in the model's
+    /// group, so that the features must not move beyond rounding.
+    pub exact: bool,
+}
+
+/// The relative change of `head`'s features under every rotation by a
+/// multiple of `step_degrees`, plain and mirrored, on `raw` (upright
+/// images as the data set stores them, placed on the run's canvas); the
+/// reference is each image placed upright. `group_mirrors`: whether the
+/// model's group has reflections (a mirror is then exact too).
+#[allow(clippy::too_many_arguments)]
+pub fn feature_change_over_angles(
+    model: &Autoencoder,
+    config: &Config,
+    head: Head,
+    raw: &Dataset,
+    step_degrees: f64,
+    group_mirrors: bool,
+    device: &Device,
+    quiet: bool,
+) -> Result<Vec<AngleChange>> {
+    anyhow::ensure!(
+        step_degrees > 0.0 && step_degrees <= 360.0,
+        "the angle step must be in (0, 360] degrees, got {step_degrees}"
+    );
+    let model = &model.for_inference();
+    let canvas = config.data.image_size;
+    let upright = Draw {
+        degrees: 0.0,
+        mirror: false,
+    };
+    let reference = extract(
+        model,
+        config,
+        head,
+        &transformed(raw, canvas, upright),
+        device,
+        true,
+    )?;
+    let norms: Vec<f64> = reference
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let steps = (360.0 / step_degrees).round() as usize;
+    let bar = crate::progress::bar((2 * steps) as u64, quiet, "angles");
+    let mut out = Vec::new();
+    for mirrored in [false, true] {
+        for k in 0..steps {
+            let degrees = k as f64 * step_degrees;
+            let turned = transformed(
+                raw,
+                canvas,
+                Draw {
+                    degrees,
+                    mirror: mirrored,
+                },
+            );
+            let f = extract(model, config, head, &turned, device, true)?;
+            let changes: Vec<f64> = f
+                .rows()
+                .into_iter()
+                .zip(reference.rows())
+                .zip(&norms)
+                .map(|((a, b), &norm)| {
+                    let d: f64 = a
+                        .iter()
+                        .zip(b)
+                        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+                        .sum();
+                    d.sqrt() / norm.max(1e-30)
+                })
+                .collect();
+            let quarter = (degrees / 90.0 - (degrees / 90.0).round()).abs() < 1e-9;
+            out.push(AngleChange {
+                degrees,
+                mirrored,
+                mean: changes.iter().sum::<f64>() / changes.len().max(1) as f64,
+                worst: changes.iter().copied().fold(0.0, f64::max),
+                exact: quarter && (group_mirrors || !mirrored),
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}

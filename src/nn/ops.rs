@@ -16,6 +16,16 @@ use super::profile;
 thread_local! {
     /// Set by [`with_stock_ops`]: burn's operations even on flex.
     static STOCK_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by [`set_burn_transposed_convolution`]: off the CPU, burn's own
+    /// transposed convolution instead of [`conv_transpose_as_matmul`].
+    static BURN_CONV_TRANSPOSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Off the CPU, use burn's own `conv_transpose2d` for the upsampling on this
+/// thread instead of the matrix product: `eqae bench --burn-upsampling`,
+/// to measure what the replacement saves.
+pub fn set_burn_transposed_convolution(on: bool) {
+    BURN_CONV_TRANSPOSE.set(on);
 }
 
 /// Run `f` with burn's stock operations in place of our CPU kernels on this
@@ -224,7 +234,8 @@ fn conv_transpose2d_unrecorded(
 ) -> Tensor<4> {
     if !on_flex(&x) {
         let k = weight.dims()[2];
-        let y = if stride == k && padding == 0 && weight.dims()[3] == k {
+        let as_matmul = stride == k && padding == 0 && weight.dims()[3] == k;
+        let y = if as_matmul && !BURN_CONV_TRANSPOSE.get() {
             conv_transpose_as_matmul(x, weight, bias)
         } else {
             let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
