@@ -64,14 +64,26 @@ pub enum BenchModel {
     C4,
     /// p4m (D4).
     D4,
+    /// C8.
+    C8,
+    /// D8.
+    D8,
     /// C12.
     C12,
     /// D12.
     D12,
+    /// C16.
+    C16,
+    /// D16.
+    D16,
+    /// C24.
+    C24,
+    /// D24.
+    D24,
 }
 
 impl BenchModel {
-    /// Every model, in the table's order.
+    /// The models timed when none is named: the paper's, in its order.
     const ALL: [BenchModel; 5] = [
         BenchModel::Baseline,
         BenchModel::C4,
@@ -80,15 +92,26 @@ impl BenchModel {
         BenchModel::D12,
     ];
 
+    /// The group of an equivariant model (None for the baseline).
+    fn group(self) -> Option<GroupKind> {
+        Some(match self {
+            BenchModel::Baseline => return None,
+            BenchModel::C4 => GroupKind::C4,
+            BenchModel::D4 => GroupKind::D4,
+            BenchModel::C8 => GroupKind::C8,
+            BenchModel::D8 => GroupKind::D8,
+            BenchModel::C12 => GroupKind::C12,
+            BenchModel::D12 => GroupKind::D12,
+            BenchModel::C16 => GroupKind::C16,
+            BenchModel::D16 => GroupKind::D16,
+            BenchModel::C24 => GroupKind::C24,
+            BenchModel::D24 => GroupKind::D24,
+        })
+    }
+
     /// The name `--model` takes and the table prints.
     fn name(self) -> &'static str {
-        match self {
-            BenchModel::Baseline => "baseline",
-            BenchModel::C4 => "c4",
-            BenchModel::D4 => "d4",
-            BenchModel::C12 => "c12",
-            BenchModel::D12 => "d12",
-        }
+        self.group().map_or("baseline", GroupKind::name)
     }
 }
 
@@ -135,12 +158,9 @@ fn model_config(model: BenchModel, channels: &[u16]) -> Result<ModelConfig> {
         channels: channels.iter().map(|&c| usize::from(c)).collect(),
         ..ModelConfig::default()
     };
-    match model {
-        BenchModel::Baseline => c.kind = ModelKind::Baseline,
-        BenchModel::C4 => c.group = GroupKind::C4,
-        BenchModel::D4 => c.group = GroupKind::D4,
-        BenchModel::C12 => c.group = GroupKind::C12,
-        BenchModel::D12 => c.group = GroupKind::D12,
+    match model.group() {
+        None => c.kind = ModelKind::Baseline,
+        Some(group) => c.group = group,
     }
     let mut whole = crate::config::Config {
         model: c.clone(),

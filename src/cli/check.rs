@@ -114,7 +114,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         let note = if r.exact {
             "exact on the grid"
         } else {
-            "30-degree step: bilinear interpolation"
+            "finer rotation: bilinear interpolation"
         };
         println!(
             "{:<40} {:<8} {:<8} {:>10.2e}  {note}",

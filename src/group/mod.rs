@@ -17,7 +17,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The groups of the paper.
+/// The groups eqae builds networks for: the paper's four (C4, D4, C12,
+/// D12) and the same construction with finer rotations (C8, D8, C16, D16,
+/// C24, D24). Every `C_n`/`D_n` with `n = 4 m` is the p4 (or, for D4, p4m)
+/// network applied to the image turned by `j * 90/m` degrees, `j < m`
+/// (and mirrored, for `D_n` with `n > 4`): see `model::branches`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupKind {
@@ -27,29 +31,75 @@ pub enum GroupKind {
     /// 90-degree rotations and reflections (p4m).
     #[serde(alias = "p4m")]
     D4,
+    /// 45-degree rotations.
+    C8,
+    /// 45-degree rotations and reflections (16 elements).
+    D8,
     /// 30-degree rotations.
     C12,
     /// 30-degree rotations and reflections (24 elements).
     D12,
+    /// 22.5-degree rotations.
+    C16,
+    /// 22.5-degree rotations and reflections (32 elements).
+    D16,
+    /// 15-degree rotations.
+    C24,
+    /// 15-degree rotations and reflections (48 elements).
+    D24,
 }
 
 impl GroupKind {
     /// Every group the project knows, in a fixed order.
-    pub const ALL: [GroupKind; 4] = [GroupKind::C4, GroupKind::D4, GroupKind::C12, GroupKind::D12];
+    pub const ALL: [GroupKind; 10] = [
+        GroupKind::C4,
+        GroupKind::D4,
+        GroupKind::C8,
+        GroupKind::D8,
+        GroupKind::C12,
+        GroupKind::D12,
+        GroupKind::C16,
+        GroupKind::D16,
+        GroupKind::C24,
+        GroupKind::D24,
+    ];
+
+    /// The paper's four groups.
+    pub const PAPER: [GroupKind; 4] =
+        [GroupKind::C4, GroupKind::D4, GroupKind::C12, GroupKind::D12];
+
+    /// Number of rotations n (the group is `C_n` or `D_n`).
+    pub fn rotations(self) -> usize {
+        match self {
+            GroupKind::C4 | GroupKind::D4 => 4,
+            GroupKind::C8 | GroupKind::D8 => 8,
+            GroupKind::C12 | GroupKind::D12 => 12,
+            GroupKind::C16 | GroupKind::D16 => 16,
+            GroupKind::C24 | GroupKind::D24 => 24,
+        }
+    }
+
+    /// Whether the group has reflections (`D_n`).
+    pub fn dihedral(self) -> bool {
+        matches!(
+            self,
+            GroupKind::D4 | GroupKind::D8 | GroupKind::D12 | GroupKind::D16 | GroupKind::D24
+        )
+    }
 
     /// The group itself.
     pub fn group(self) -> Group {
-        match self {
-            GroupKind::C4 => Group::cyclic(4),
-            GroupKind::D4 => Group::dihedral(4),
-            GroupKind::C12 => Group::cyclic(12),
-            GroupKind::D12 => Group::dihedral(12),
+        if self.dihedral() {
+            Group::dihedral(self.rotations())
+        } else {
+            Group::cyclic(self.rotations())
         }
     }
 
     /// The group whose elements act exactly on the pixel grid and that the
-    /// spatial network is built for: C4 for C4/C12, D4 for D4, C4 for D12
-    /// (D12 mirrors the input itself, see `model::branches`).
+    /// spatial network is built for: D4 for D4, C4 for every other group
+    /// (the larger dihedral groups mirror the input themselves, see
+    /// `model::branches`).
     pub fn grid_group(self) -> Group {
         match self {
             GroupKind::D4 => Group::dihedral(4),
@@ -62,8 +112,14 @@ impl GroupKind {
         match self {
             GroupKind::C4 => "c4",
             GroupKind::D4 => "d4",
+            GroupKind::C8 => "c8",
+            GroupKind::D8 => "d8",
             GroupKind::C12 => "c12",
             GroupKind::D12 => "d12",
+            GroupKind::C16 => "c16",
+            GroupKind::D16 => "d16",
+            GroupKind::C24 => "c24",
+            GroupKind::D24 => "d24",
         }
     }
 }
@@ -77,15 +133,22 @@ impl fmt::Display for GroupKind {
 impl FromStr for GroupKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "c4" | "p4" => Ok(GroupKind::C4),
-            "d4" | "p4m" => Ok(GroupKind::D4),
-            "c12" => Ok(GroupKind::C12),
-            "d12" => Ok(GroupKind::D12),
-            other => Err(format!(
-                "unknown group '{other}' (expected one of c4, p4, d4, p4m, c12, d12)"
-            )),
+        let s = s.to_ascii_lowercase();
+        match s.as_str() {
+            "p4" => return Ok(GroupKind::C4),
+            "p4m" => return Ok(GroupKind::D4),
+            _ => {}
         }
+        GroupKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = GroupKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown group '{s}' (expected one of p4, p4m, {})",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -334,7 +397,15 @@ mod tests {
     fn group_names_parse() {
         assert_eq!("p4m".parse::<GroupKind>().unwrap(), GroupKind::D4);
         assert_eq!("D12".parse::<GroupKind>().unwrap(), GroupKind::D12);
+        assert_eq!("d24".parse::<GroupKind>().unwrap(), GroupKind::D24);
+        for kind in GroupKind::ALL {
+            assert_eq!(kind.name().parse::<GroupKind>().unwrap(), kind);
+            assert_eq!(kind.group().n, kind.rotations());
+        }
         let err = "d5".parse::<GroupKind>().unwrap_err();
-        assert!(err.contains("unknown group 'd5'"), "{err}");
+        assert!(
+            err.contains("unknown group 'd5'") && err.contains("d24"),
+            "{err}"
+        );
     }
 }

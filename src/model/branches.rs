@@ -1,14 +1,15 @@
-//! From the grid group's network to C12 and D12 (paper section 2.2):
-//! the same p4 network sees the image rotated by 0, -30 and -60 degrees
-//! (and, for D12, the mirrored image rotated the same way), and the rows of
-//! the results are interleaved so that row `k` belongs to rotation `30 k`.
+//! From the grid group's network to `C_n` and `D_n`, `n = 4 m` (paper
+//! section 2.2, for C12 and D12: m = 3): the same p4 network sees the image
+//! rotated by `0, -a, ..., -(m-1) a` degrees, `a = 90/m` (and, for `D_n`,
+//! the mirrored image rotated the same way), and the rows of the results
+//! are interleaved so that row `k` belongs to rotation `a k`.
 //!
-//! Branch `b = 3 s + i` sees `R(-30 i) M^s x`. Rows:
-//! `V[(k, 0)] = V4_{(i,0)}[j]` with `k = 3j + i`, and
-//! `V[(k, 1)] = V4_{(i,1)}[j]` with `-k = 3j + i (mod 12)`.
+//! Branch `b = m s + i` sees `R(-a i) M^s x`. Rows:
+//! `V[(k, 0)] = V4_{(i,0)}[j]` with `k = m j + i`, and
+//! `V[(k, 1)] = V4_{(i,1)}[j]` with `-k = m j + i (mod n)`.
 //! Reflecting the input swaps the two mirror branches exactly, and a quarter
 //! turn commutes with the bilinear rotations, so every multiple of 90
-//! degrees and every reflection stays exact; 30-degree steps are
+//! degrees and every reflection stays exact; the finer steps are
 //! approximate through the interpolation.
 //!
 //! For C4 and D4 there is one branch and everything here is the identity.
@@ -28,7 +29,7 @@ use crate::nn::profile;
 /// tables built once here), so memory and work grow with `P`, not `P^2`.
 #[derive(Module, Debug)]
 pub struct Branches {
-    /// Number of branches nb (1, 3 or 6).
+    /// Number of branches nb (m, or 2 m for `D_n`, `n > 4`; 1 for D4).
     count: usize,
     /// The branches' input transforms: source pixel `[nb*P*4]` (into P)
     /// and weight `[1, nb*P*4]` of each (branch, output pixel, tap).
@@ -59,23 +60,27 @@ fn taps_tensors(
 impl Branches {
     /// Build the branch tables for `kind` on `size x size` images.
     pub fn new(kind: GroupKind, size: usize, device: &Device) -> Self {
-        let (rotations, mirrors) = match kind {
-            GroupKind::C4 | GroupKind::D4 => (1, 1),
-            GroupKind::C12 => (3, 1),
-            GroupKind::D12 => (3, 2),
+        // m rotations of 90/m degrees each; D4's mirrors are in its grid
+        // group, the larger dihedral groups mirror the input in a branch
+        let rotations = kind.rotations() / 4;
+        let mirrors = if kind.dihedral() && kind != GroupKind::D4 {
+            2
+        } else {
+            1
         };
         let count = rotations * mirrors;
         let n = kind.group().order();
+        let turns = kind.rotations();
         let inner = kind.grid_group().order();
         let mut rows = vec![0i64; n];
         if count == 1 {
             rows = (0..n as i64).collect();
         } else {
             for s in 0..mirrors {
-                for k in 0..12 {
-                    let kk = if s == 0 { k } else { (12 - k) % 12 };
-                    let (j, i) = (kk / 3, kk % 3);
-                    rows[s * 12 + k] = ((s * 3 + i) * inner + j) as i64;
+                for k in 0..turns {
+                    let kk = if s == 0 { k } else { (turns - k) % turns };
+                    let (j, i) = (kk / rotations, kk % rotations);
+                    rows[s * turns + k] = ((s * rotations + i) * inner + j) as i64;
                 }
             }
         }
@@ -92,12 +97,12 @@ impl Branches {
             for s in 0..mirrors {
                 for i in 0..rotations {
                     let b = s * rotations + i;
-                    let deg = 30.0 * i as f64;
-                    // input: mirror (if s), then rotate by -30 i
+                    let deg = 90.0 / rotations as f64 * i as f64;
+                    // input: mirror (if s), then rotate by -deg
                     let (src, w) = bilinear_taps(size, -deg, s == 1);
                     to_src.extend(src.iter().map(|&q| q as i64));
                     to_w.extend(w);
-                    // inverse: M^s R(30 i) = R(+/-30 i) M^s, read from branch b's block
+                    // inverse: M^s R(deg) = R(+/-deg) M^s, read from branch b's block
                     let (src, w) = bilinear_taps(size, if s == 1 { -deg } else { deg }, s == 1);
                     from_src.extend(src.iter().map(|&q| (b * p + q) as i64));
                     from_w.extend(w.iter().map(|w| w / count as f32));
