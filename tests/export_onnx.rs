@@ -98,7 +98,7 @@ fn trained(dir: &Path, name: &str, model: &str) {
 }
 
 /// Every model kind and group, and the heads each offers.
-const MODELS: [(&str, &str, &[&str]); 7] = [
+const MODELS: [(&str, &str, &[&str]); 9] = [
     ("c4", "group = \"c4\"", &["average", "gram", "v"]),
     (
         "d4",
@@ -107,6 +107,8 @@ const MODELS: [(&str, &str, &[&str]); 7] = [
     ),
     ("c12", "group = \"c12\"", &["average", "gram", "v"]),
     ("d12", "group = \"d12\"", &["average", "gram", "v"]),
+    ("c8", "group = \"c8\"", &["gram"]),
+    ("d24", "group = \"d24\"", &["average", "gram"]),
     (
         "d4_attention",
         "group = \"d4\"\nkind = \"attention\"\ncode = 8",
@@ -122,7 +124,7 @@ const MODELS: [(&str, &str, &[&str]); 7] = [
 
 /// Invariant heads of groups that contain D4: exact under every element of D4.
 fn exact_under_d4(name: &str, head: &str) -> bool {
-    (name.starts_with("d4") || name.starts_with("d12"))
+    (name.starts_with("d4") || name.starts_with("d12") || name.starts_with("d24"))
         && matches!(head, "average" | "gram" | "attention" | "attention-q")
 }
 
