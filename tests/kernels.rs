@@ -36,13 +36,15 @@ impl ModuleVisitor for CollectGradients<'_> {
 fn loss_and_gradients(model: &Autoencoder, x: &Tensor<4>) -> (f32, Vec<Vec<f32>>) {
     // the training objective (no attention here: plain reconstruction MSE)
     let loss = objective(model, x.clone(), 0.0).loss;
+    // read before the backward pass, which may reuse the loss's buffer on a GPU
+    let value = loss.clone().into_scalar::<f32>();
     let grads = loss.backward();
     let mut collect = CollectGradients {
         grads: &grads,
         out: Vec::new(),
     };
     model.visit(&mut collect);
-    (loss.into_scalar::<f32>(), collect.out)
+    (value, collect.out)
 }
 
 #[test]
@@ -138,8 +140,10 @@ fn the_gpu_path_matches_the_cpu_kernels_in_loss_and_every_gradient() {
                 .iter()
                 .zip(b)
                 .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            // (an absolute floor for parameters whose gradient is itself
+            // rounding noise, e.g. 1e-10 for an attention bias)
             assert!(
-                err <= 5e-4 * scale,
+                err <= 5e-4 * scale + 1e-8,
                 "{case}: parameter {i}: gradient differs by {err} (scale {scale})"
             );
         }

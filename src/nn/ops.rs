@@ -16,16 +16,6 @@ use super::profile;
 thread_local! {
     /// Set by [`with_stock_ops`]: burn's operations even on flex.
     static STOCK_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Set by [`set_burn_transposed_convolution`]: off the CPU, burn's own
-    /// transposed convolution instead of [`conv_transpose_as_matmul`].
-    static BURN_CONV_TRANSPOSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Off the CPU, use burn's own `conv_transpose2d` for the upsampling on this
-/// thread instead of the matrix product: `eqae bench --burn-upsampling`,
-/// to measure what the replacement saves.
-pub fn set_burn_transposed_convolution(on: bool) {
-    BURN_CONV_TRANSPOSE.set(on);
 }
 
 /// Run `f` with burn's stock operations in place of our CPU kernels on this
@@ -233,43 +223,14 @@ fn conv_transpose2d_unrecorded(
     activation: Option<f32>,
 ) -> Tensor<4> {
     if !on_flex(&x) {
-        let k = weight.dims()[2];
-        let as_matmul = stride == k && padding == 0 && weight.dims()[3] == k;
-        let y = if as_matmul && !BURN_CONV_TRANSPOSE.get() {
-            conv_transpose_as_matmul(x, weight, bias)
-        } else {
-            let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
-            burn_conv_transpose2d(x, weight, Some(bias), options)
-        };
+        // (a matrix product with a gather, which is exact and maps to
+        // what GPUs do best, gave wrong losses in burn's fused wgpu kernels
+        // once the next operation consumed its output: burn's own here)
+        let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
+        let y = burn_conv_transpose2d(x, weight, Some(bias), options);
         return stock_activation(y, activation);
     }
     square_conv(x, weight, bias, stride, padding, true, activation)
-}
-
-/// A transposed convolution whose stride equals its kernel, without
-/// padding (the decoders' upsampling), as one matrix product: every input
-/// pixel writes its own `k x k` block of the output,
-/// `y[b, o, k i + u, k j + v] = sum_c x[b, c, i, j] w[c, o, u, v] + bias[o]`.
-/// Off the CPU this replaces burn's stock transposed convolution, which is
-/// slow on its GPU backends (its input gradient above all); a product and
-/// its two gradient products are what a GPU does best. Exact: the same
-/// sums in another order.
-///
-/// # Shapes
-/// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, kH, kW]`
-pub fn conv_transpose_as_matmul(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    let [b, ci, h, w] = x.dims();
-    let [_, co, k, _] = weight.dims();
-    // # Shapes: [B, Ci, H, W] -> [B, H, W, Ci] -> [B*H*W, Ci] x [Ci, Co*k*k]
-    //   -> [B, H, W, Co, k, k] -> [B, Co, H, k, W, k] -> [B, Co, kH, kW]
-    let y = x
-        .permute([0, 2, 3, 1])
-        .reshape([b * h * w, ci])
-        .matmul(weight.reshape([ci, co * k * k]))
-        .reshape([b, h, w, co, k, k])
-        .permute([0, 3, 1, 4, 2, 5])
-        .reshape([b, co, h * k, w * k]);
-    y + bias.reshape([1, co, 1, 1])
 }
 
 fn stock_activation(y: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
@@ -402,54 +363,6 @@ mod tests {
 mod pointwise_tests {
     use super::*;
     use burn::tensor::{Device, Distribution, TensorData};
-
-    /// The GPU path's transposed convolution as a matrix product equals
-    /// burn's transposed convolution in value and in every gradient.
-    #[test]
-    fn transposed_convolution_as_matmul_matches_burn() {
-        let device = Device::flex().autodiff();
-        let normal = Distribution::Normal(0.0, 1.0);
-        for (b, ci, s, co, k) in [(3, 4, 3, 2, 2), (2, 3, 1, 4, 4), (5, 8, 4, 16, 2)] {
-            let x = Tensor::<4>::random([b, ci, s, s], normal, &device);
-            let w = Tensor::<4>::random([ci, co, k, k], normal, &device);
-            let bias = Tensor::<1>::random([co], normal, &device);
-            let run = |matmul: bool| {
-                let (x, w, bias) = (
-                    x.clone().require_grad(),
-                    w.clone().require_grad(),
-                    bias.clone().require_grad(),
-                );
-                let y = if matmul {
-                    conv_transpose_as_matmul(x.clone(), w.clone(), bias.clone())
-                } else {
-                    let options = ConvTransposeOptions::new([k; 2], [0; 2], [0, 0], [1, 1], 1);
-                    burn_conv_transpose2d(x.clone(), w.clone(), Some(bias.clone()), options)
-                };
-                let grads = (y.clone() * y.clone().detach().sin()).sum().backward();
-                let g = |t: Tensor<4>| t.grad(&grads).unwrap();
-                (y.detach(), g(x), g(w), bias.grad(&grads).unwrap())
-            };
-            let ((y1, dx1, dw1, db1), (y2, dx2, dw2, db2)) = (run(true), run(false));
-            let case = (b, ci, s, co, k);
-            assert_eq!(y1.dims(), [b, co, k * s, k * s], "{case:?}");
-            assert!(
-                (y1 - y2).abs().max().into_scalar::<f32>() < 1e-5,
-                "{case:?}"
-            );
-            assert!(
-                (dx1 - dx2).abs().max().into_scalar::<f32>() < 1e-4,
-                "{case:?}"
-            );
-            assert!(
-                (dw1 - dw2).abs().max().into_scalar::<f32>() < 1e-4,
-                "{case:?}"
-            );
-            assert!(
-                (db1 - db2).abs().max().into_scalar::<f32>() < 1e-4,
-                "{case:?}"
-            );
-        }
-    }
 
     #[test]
     fn avg_pool2_matches_burn_in_value_and_gradient() {
