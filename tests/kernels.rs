@@ -47,6 +47,39 @@ fn loss_and_gradients(model: &Autoencoder, x: &Tensor<4>) -> (f32, Vec<Vec<f32>>
     (value, collect.out)
 }
 
+/// The same loss (to 1e-5 of it) and every parameter's gradient within
+/// 5e-4 of the reference gradient's largest entry, plus `floor` (for
+/// parameters whose gradient is itself rounding noise).
+fn assert_same_step(
+    case: &str,
+    reference: &(f32, Vec<Vec<f32>>),
+    other: &(f32, Vec<Vec<f32>>),
+    floor: f32,
+) {
+    let ((loss, grads), (other_loss, other_grads)) = (reference, other);
+    assert!(
+        (loss - other_loss).abs() <= 1e-5 * loss.abs(),
+        "{case}: loss {loss} against {other_loss}"
+    );
+    assert_eq!(grads.len(), other_grads.len(), "{case}");
+    assert!(grads.len() > 5, "{case}: only {} gradients", grads.len());
+    for (i, (a, b)) in grads.iter().zip(other_grads).enumerate() {
+        // Relative to the largest entry of the parameter's gradient:
+        // float32 sums over a batch of 32x32 maps in another order
+        // reach a few 1e-4 of it (C12 reaches 1.7e-4); a wrong kernel
+        // is off by the gradient's own size.
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let err = a
+            .iter()
+            .zip(b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            err <= 5e-4 * scale + floor,
+            "{case}: parameter {i}: gradient differs by {err} (scale {scale})"
+        );
+    }
+}
+
 #[test]
 fn our_kernels_match_burn_in_loss_and_every_parameter_gradient() {
     let device = Device::flex().autodiff();
@@ -70,30 +103,9 @@ fn our_kernels_match_burn_in_loss_and_every_parameter_gradient() {
             ..ModelConfig::default()
         };
         let model = Autoencoder::new(&config, 32, &device);
-        let (loss, ours) = loss_and_gradients(&model, &x);
-        let (stock_loss, stock) = with_stock_ops(|| loss_and_gradients(&model, &x));
-        let case = format!("{kind:?} {group:?}");
-        assert!(
-            (loss - stock_loss).abs() <= 1e-5 * stock_loss.abs(),
-            "{case}: loss {loss} vs {stock_loss}"
-        );
-        assert_eq!(ours.len(), stock.len(), "{case}");
-        assert!(ours.len() > 5, "{case}: only {} gradients", ours.len());
-        for (i, (a, b)) in ours.iter().zip(&stock).enumerate() {
-            // Relative to the largest entry of the parameter's gradient:
-            // float32 sums over a batch of 32x32 maps in another order
-            // reach a few 1e-4 of it (C12 reaches 1.7e-4); a wrong kernel
-            // is off by the gradient's own size.
-            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-            let err = a
-                .iter()
-                .zip(b)
-                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                err <= 5e-4 * scale,
-                "{case}: parameter {i}: gradient differs by {err} (scale {scale})"
-            );
-        }
+        let ours = loss_and_gradients(&model, &x);
+        let stock = with_stock_ops(|| loss_and_gradients(&model, &x));
+        assert_same_step(&format!("{kind:?} {group:?}"), &stock, &ours, 0.0);
     }
 }
 
@@ -126,26 +138,15 @@ fn the_gpu_path_matches_the_cpu_kernels_in_loss_and_every_gradient() {
             ..ModelConfig::default()
         };
         let model = Autoencoder::new(&config, 32, &cpu);
-        let (loss, ours) = loss_and_gradients(&model, &x);
-        let (gpu_loss, theirs) = loss_and_gradients(&model.clone().fork(&gpu), &x_gpu);
-        let case = format!("{kind:?} {group:?}");
-        assert!(
-            (loss - gpu_loss).abs() <= 1e-5 * loss.abs(),
-            "{case}: loss {loss} on the CPU, {gpu_loss} on the GPU"
+        let cpu_step = loss_and_gradients(&model, &x);
+        let gpu_step = loss_and_gradients(&model.clone().fork(&gpu), &x_gpu);
+        // (an absolute floor: some gradients are rounding noise, e.g. 1e-10
+        // for an attention bias)
+        assert_same_step(
+            &format!("{kind:?} {group:?} on wgpu"),
+            &cpu_step,
+            &gpu_step,
+            1e-8,
         );
-        assert_eq!(ours.len(), theirs.len(), "{case}");
-        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-            let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-            let err = a
-                .iter()
-                .zip(b)
-                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-            // (an absolute floor for parameters whose gradient is itself
-            // rounding noise, e.g. 1e-10 for an attention bias)
-            assert!(
-                err <= 5e-4 * scale + 1e-8,
-                "{case}: parameter {i}: gradient differs by {err} (scale {scale})"
-            );
-        }
     }
 }

@@ -128,3 +128,13 @@ impl From<PresetArg> for Preset {
         }
     }
 }
+
+/// An angle step in (0, 360] degrees (`--rotations`, `--angles`).
+pub fn parse_angle_step(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v > 0.0 && v <= 360.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 360]"))
+    }
+}

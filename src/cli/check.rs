@@ -32,7 +32,7 @@ pub struct CheckArgs {
     /// features move, `|f(R x) - f(x)| / |f(x)|`, when the test images
     /// turn by every multiple of this many degrees, plain and mirrored
     /// (mean and worst per angle; angles.csv, angles.json, angles.png).
-    #[arg(long, value_parser = parse_step)]
+    #[arg(long, value_parser = super::args::parse_angle_step)]
     pub angles: Option<f64>,
     /// With --angles: the first N upright test images.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -44,16 +44,6 @@ pub struct CheckArgs {
     /// The compute device.
     #[command(flatten)]
     pub device: DeviceArgs,
-}
-
-/// An angle step in (0, 360] degrees.
-fn parse_step(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v > 0.0 && v <= 360.0 {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not in (0, 360]"))
-    }
 }
 
 /// Run `eqae check`.

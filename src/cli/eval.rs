@@ -13,16 +13,6 @@ use crate::experiment::pipeline::Studies;
 use crate::experiment::reproduce::table_markdown;
 use crate::experiment::{evaluate_runs, reproduce, PaperTable, TableOptions};
 
-/// An angle step in (0, 360] degrees.
-fn parse_step(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v > 0.0 && v <= 360.0 {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not in (0, 360]"))
-    }
-}
-
 /// Arguments of `eqae eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -77,7 +67,7 @@ pub struct EvalArgs {
     /// Rotation robustness: the probes scored on the upright test images
     /// turned by every multiple of this many degrees, and mirrored (with
     /// --table: on seed 0's rows).
-    #[arg(long, value_parser = parse_step)]
+    #[arg(long, value_parser = super::args::parse_angle_step)]
     pub rotations: Option<f64>,
     /// Upright test images turned by --rotations (the first N; 0 = all):
     /// 48 angles of 10,000 images are half a million embeddings per row.

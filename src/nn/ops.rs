@@ -131,41 +131,40 @@ pub fn conv2d(
     padding: usize,
     activation: Option<f32>,
 ) -> Tensor<4> {
-    if profile::recording() {
-        let inputs = (
-            profile::input(&x),
-            profile::input(&weight),
-            profile::input(&bias),
-        );
-        profile::keep(
-            conv_name("conv2d", &x, &weight, stride, padding, activation),
-            move |b| {
-                let (x, w, bias) = inputs.clone();
-                profile::finish(
-                    conv2d_unrecorded(x, w, bias, stride, padding, activation),
-                    b,
-                )
-            },
-        );
-    }
+    let geometry = (stride, padding, activation);
+    record_conv("conv2d", (&x, &weight, &bias), geometry, conv2d_unrecorded);
     conv2d_unrecorded(x, weight, bias, stride, padding, activation)
 }
 
-/// `conv2d x[..] w[..] s1 p1 +ReLU`: a convolution's profile name.
-fn conv_name(
+/// The signature of a convolution of this module.
+type ConvFn = fn(Tensor<4>, Tensor<4>, Tensor<1>, usize, usize, Option<f32>) -> Tensor<4>;
+
+/// While a profile records, keep a replay of the convolution `run` on
+/// copies of its inputs, named `conv2d x[..] w[..] s1 p1 +act`.
+fn record_conv(
     op: &str,
-    x: &Tensor<4>,
-    weight: &Tensor<4>,
-    stride: usize,
-    padding: usize,
-    activation: Option<f32>,
-) -> String {
-    format!(
+    (x, weight, bias): (&Tensor<4>, &Tensor<4>, &Tensor<1>),
+    (stride, padding, activation): (usize, usize, Option<f32>),
+    run: ConvFn,
+) {
+    if !profile::recording() {
+        return;
+    }
+    let name = format!(
         "{op} x{} w{} s{stride} p{padding}{}",
         profile::shape(&x.dims()),
         profile::shape(&weight.dims()),
         if activation.is_some() { " +act" } else { "" }
-    )
+    );
+    let inputs = (
+        profile::input(x),
+        profile::input(weight),
+        profile::input(bias),
+    );
+    profile::keep(name, move |backward| {
+        let (x, w, bias) = inputs.clone();
+        profile::finish(run(x, w, bias, stride, padding, activation), backward)
+    });
 }
 
 fn conv2d_unrecorded(
@@ -196,21 +195,13 @@ pub fn conv_transpose2d(
     padding: usize,
     activation: Option<f32>,
 ) -> Tensor<4> {
-    if profile::recording() {
-        let inputs = (
-            profile::input(&x),
-            profile::input(&weight),
-            profile::input(&bias),
-        );
-        profile::keep(
-            conv_name("conv_transpose2d", &x, &weight, stride, padding, activation),
-            move |b| {
-                let (x, w, bias) = inputs.clone();
-                let y = conv_transpose2d_unrecorded(x, w, bias, stride, padding, activation);
-                profile::finish(y, b)
-            },
-        );
-    }
+    let geometry = (stride, padding, activation);
+    record_conv(
+        "conv_transpose2d",
+        (&x, &weight, &bias),
+        geometry,
+        conv_transpose2d_unrecorded,
+    );
     conv_transpose2d_unrecorded(x, weight, bias, stride, padding, activation)
 }
 
