@@ -47,6 +47,19 @@ fn loss_and_gradients(model: &Autoencoder, x: &Tensor<4>) -> (f32, Vec<Vec<f32>>
     (value, collect.out)
 }
 
+/// A small model of `kind` and `group` for whole-step comparisons.
+fn small_config(kind: ModelKind, group: GroupKind) -> ModelConfig {
+    ModelConfig {
+        kind,
+        group,
+        channels: vec![2, 3, 4],
+        latent: 5,
+        group_linear: vec![6],
+        code: 7,
+        ..ModelConfig::default()
+    }
+}
+
 /// The same loss (to 1e-5 of it) and every parameter's gradient within
 /// 5e-4 of the reference gradient's largest entry, plus `floor` (for
 /// parameters whose gradient is itself rounding noise).
@@ -93,15 +106,7 @@ fn our_kernels_match_burn_in_loss_and_every_parameter_gradient() {
         (ModelKind::Equivariant, GroupKind::D12),
     ];
     for (kind, group) in cases {
-        let config = ModelConfig {
-            kind,
-            group,
-            channels: vec![2, 3, 4],
-            latent: 5,
-            group_linear: vec![6],
-            code: 7,
-            ..ModelConfig::default()
-        };
+        let config = small_config(kind, group);
         let model = Autoencoder::new(&config, 32, &device);
         let ours = loss_and_gradients(&model, &x);
         let stock = with_stock_ops(|| loss_and_gradients(&model, &x));
@@ -128,15 +133,7 @@ fn the_gpu_path_matches_the_cpu_kernels_in_loss_and_every_gradient() {
         (ModelKind::Equivariant, GroupKind::C12),
         (ModelKind::Attention, GroupKind::D12),
     ] {
-        let config = ModelConfig {
-            kind,
-            group,
-            channels: vec![2, 3, 4],
-            latent: 5,
-            group_linear: vec![6],
-            code: 7,
-            ..ModelConfig::default()
-        };
+        let config = small_config(kind, group);
         let model = Autoencoder::new(&config, 32, &cpu);
         let cpu_step = loss_and_gradients(&model, &x);
         let gpu_step = loss_and_gradients(&model.clone().fork(&gpu), &x_gpu);
