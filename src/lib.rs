@@ -7,7 +7,7 @@
 //! - [`atomic`]: files written under a temporary name and renamed when whole;
 //! - [`progress`]: progress bars and log lines;
 //! - [`device`]: the compute device and the memory it has;
-//! - [`group`]: finite groups C4, D4, C12, D12 and their action on images (no tensors);
+//! - [`group`]: the groups C_n and D_n (n = 4, 8, 12, 16, 24), their action on images and the resampling of turned images (no tensors);
 //! - [`invariant`]: invariant heads over the equivariant embedding (average, Gram pooling);
 //! - [`nn`]: equivariant layers built on burn, and their CPU kernels;
 //! - [`config`]: the TOML configuration and its validation;

@@ -37,6 +37,20 @@ fn config_typo_is_one_clear_line() {
     let err = stderr_of(&["check", "--config", "even.toml"], dir.path());
     assert!(err.contains("invalid value for `model.kernel`"), "{err}");
 
+    std::fs::write(dir.path().join("blur.toml"), "[model]\nsmoothing = -1.0\n").unwrap();
+    let err = stderr_of(&["check", "--config", "blur.toml"], dir.path());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("invalid value for `model.smoothing`"), "{err}");
+
+    std::fs::write(
+        dir.path().join("turn.toml"),
+        "[data]\nresampling = \"cubic\"\n",
+    )
+    .unwrap();
+    let err = stderr_of(&["check", "--config", "turn.toml"], dir.path());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown variant `cubic`"), "{err}");
+
     let err = stderr_of(&["train", "--config", "missing.toml"], dir.path());
     assert!(err.contains("cannot read config missing.toml"), "{err}");
 }

@@ -83,6 +83,8 @@ fn plausible(key: &str) -> BoxedStrategy<String> {
             "[\"x\"]",
         ]),
         "gram_band" => s(&["0", "1", "8", "1000"]),
+        "resampling" => s(&["\"bilinear\"", "\"bicubic\"", "\"fourier\"", "\"sinc\""]),
+        "smoothing" => s(&["0.0", "0.5", "1.0", "-1.0", "4.5", "nan", "inf"]),
         _ => wild_value().boxed(),
     }
 }
@@ -100,6 +102,7 @@ const SECTIONS: [(&str, &[&str]); 5] = [
             "augment",
             "validation_fraction",
             "seed",
+            "resampling",
             "~imagesize",
         ],
     ),
@@ -113,6 +116,7 @@ const SECTIONS: [(&str, &[&str]); 5] = [
             "latent",
             "group_linear",
             "code",
+            "smoothing",
             "~kernal",
         ],
     ),

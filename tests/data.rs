@@ -7,6 +7,7 @@ use eqae::config::{DataConfig, DatasetKind};
 use eqae::data::augment::augment_images;
 use eqae::data::idx::{parse_images, parse_labels};
 use eqae::data::{folder, load_idx_pair, load_splits, plankton, stratified_split, synthetic};
+use eqae::group::resample::Resampling;
 use proptest::prelude::*;
 
 mod common;
@@ -208,9 +209,9 @@ fn missing_plankton_names_the_fix() {
 #[test]
 fn augmentation_is_reproducible_and_seed_dependent() {
     let d = synthetic::shapes(40, 28, 1);
-    let a = d.augmented(32, true, 7);
-    let b = d.augmented(32, true, 7);
-    let c = d.augmented(32, true, 8);
+    let a = d.augmented(32, true, 7, Resampling::Bilinear);
+    let b = d.augmented(32, true, 7, Resampling::Bilinear);
+    let c = d.augmented(32, true, 8, Resampling::Bilinear);
     assert_eq!(a.images, b.images);
     assert_ne!(a.images, c.images);
     assert_eq!(a.labels, d.labels);
@@ -222,7 +223,7 @@ fn augmentation_preserves_pixel_mass() {
     // Bilinear resampling of smooth images keeps the total intensity to
     // within 2% (content stays inside the 32x32 canvas).
     let d = synthetic::shapes(40, 28, 2);
-    let a = d.augmented(32, true, 3);
+    let a = d.augmented(32, true, 3, Resampling::Bilinear);
     for i in 0..d.len() {
         let (m0, m1): (f32, f32) = (d.image(i).iter().sum(), a.image(i).iter().sum());
         assert!((m1 - m0).abs() <= 0.02 * m0, "image {i}: mass {m0} -> {m1}");
@@ -236,7 +237,7 @@ fn exact_helpers_compose_to_identity() {
     assert_eq!(flip(&flip(&img, 5), 5), img);
     assert_ne!(rotate90(&img, 5, 1), img);
     // no augmentation only centres the image on the canvas
-    let centred = augment_images(&img, 5, 7, false, 0);
+    let centred = augment_images(&img, (5, 7), false, 0, Resampling::Bilinear);
     assert_eq!(centred[7 + 1], 0.0);
     assert_eq!(centred[8], img[0]);
 }

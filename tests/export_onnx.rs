@@ -98,7 +98,7 @@ fn trained(dir: &Path, name: &str, model: &str) {
 }
 
 /// Every model kind and group, and the heads each offers.
-const MODELS: [(&str, &str, &[&str]); 9] = [
+const MODELS: [(&str, &str, &[&str]); 11] = [
     ("c4", "group = \"c4\"", &["average", "gram", "v"]),
     (
         "d4",
@@ -109,6 +109,9 @@ const MODELS: [(&str, &str, &[&str]); 9] = [
     ("d12", "group = \"d12\"", &["average", "gram", "v"]),
     ("c8", "group = \"c8\"", &["gram"]),
     ("d24", "group = \"d24\"", &["average", "gram"]),
+    // smoothed input: Gaussian taps in the branches, and for D4 alone
+    ("d12_smooth", "group = \"d12\"\nsmoothing = 1.0", &["gram"]),
+    ("d4_smooth", "group = \"d4\"\nsmoothing = 1.0", &["gram"]),
     (
         "d4_attention",
         "group = \"d4\"\nkind = \"attention\"\ncode = 8",

@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use super::args::DeviceArgs;
 
 use crate::config::{ModelConfig, ModelKind};
+use crate::group::resample::Resampling;
 use crate::group::GroupKind;
 use crate::model::flops::forward_flops;
 use crate::model::Autoencoder;
@@ -132,7 +133,7 @@ fn bench_data(data: BenchData) -> Result<()> {
     let (train, test) = crate::data::load_raw(&config)?;
     let loaded = started.elapsed().as_secs_f64();
     let t = Instant::now();
-    let augmented = train.augmented(config.image_size, true, 0);
+    let augmented = train.augmented(config.image_size, true, 0, Resampling::Bilinear);
     let augment = t.elapsed().as_secs_f64();
     let counts = train.class_counts();
     println!(

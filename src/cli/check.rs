@@ -9,6 +9,7 @@ use clap::Args;
 use super::args::DeviceArgs;
 
 use crate::data::synthetic;
+use crate::group::resample::Resampling;
 use crate::model::check::check_model;
 use crate::model::Autoencoder;
 use crate::train::{batch_tensor, RunDir};
@@ -41,6 +42,10 @@ pub struct CheckArgs {
     /// or `reports/` with --config).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// With --angles: how the test images are turned (default: as the
+    /// run's training turned its images, `data.resampling`).
+    #[arg(long, value_enum)]
+    pub resample: Option<Resampling>,
     /// The compute device.
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -85,7 +90,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     // Random pixels stress every layer; smooth centred shapes look like real
     // data and stay inside the canvas under any rotation.
     let random = Tensor::<4>::random([batch, 1, s, s], Distribution::Uniform(0.0, 1.0), &device);
-    let shapes = synthetic::shapes(batch, s - 4, 5).augmented(s, true, 5);
+    let shapes = synthetic::shapes(batch, s - 4, 5).augmented(s, true, 5, Resampling::Bilinear);
     let blobs = batch_tensor(&shapes, &(0..batch).collect::<Vec<_>>(), &device);
     let mut rows = check_model(&model, &random, "random");
     rows.extend(check_model(&model, &blobs, "shapes"));
@@ -104,7 +109,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         let note = if r.exact {
             "exact on the grid"
         } else {
-            "finer rotation: bilinear interpolation"
+            "finer rotation: resampled"
         };
         println!(
             "{:<40} {:<8} {:<8} {:>10.2e}  {note}",
@@ -126,6 +131,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
             (None, None) => PathBuf::from("reports"),
         };
         let model = Autoencoder::Equivariant(model.clone());
+        let mut config = config.clone();
+        if let Some(r) = args.resample {
+            config.data.resampling = r;
+        }
         angles(
             &model,
             &config,
@@ -168,10 +177,11 @@ fn angles(
         let points =
             feature_change_over_angles(model, config, head, &raw, step, mirrors, device, false)?;
         println!(
-            "\n{} {}: relative feature change |f(R x) - f(x)| / |f(x)| over {} upright test images",
+            "\n{} {}: relative feature change |f(R x) - f(x)| / |f(x)| over {} upright test images, turned by {} resampling",
             config.name,
             head.label(),
-            raw.len()
+            raw.len(),
+            config.data.resampling.name()
         );
         println!(
             "{:>8} {:>12} {:>12} {:>14} {:>14}",
@@ -198,10 +208,11 @@ fn angles(
         };
         let off_mean: Vec<f64> = off.clone().map(|p| p.mean).collect();
         println!(
-            "* exact (quarter turns{}): worst {:.2e}; every other angle: mean {:.2e}, worst {:.2e}",
+            "* exact (quarter turns{}): worst {:.2e}; every other angle: mean {:.2e}, largest mean {:.2e}, worst {:.2e}",
             if mirrors { " and mirrors" } else { "" },
             worst(&mut exact.clone()),
             off_mean.iter().sum::<f64>() / off_mean.len().max(1) as f64,
+            off_mean.iter().copied().fold(0.0, f64::max),
             worst(&mut off.clone())
         );
         for p in &points {
@@ -228,7 +239,11 @@ fn angles(
             };
             series.push((format!("{}{suffix}", head.label()), curve));
         }
-        json.push(serde_json::json!({ "head": head.name(), "points": points }));
+        json.push(serde_json::json!({
+            "head": head.name(),
+            "resampling": config.data.resampling.name(),
+            "points": points
+        }));
     }
     crate::atomic::write(&csv_path, csv.as_bytes())?;
     crate::atomic::write(

@@ -12,6 +12,7 @@ use crate::eval::features::Head;
 use crate::experiment::pipeline::Studies;
 use crate::experiment::reproduce::table_markdown;
 use crate::experiment::{evaluate_runs, reproduce, PaperTable, TableOptions};
+use crate::group::resample::Resampling;
 
 /// Arguments of `eqae eval`.
 #[derive(Args, Debug)]
@@ -73,6 +74,10 @@ pub struct EvalArgs {
     /// 48 angles of 10,000 images are half a million embeddings per row.
     #[arg(long, default_value_t = 2000)]
     pub rotation_images: usize,
+    /// How --rotations turns the test images (default: as each run's
+    /// training turned its images, `data.resampling`).
+    #[arg(long, value_enum, requires = "rotations")]
+    pub resample: Option<Resampling>,
     /// What the attention does with the pose, for attention runs (with
     /// --table: seed 0's attention rows): how often its argmax recovers each
     /// test image's rotation and reflection (pose.json, pose_<run>.png).
@@ -104,6 +109,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         draws: usize::from(args.draws),
         rotation_step: args.rotations,
         rotation_images: args.rotation_images,
+        rotation_resampling: args.resample,
         pose: args.pose,
     };
     if let Some(table) = args.table {

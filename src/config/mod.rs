@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::group::resample::Resampling;
 use crate::group::GroupKind;
 
 mod validate;
@@ -114,6 +115,18 @@ pub struct DataConfig {
     pub validation_fraction: f64,
     /// Seed of augmentation and splits.
     pub seed: u64,
+    /// How augmentation resamples an image turned off the pixel grid
+    /// (`bilinear`, `bicubic`, `fourier`); also the default of the rotation
+    /// studies and `check --angles`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub resampling: Resampling,
+}
+
+/// Whether `value` is its type's default (such keys are left out of the
+/// TOML a run stores, so configs written before the key existed keep
+/// their text and their cache keys).
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Default for DataConfig {
@@ -127,6 +140,7 @@ impl Default for DataConfig {
             augment: true,
             validation_fraction: 0.1,
             seed: 0,
+            resampling: Resampling::Bilinear,
         }
     }
 }
@@ -152,6 +166,12 @@ pub struct ModelConfig {
     /// Code size: the baseline's embedding, or the attention model's
     /// compressed invariant code (0 = keep Q uncompressed).
     pub code: usize,
+    /// Width (standard deviation, pixels) of the Gaussian that smooths the
+    /// input of the equivariant models before their branches turn it; 0 =
+    /// none (and bilinear branch turns). About one pixel hides the pixel
+    /// lattice, so that a turn by any angle changes the features little.
+    #[serde(skip_serializing_if = "is_default")]
+    pub smoothing: f64,
 }
 
 impl Default for ModelConfig {
@@ -164,6 +184,7 @@ impl Default for ModelConfig {
             latent: 32,
             group_linear: vec![32],
             code: 64,
+            smoothing: 0.0,
         }
     }
 }

@@ -5,6 +5,9 @@ use std::path::Path;
 
 use super::{Config, ConfigError, ModelKind};
 
+/// Widest input smoothing accepted, in pixels (its taps grow with its square).
+pub const MAX_SMOOTHING: f64 = 4.0;
+
 /// Largest kernel side accepted.
 pub const MAX_KERNEL: usize = 63;
 /// Largest model accepted, in weights (expanded filter banks included):
@@ -104,6 +107,15 @@ impl Config {
         }
         if m.kind == ModelKind::Baseline && m.code == 0 {
             return bad("model.code", "the baseline needs a code size > 0");
+        }
+        if !(0.0..=MAX_SMOOTHING).contains(&m.smoothing) {
+            return bad(
+                "model.smoothing",
+                format!(
+                    "{} is not a width in pixels from 0 (none) to {MAX_SMOOTHING}",
+                    m.smoothing
+                ),
+            );
         }
         if m.kernel > MAX_KERNEL {
             return bad(

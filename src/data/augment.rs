@@ -1,6 +1,6 @@
-//! Augmentation: every image rotated by a uniformly random angle (bilinear,
-//! about the centre, onto a canvas large enough that the content is not
-//! cut) and mirrored with probability 1/2. Each image's draw comes from its
+//! Augmentation: every image rotated by a uniformly random angle (about the
+//! centre, onto a canvas large enough that the content is not cut, resampled
+//! as [`Resampling`] says) and mirrored with probability 1/2. Each image's draw comes from its
 //! own seeded generator, so the result is the same on every run, machine
 //! and thread count.
 
@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::group::action::rotate_bilinear;
+use crate::group::resample::{rotate, Resampling};
 
 /// The transform drawn for one image.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,12 +34,12 @@ pub fn draw(seed: u64, index: usize) -> Draw {
 /// Returns `n * canvas * canvas` values.
 pub fn augment_images(
     images: &[f32],
-    src: usize,
-    canvas: usize,
+    (src, canvas): (usize, usize),
     augment: bool,
     seed: u64,
+    resampling: Resampling,
 ) -> Vec<f32> {
-    place(images, src, canvas, |i| {
+    place(images, (src, canvas), resampling, |i| {
         if augment {
             draw(seed, i)
         } else {
@@ -53,15 +53,20 @@ pub fn augment_images(
 
 /// Place every image onto `canvas x canvas` under the same transform `d`
 /// (mirror, then rotate counter-clockwise about the centre).
-pub fn transform_images(images: &[f32], src: usize, canvas: usize, d: Draw) -> Vec<f32> {
-    place(images, src, canvas, |_| d)
+pub fn transform_images(
+    images: &[f32],
+    (src, canvas): (usize, usize),
+    d: Draw,
+    resampling: Resampling,
+) -> Vec<f32> {
+    place(images, (src, canvas), resampling, |_| d)
 }
 
 /// Place image `i` under the transform `draw_for(i)`.
 fn place(
     images: &[f32],
-    src: usize,
-    canvas: usize,
+    (src, canvas): (usize, usize),
+    resampling: Resampling,
     draw_for: impl Fn(usize) -> Draw + Sync,
 ) -> Vec<f32> {
     let per = src * src;
@@ -75,7 +80,14 @@ fn place(
         .enumerate()
         .flat_map_iter(|(i, img)| {
             let d = draw_for(i);
-            rotate_bilinear(img, src, src, d.degrees, d.mirror, canvas, canvas)
+            rotate(
+                img,
+                (src, src),
+                d.degrees,
+                d.mirror,
+                (canvas, canvas),
+                resampling,
+            )
         })
         .collect()
 }

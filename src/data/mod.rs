@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{DataConfig, DatasetKind};
+use crate::group::resample::Resampling;
 
 /// Errors of the data layer; each names the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +144,22 @@ impl Dataset {
     }
 
     /// Place every image onto a `canvas x canvas` square, rotated and
-    /// mirrored at random when `augment` is set.
-    pub fn augmented(&self, canvas: usize, augment: bool, seed: u64) -> Dataset {
+    /// mirrored at random when `augment` is set, resampled by `resampling`.
+    pub fn augmented(
+        &self,
+        canvas: usize,
+        augment: bool,
+        seed: u64,
+        resampling: Resampling,
+    ) -> Dataset {
         Dataset {
-            images: augment::augment_images(&self.images, self.size, canvas, augment, seed),
+            images: augment::augment_images(
+                &self.images,
+                (self.size, canvas),
+                augment,
+                seed,
+                resampling,
+            ),
             size: canvas,
             ..self.clone()
         }
@@ -317,8 +330,18 @@ pub fn load_splits(config: &DataConfig) -> Result<Splits, DataError> {
     let train = train.take(config.train_limit);
     let test = test.take(config.test_limit);
     let s = config.image_size;
-    let train = train.augmented(s, config.augment, train_augment_seed(config));
-    let test = test.augmented(s, config.augment, test_augment_seed(config));
+    let train = train.augmented(
+        s,
+        config.augment,
+        train_augment_seed(config),
+        config.resampling,
+    );
+    let test = test.augmented(
+        s,
+        config.augment,
+        test_augment_seed(config),
+        config.resampling,
+    );
     let (train, validation) = stratified_split(&train, config.validation_fraction, config.seed);
     Ok(Splits {
         train,

@@ -20,6 +20,7 @@ use crate::data::augment::{transform_images, Draw};
 use crate::data::{load_raw, Dataset, Splits};
 use crate::eval::features::{extract, Head};
 use crate::eval::probes::{FittedProbes, SupervisedScores};
+use crate::group::resample::Resampling;
 use crate::model::Autoencoder;
 
 /// A seeded stratified subset of `labels`' indices of (about) `n` rows:
@@ -125,10 +126,11 @@ pub fn upright_test_set(config: &Config) -> Result<Dataset> {
     Ok(raw.take(config.data.test_limit))
 }
 
-/// `raw` images placed on a `canvas x canvas` square under the transform `d`.
-pub fn transformed(raw: &Dataset, canvas: usize, d: Draw) -> Dataset {
+/// `raw` images placed on a `canvas x canvas` square under the transform
+/// `d`, resampled by `resampling`.
+pub fn transformed(raw: &Dataset, canvas: usize, d: Draw, resampling: Resampling) -> Dataset {
     Dataset {
-        images: transform_images(&raw.images, raw.size, canvas, d),
+        images: transform_images(&raw.images, (raw.size, canvas), d, resampling),
         size: canvas,
         ..raw.clone()
     }
@@ -178,7 +180,7 @@ pub fn rotation_robustness(
                 degrees,
                 mirror: mirrored,
             };
-            let test = transformed(&raw, config.data.image_size, d);
+            let test = transformed(&raw, config.data.image_size, d, config.data.resampling);
             let f_test = extract(model, config, head, &test, device, true)?;
             points.push(AnglePoint {
                 degrees,
@@ -210,8 +212,9 @@ pub struct AngleChange {
 
 /// The relative change of `head`'s features under every rotation by a
 /// multiple of `step_degrees`, plain and mirrored, on `raw` (upright
-/// images as the data set stores them, placed on the run's canvas); the
-/// reference is each image placed upright. `group_mirrors`: whether the
+/// images as the data set stores them, placed on the run's canvas and
+/// turned as `config.data.resampling` says); the reference is each image
+/// placed upright. `group_mirrors`: whether the
 /// model's group has reflections (a mirror is then exact too).
 #[allow(clippy::too_many_arguments)]
 pub fn feature_change_over_angles(
@@ -238,7 +241,7 @@ pub fn feature_change_over_angles(
         model,
         config,
         head,
-        &transformed(raw, canvas, upright),
+        &transformed(raw, canvas, upright, config.data.resampling),
         device,
         true,
     )?;
@@ -260,6 +263,7 @@ pub fn feature_change_over_angles(
                     degrees,
                     mirror: mirrored,
                 },
+                config.data.resampling,
             );
             let f = extract(model, config, head, &turned, device, true)?;
             let changes: Vec<f64> = f

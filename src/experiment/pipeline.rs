@@ -21,6 +21,7 @@ use crate::data::{test_augment_seed, Splits};
 use crate::eval::features::Head;
 use crate::eval::probes::{cluster_classes, confusion_matrix, FittedProbes, ProbeScores};
 use crate::eval::{plots, split_features};
+use crate::group::resample::Resampling;
 use crate::model::Autoencoder;
 
 /// The invariance studies to run beside the probes (`eqae eval --labels`,
@@ -36,6 +37,10 @@ pub struct Studies {
     pub rotation_step: Option<f64>,
     /// Upright test images the rotation-robustness study turns (0 = all).
     pub rotation_images: usize,
+    /// How the rotation-robustness study turns them; `None`: as each
+    /// run's training did (`data.resampling`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_resampling: Option<Resampling>,
     /// The attention pose study of every attention run.
     pub pose: bool,
 }
@@ -261,10 +266,14 @@ fn run_studies(
         Some(fitted.scores.supervised()),
         seed,
     )?;
+    let mut turned_by = config.clone();
+    if let Some(r) = studies.rotation_resampling {
+        turned_by.data.resampling = r;
+    }
     let angles = match studies.rotation_step {
         Some(step) => rotation_robustness(
             model,
-            config,
+            &turned_by,
             (fitted.head, Some(fitted.probes)),
             data,
             (step, studies.rotation_images),

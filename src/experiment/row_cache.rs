@@ -191,6 +191,7 @@ mod tests {
             draws: 3,
             rotation_step: Some(15.0),
             rotation_images: 2000,
+            rotation_resampling: None,
             pose: false,
         };
         assert_eq!(
@@ -202,5 +203,10 @@ mod tests {
             ..studies.clone()
         };
         assert_ne!(stable_key(&other).unwrap(), stable_key(&studies).unwrap());
+        let turned = crate::experiment::pipeline::Studies {
+            rotation_resampling: Some(crate::group::resample::Resampling::Fourier),
+            ..studies.clone()
+        };
+        assert_ne!(stable_key(&turned).unwrap(), stable_key(&studies).unwrap());
     }
 }

@@ -232,16 +232,16 @@ fn equivariant_embedding(g: &mut Graph, m: &EquivariantAutoencoder) -> String {
     let nb = branches.count();
     let (stages, collapse) = m.grid_encoder().plain();
     let mut x = INPUT.to_string();
-    if let Some((sources, weights)) = branches.input_taps() {
+    if let Some((sources, weights, k)) = branches.input_taps() {
         let taps = weights.dims()[1];
-        let p = taps / (nb * 4);
+        let p = taps / (nb * k);
         let s = (p as f64).sqrt().round() as usize;
-        // # Shapes: [B, P] -gather-> [B, nb*P*4] -weigh-> -sum taps-> [B, nb*P] -> [B*nb, 1, S, S]
+        // # Shapes: [B, P] -gather-> [B, nb*P*K] -weigh-> -sum taps-> [B, nb*P] -> [B*nb, 1, S, S]
         let flat = g.reshape(&x, &[p]);
         let gathered = g.gather(&flat, host_ints(&sources), 1);
         let w = g.floats("branch_weights", &[1, taps], host(&weights));
         let weighted = g.mul(&gathered, &w);
-        let per_tap = g.reshape(&weighted, &[nb * p, 4]);
+        let per_tap = g.reshape(&weighted, &[nb * p, k]);
         x = g.reduce_sum(&per_tap, &[2], &[1, s, s]);
     }
     let h = conv_stages(g, x, &stages);

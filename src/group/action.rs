@@ -111,7 +111,7 @@ pub fn rotate_bilinear(
 /// the angle of `(sin, cos)`" about the centres `out_centre` (output) and
 /// `in_centre` (input): the top-left source pixel `(i0, j0)` and the
 /// fractions `(di, dj)` towards the next row and column.
-fn source_point(
+pub(crate) fn source_point(
     (i, j): (usize, usize),
     (oi, oj): (f64, f64),
     (ci, cj): (f64, f64),

@@ -11,6 +11,7 @@
 //! - right regular representation `[rho(h) V]_g = V_{g h}`.
 
 pub mod action;
+pub mod resample;
 
 use std::fmt;
 use std::str::FromStr;

@@ -13,12 +13,21 @@
 //! approximate through the interpolation.
 //!
 //! For C4 and D4 there is one branch and everything here is the identity.
+//!
+//! With input smoothing (`model.smoothing`, sigma > 0) every branch,
+//! the unturned one and C4/D4's only one included, reads its input by
+//! Gaussian resampling ([`gaussian_taps`]) instead: the image smoothed by a
+//! Gaussian of width sigma, sampled on the branch's turned grid. Its disc
+//! of taps is symmetric, so the exact elements stay exact; and since the
+//! smoothing hides the pixel lattice, an image turned by any angle meets
+//! the branches almost as its upright self does.
 //! Symbols: B batch, nb branches, P = S*S pixels, N = |G|, L columns.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::group::action::bilinear_taps;
+use crate::group::resample::gaussian_taps;
 use crate::group::GroupKind;
 use crate::nn::profile;
 
@@ -31,8 +40,10 @@ use crate::nn::profile;
 pub struct Branches {
     /// Number of branches nb (m, or 2 m for `D_n`, `n > 4`; 1 for D4).
     count: usize,
-    /// The branches' input transforms: source pixel `[nb*P*4]` (into P)
-    /// and weight `[1, nb*P*4]` of each (branch, output pixel, tap).
+    /// Taps per output pixel K of the input transforms (4: bilinear).
+    taps: usize,
+    /// The branches' input transforms: source pixel `[nb*P*K]` (into P)
+    /// and weight `[1, nb*P*K]` of each (branch, output pixel, tap).
     to_branches: Option<(Tensor<1, Int>, Tensor<2>)>,
     /// The inverse transforms, averaged: source `[nb*P*4]` (into nb*P,
     /// branch-major) and weight divided by nb `[1, nb*P*4]` of each
@@ -58,8 +69,9 @@ fn taps_tensors(
 }
 
 impl Branches {
-    /// Build the branch tables for `kind` on `size x size` images.
-    pub fn new(kind: GroupKind, size: usize, device: &Device) -> Self {
+    /// Build the branch tables for `kind` on `size x size` images, with
+    /// Gaussian input smoothing of width `smoothing` pixels (0: none).
+    pub fn new(kind: GroupKind, size: usize, smoothing: f64, device: &Device) -> Self {
         // m rotations of 90/m degrees each; D4's mirrors are in its grid
         // group, the larger dihedral groups mirror the input in a branch
         let rotations = kind.rotations() / 4;
@@ -89,19 +101,48 @@ impl Branches {
             rows_inv[src as usize] = r as i64;
         }
         let p = size * size;
-        let (to_branches, from_branches) = if count == 1 {
+        let mut taps = 4;
+        let (to_branches, from_branches) = if count == 1 && smoothing == 0.0 {
             (None, None)
+        } else if count == 1 {
+            let (src, w, k) = gaussian_taps(size, 0.0, false, smoothing);
+            taps = k;
+            let src = src.iter().map(|&q| q as i64).collect();
+            (Some(taps_tensors(src, w, device)), None)
         } else {
+            // every branch's table padded to the most taps any one needs
+            let tables: Vec<_> = (0..mirrors)
+                .flat_map(|s| (0..rotations).map(move |i| (s, i)))
+                .map(|(s, i)| {
+                    let deg = 90.0 / rotations as f64 * i as f64;
+                    // input: mirror (if s), then rotate by -deg
+                    if smoothing > 0.0 {
+                        gaussian_taps(size, -deg, s == 1, smoothing)
+                    } else {
+                        let (src, w) = bilinear_taps(size, -deg, s == 1);
+                        (src, w, 4)
+                    }
+                })
+                .collect();
+            taps = tables.iter().map(|t| t.2).max().unwrap_or(4);
             let (mut to_src, mut to_w) = (Vec::new(), Vec::new());
             let (mut from_src, mut from_w) = (Vec::new(), Vec::new());
             for s in 0..mirrors {
                 for i in 0..rotations {
                     let b = s * rotations + i;
                     let deg = 90.0 / rotations as f64 * i as f64;
-                    // input: mirror (if s), then rotate by -deg
-                    let (src, w) = bilinear_taps(size, -deg, s == 1);
-                    to_src.extend(src.iter().map(|&q| q as i64));
-                    to_w.extend(w);
+                    let (src, w, k) = &tables[b];
+                    for q in 0..p {
+                        for t in 0..taps {
+                            let (source, weight) = if t < *k {
+                                (src[q * k + t] as i64, w[q * k + t])
+                            } else {
+                                (0, 0.0)
+                            };
+                            to_src.push(source);
+                            to_w.push(weight);
+                        }
+                    }
                     // inverse: M^s R(deg) = R(+/-deg) M^s, read from branch b's block
                     let (src, w) = bilinear_taps(size, if s == 1 { -deg } else { deg }, s == 1);
                     from_src.extend(src.iter().map(|&q| (b * p + q) as i64));
@@ -115,6 +156,7 @@ impl Branches {
         };
         Branches {
             count,
+            taps,
             to_branches,
             from_branches,
             rows: Tensor::from_data(TensorData::new(rows, [n]), device),
@@ -128,10 +170,12 @@ impl Branches {
     }
 
     /// The branches' input resampling as sparse taps: source pixel
-    /// `[nb*P*4]` and weight `[1, nb*P*4]` of each (branch, output pixel,
-    /// tap); `None` for C4 and D4 (one branch, the image itself).
-    pub fn input_taps(&self) -> Option<(Tensor<1, Int>, Tensor<2>)> {
-        self.to_branches.clone()
+    /// `[nb*P*K]` and weight `[1, nb*P*K]` of each (branch, output pixel,
+    /// tap), and K; `None` for C4 and D4 without smoothing (one branch,
+    /// the image itself).
+    pub fn input_taps(&self) -> Option<(Tensor<1, Int>, Tensor<2>, usize)> {
+        let (src, w) = self.to_branches.clone()?;
+        Some((src, w, self.taps))
     }
 
     /// Row gather `[N]` of [`Branches::merge_rows`]: row `r` of V is row
@@ -146,15 +190,15 @@ impl Branches {
         let Some((src, w)) = &self.to_branches else {
             return x;
         };
-        let count = self.count;
+        let (count, taps) = (self.count, self.taps);
         let run = move |x: Tensor<4>, src: Tensor<1, Int>, w: Tensor<2>| {
             let [b, _, s, _] = x.dims();
             let p = s * s;
-            // # Shapes: [B, P] -gather-> [B, nb*P*4] -weigh, sum taps-> [B, nb*P, 1]
+            // # Shapes: [B, P] -gather-> [B, nb*P*K] -weigh, sum taps-> [B, nb*P, 1]
             x.reshape([b, p])
                 .select(1, src)
                 .mul(w)
-                .reshape([b, count * p, 4])
+                .reshape([b, count * p, taps])
                 .sum_dim(2)
                 .reshape([b * count, 1, s, s])
         };
@@ -258,7 +302,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let (size, batch) = (7, 2);
         let p = size * size;
-        let branches = Branches::new(GroupKind::D12, size, &device);
+        let branches = Branches::new(GroupKind::D12, size, 0.0, &device);
         let nb = branches.count();
         // the dense forms: [P, nb*P] and [nb*P, P] / nb
         let mut to = vec![0.0f32; p * nb * p];
@@ -335,7 +379,7 @@ mod tests {
     fn large_images_need_memory_linear_in_the_pixels() {
         // 256x256 D12 was a 103 GB dense table; the taps are 6 * 65536 * 4
         // indices and weights
-        let branches = Branches::new(GroupKind::D12, 256, &Device::flex());
+        let branches = Branches::new(GroupKind::D12, 256, 0.0, &Device::flex());
         let (src, w) = branches.to_branches.as_ref().unwrap();
         assert_eq!(src.dims(), [6 * 256 * 256 * 4]);
         assert_eq!(w.dims(), [1, 6 * 256 * 256 * 4]);

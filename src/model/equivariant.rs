@@ -191,7 +191,7 @@ impl EquivariantAutoencoder {
         let attention = (config.kind == ModelKind::Attention)
             .then(|| EquivariantAttention::new(&group, config.columns(), config.code, device));
         EquivariantAutoencoder {
-            branches: Branches::new(kind, image_size, device),
+            branches: Branches::new(kind, image_size, config.smoothing, device),
             encoder: GcnnEncoder::new(&grid, &shape, device),
             enc_linear,
             attention,
