@@ -36,6 +36,7 @@ fn models_are_shipped() {
     for name in [
         "mnist_d4_gram",
         "mnist_d12_gram",
+        "mnist_d12_gram_any_angle",
         "fashion_d4_gram",
         "fashion_d12_gram",
     ] {

@@ -88,13 +88,7 @@ pub fn rotate_bilinear(
     let (sin, cos) = degrees.to_radians().sin_cos();
     let (ci, cj) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
     let (oi, oj) = ((out_h as f64 - 1.0) / 2.0, (out_w as f64 - 1.0) / 2.0);
-    let at = |i: i64, j: i64| -> f64 {
-        if i < 0 || j < 0 || i >= h as i64 || j >= w as i64 {
-            0.0
-        } else {
-            x[i as usize * w + j as usize] as f64
-        }
-    };
+    let at = pixel_or_zero(x, h, w);
     let mut out = Vec::with_capacity(out_h * out_w);
     for i in 0..out_h {
         for j in 0..out_w {
@@ -105,6 +99,17 @@ pub fn rotate_bilinear(
         }
     }
     out
+}
+
+/// Pixel `(i, j)` of the `h x w` image `x`, zero outside it.
+pub(crate) fn pixel_or_zero(x: &[f32], h: usize, w: usize) -> impl Fn(i64, i64) -> f64 + '_ {
+    move |i, j| {
+        if i < 0 || j < 0 || i >= h as i64 || j >= w as i64 {
+            0.0
+        } else {
+            x[i as usize * w + j as usize] as f64
+        }
+    }
 }
 
 /// Where output pixel `(i, j)` reads from under "mirror, then rotate by

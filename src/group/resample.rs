@@ -24,7 +24,7 @@ use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
 use serde::{Deserialize, Serialize};
 
-use super::action::{rotate_bilinear, source_point};
+use super::action::{pixel_or_zero, rotate_bilinear, source_point};
 
 /// How an image turned by an angle off the pixel grid is resampled.
 #[derive(
@@ -101,13 +101,7 @@ fn rotate_bicubic(
     let (sin, cos) = degrees.to_radians().sin_cos();
     let centre = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
     let out_centre = ((out_h as f64 - 1.0) / 2.0, (out_w as f64 - 1.0) / 2.0);
-    let at = |i: i64, j: i64| -> f64 {
-        if i < 0 || j < 0 || i >= h as i64 || j >= w as i64 {
-            0.0
-        } else {
-            x[i as usize * w + j as usize] as f64
-        }
-    };
+    let at = pixel_or_zero(x, h, w);
     let mut out = Vec::with_capacity(out_h * out_w);
     for i in 0..out_h {
         for j in 0..out_w {
@@ -311,6 +305,22 @@ mod tests {
             .collect()
     }
 
+    /// `x` read through [`gaussian_taps`] (sigma 1) turned by `deg`.
+    fn smoothed(x: &[f32], size: usize, deg: f64) -> Vec<f32> {
+        let (src, w, k) = gaussian_taps(size, deg, false, 1.0);
+        (0..size * size)
+            .map(|q| (0..k).map(|t| w[k * q + t] * x[src[k * q + t]]).sum())
+            .collect()
+    }
+
+    /// Largest absolute difference.
+    fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max)
+    }
+
     fn relative(a: &[f32], b: &[f32]) -> f64 {
         let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
         let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
@@ -334,11 +344,7 @@ mod tests {
                         (size, size),
                         method,
                     );
-                    let worst = exact
-                        .iter()
-                        .zip(&y)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0f32, f32::max);
+                    let worst = largest_difference(&exact, &y);
                     assert!(worst < 1e-5, "{method:?} {}: {worst}", g.element_name(t));
                 }
             }
@@ -444,12 +450,7 @@ mod tests {
         let d4 = GroupKind::D4.group();
         let size = 10;
         let x = blob(size);
-        let apply = |x: &[f32], deg: f64| {
-            let (src, w, k) = gaussian_taps(size, deg, false, 1.0);
-            (0..size * size)
-                .map(|q| (0..k).map(|t| w[k * q + t] * x[src[k * q + t]]).sum())
-                .collect::<Vec<f32>>()
-        };
+        let apply = |x: &[f32], deg: f64| smoothed(x, size, deg);
         for t in 0..d4.order() {
             let angle = if d4.element(t).reflection {
                 30.0
@@ -458,11 +459,7 @@ mod tests {
             };
             let a = apply(&transform_square(&x, size, &d4, t), -30.0);
             let b = transform_square(&apply(&x, angle), size, &d4, t);
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
+            let worst = largest_difference(&a, &b);
             assert!(worst < 1e-6, "{}: {worst}", d4.element_name(t));
         }
     }
@@ -483,12 +480,7 @@ mod tests {
         // smoothing then turning by 30 degrees in one step equals
         // smoothing an image turned by Fourier, up to the lattice's trace
         let x = blob(size);
-        let smooth = |x: &[f32], deg: f64| {
-            let (src, w, k) = gaussian_taps(size, deg, false, 1.0);
-            (0..size * size)
-                .map(|q| (0..k).map(|t| w[k * q + t] * x[src[k * q + t]]).sum())
-                .collect::<Vec<f32>>()
-        };
+        let smooth = |x: &[f32], deg: f64| smoothed(x, size, deg);
         let direct = smooth(&x, 30.0);
         let turned = rotate(
             &x,
