@@ -6,9 +6,11 @@
 # Runs, each under its own time limit and all within about 8 minutes:
 # - `eqae bench --device wgpu --profile` for D4 and D12 at batch 64 and 512
 #   (the step's images/s, then its time by operation);
-# - `eqae bench` of the baseline, C4 and C12 at batch 64;
 # - scripts/bench_pytorch.py (the same D4 network in PyTorch) at batch 64
-#   and 512, on CUDA where PyTorch sees a GPU, else on the CPU (said so).
+#   and 512, on CUDA where PyTorch sees a GPU, else on the CPU (said so);
+# - D4 and D12 at batch 512 with burn's transposed convolution for the
+#   upsampling (`--burn-upsampling`), to see what eqae's product saves;
+# - `eqae bench` of the baseline, C4 and C12 at batch 64.
 # It needs the eqae binary (built elsewhere with `--features wgpu` or
 # `--features vulkan`), this repository's scripts and cubecl.toml, and
 # Python with PyTorch for the comparison; no Rust, no network, no data
@@ -84,10 +86,6 @@ for model in d4 d12; do
         step 110 "$EQAE" bench --device "$DEVICE" --model "$model" --batch "$batch" --steps "$STEPS" --profile
     done
 done
-for model in baseline c4 c12; do
-    step 45 "$EQAE" bench --device "$DEVICE" --model "$model" --batch 64 --steps "$STEPS"
-done
-
 torch_device=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
 if [ -z "$torch_device" ]; then
     say ""
@@ -98,6 +96,15 @@ else
         step 60 "$PYTHON" scripts/bench_pytorch.py --device "$torch_device" --batch "$batch" --steps "$STEPS" --threads "$(nproc)"
     done
 fi
+
+# The decoders' upsampling as burn's own transposed convolution instead of
+# eqae's matrix product: what the replacement saves at batch 512.
+for model in d4 d12; do
+    step 60 "$EQAE" bench --device "$DEVICE" --model "$model" --batch 512 --steps "$STEPS" --burn-upsampling
+done
+for model in baseline c4 c12; do
+    step 45 "$EQAE" bench --device "$DEVICE" --model "$model" --batch 64 --steps "$STEPS"
+done
 
 say ""
 say "total: $(($(date +%s) - START)) s; report: $REPORT"

@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// synchronised around each (a table of milliseconds and shares).
     #[arg(long, conflicts_with = "data")]
     pub profile: bool,
+    /// Off the CPU, upsample with burn's own transposed convolution instead
+    /// of eqae's matrix product (to measure what the replacement saves).
+    #[arg(long)]
+    pub burn_upsampling: bool,
     /// Instead of models: time loading plus augmentation of this data
     /// set's full training split (from data/).
     #[arg(long, value_enum)]
@@ -229,6 +233,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if args.profile {
                 cmd.arg("--profile");
             }
+            if args.burn_upsampling {
+                cmd.arg("--burn-upsampling");
+            }
             if let Some(j) = &args.json {
                 cmd.arg("--json").arg(j);
             }
@@ -250,6 +257,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     )?;
     let device = args.device.select()?.autodiff();
     device.seed(0);
+    crate::nn::ops::set_burn_upsampling(args.burn_upsampling);
     let mut model = Autoencoder::new(&config, SIZE, &device);
     let mut optim: ModuleOptimizer = AdamConfig::new().init();
     let train = crate::config::TrainConfig::default();

@@ -16,6 +16,17 @@ use super::profile;
 thread_local! {
     /// Set by [`with_stock_ops`]: burn's operations even on flex.
     static STOCK_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by [`set_burn_upsampling`]: off the CPU, burn's own transposed
+    /// convolution for the decoders' upsampling instead of
+    /// [`upsample_as_products`].
+    static BURN_UPSAMPLING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Off the CPU, upsample with burn's own `conv_transpose2d` on this thread
+/// instead of [`upsample_as_products`]: `eqae bench --burn-upsampling`, to
+/// measure what the replacement saves.
+pub fn set_burn_upsampling(on: bool) {
+    BURN_UPSAMPLING.set(on);
 }
 
 /// Run `f` with burn's stock operations in place of our CPU kernels on this
@@ -214,14 +225,51 @@ fn conv_transpose2d_unrecorded(
     activation: Option<f32>,
 ) -> Tensor<4> {
     if !on_flex(&x) {
-        // (a matrix product with a gather, which is exact and maps to
-        // what GPUs do best, gave wrong losses in burn's fused wgpu kernels
-        // once the next operation consumed its output: burn's own here)
-        let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
-        let y = burn_conv_transpose2d(x, weight, Some(bias), options);
+        let [_, _, k, k2] = weight.dims();
+        let y = if stride == k && k2 == k && padding == 0 && !BURN_UPSAMPLING.get() {
+            upsample_as_products(x, weight, bias)
+        } else {
+            let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
+            burn_conv_transpose2d(x, weight, Some(bias), options)
+        };
         return stock_activation(y, activation);
     }
     square_conv(x, weight, bias, stride, padding, true, activation)
+}
+
+/// A transposed convolution whose stride equals its kernel, without
+/// padding (the decoders' upsampling), as one matrix product and a
+/// rearrangement: every input pixel writes its own `k x k` block,
+/// `y[b, o, k i + u, k j + v] = sum_c w[c, o, u, v] x[b, c, i, j] + bias[o]`.
+/// Off the CPU it replaces burn's `conv_transpose2d`, whose GPU kernels
+/// are slow (its input gradient above all); products and their gradient
+/// products are what a GPU does best. Exact: the same sums in another
+/// order.
+///
+/// One product over all pixels (`M = B*H*W`) rather than one per image:
+/// a batch of narrow products was slower on the 1x1 and 2x2 maps. The
+/// rearranged result passes through a multiplication by one before the
+/// bias is added: without it, burn 0.22's fused wgpu kernels computed the
+/// rest of the training step wrongly (the reconstruction read back right,
+/// but the loss computed from it came out 0.227, or 1.30 with autodiff,
+/// where 0.248 is right). `tests/kernels.rs` checks the whole step on wgpu
+/// against the CPU.
+///
+/// # Shapes
+/// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, kH, kW]`
+pub fn upsample_as_products(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let [b, ci, h, w] = x.dims();
+    let [_, co, k, _] = weight.dims();
+    // # Shapes: [B, Ci, H, W] -> [B*H*W, Ci] x [Ci, Co*k*k] -> [B, H, W, Co, k, k]
+    //   -> [B, Co, H, k, W, k] -> [B, Co, kH, kW]
+    let y = x
+        .permute([0, 2, 3, 1])
+        .reshape([b * h * w, ci])
+        .matmul(weight.reshape([ci, co * k * k]))
+        .reshape([b, h, w, co, k, k])
+        .permute([0, 3, 1, 4, 2, 5])
+        .reshape([b, co, h * k, w * k]);
+    y * 1.0 + bias.reshape([1, co, 1, 1])
 }
 
 fn stock_activation(y: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
@@ -354,6 +402,45 @@ mod tests {
 mod pointwise_tests {
     use super::*;
     use burn::tensor::{Device, Distribution, TensorData};
+
+    /// The GPU path's upsampling as products equals burn's transposed
+    /// convolution in value and in every gradient.
+    #[test]
+    fn upsampling_as_products_matches_burn_transposed_convolution() {
+        let device = Device::flex().autodiff();
+        let normal = Distribution::Normal(0.0, 1.0);
+        for (b, ci, s, co, k) in [(3, 4, 3, 2, 2), (2, 3, 1, 4, 4), (5, 8, 4, 16, 2)] {
+            let x = Tensor::<4>::random([b, ci, s, s], normal, &device);
+            let w = Tensor::<4>::random([ci, co, k, k], normal, &device);
+            let bias = Tensor::<1>::random([co], normal, &device);
+            let run = |products: bool| {
+                let (x, w, bias) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    bias.clone().require_grad(),
+                );
+                let y = if products {
+                    upsample_as_products(x.clone(), w.clone(), bias.clone())
+                } else {
+                    let options = ConvTransposeOptions::new([k; 2], [0; 2], [0, 0], [1, 1], 1);
+                    burn_conv_transpose2d(x.clone(), w.clone(), Some(bias.clone()), options)
+                };
+                let grads = (y.clone() * y.clone().detach().sin()).sum().backward();
+                let g = |t: Tensor<4>| t.grad(&grads).unwrap();
+                (y.detach(), g(x), g(w), bias.grad(&grads).unwrap())
+            };
+            let ((y1, dx1, dw1, db1), (y2, dx2, dw2, db2)) = (run(true), run(false));
+            let case = (b, ci, s, co, k);
+            fn max_diff_any<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+                (a - b).abs().max().into_scalar()
+            }
+            assert_eq!(y1.dims(), [b, co, k * s, k * s], "{case:?}");
+            assert!(max_diff_any(y1, y2) < 1e-5, "{case:?}");
+            assert!(max_diff_any(dx1, dx2) < 1e-4, "{case:?}");
+            assert!(max_diff_any(dw1, dw2) < 1e-4, "{case:?}");
+            assert!(max_diff_any(db1, db2) < 1e-4, "{case:?}");
+        }
+    }
 
     #[test]
     fn avg_pool2_matches_burn_in_value_and_gradient() {
