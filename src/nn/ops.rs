@@ -258,14 +258,46 @@ fn conv_transpose2d_unrecorded(
 /// # Shapes
 /// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, kH, kW]`
 pub fn upsample_as_products(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    upsample_in_row_blocks(x, weight, bias, PRODUCT_ROWS)
+}
+
+/// The most rows one product of [`upsample_as_products`] takes: GPU APIs
+/// bound the workgroups of one launch per dimension (65,535 on many
+/// Vulkan drivers) and some of CubeCL's matrix-product kernels launch one
+/// per 8 rows; D12's first upsampling at batch 512 has 786,432 rows.
+const PRODUCT_ROWS: usize = 1 << 18;
+
+/// [`upsample_as_products`] with its product split into blocks of at most
+/// `block_rows` rows, joined again.
+///
+/// # Shapes
+/// `x [B, Ci, H, W]`, `weight [Ci, Co, k, k]`, `bias [Co]` -> `[B, Co, kH, kW]`
+fn upsample_in_row_blocks(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    block_rows: usize,
+) -> Tensor<4> {
     let [b, ci, h, w] = x.dims();
     let [_, co, k, _] = weight.dims();
-    // # Shapes: [B, Ci, H, W] -> [B*H*W, Ci] x [Ci, Co*k*k] -> [B, H, W, Co, k, k]
-    //   -> [B, Co, H, k, W, k] -> [B, Co, kH, kW]
-    let y = x
-        .permute([0, 2, 3, 1])
-        .reshape([b * h * w, ci])
-        .matmul(weight.reshape([ci, co * k * k]))
+    let rows = b * h * w;
+    // # Shapes: [B, Ci, H, W] -> [B*H*W, Ci] x [Ci, Co*k*k] -> [B*H*W, Co*k*k]
+    let pixels = x.permute([0, 2, 3, 1]).reshape([rows, ci]);
+    let taps = weight.reshape([ci, co * k * k]);
+    let z = if rows <= block_rows {
+        pixels.matmul(taps)
+    } else {
+        let blocks = (0..rows)
+            .step_by(block_rows)
+            .map(|start| {
+                let n = block_rows.min(rows - start);
+                pixels.clone().narrow(0, start, n).matmul(taps.clone())
+            })
+            .collect();
+        Tensor::cat(blocks, 0)
+    };
+    // # Shapes: [B*H*W, Co*k*k] -> [B, H, W, Co, k, k] -> [B, Co, H, k, W, k] -> [B, Co, kH, kW]
+    let y = z
         .reshape([b, h, w, co, k, k])
         .permute([0, 3, 1, 4, 2, 5])
         .reshape([b, co, h * k, w * k]);
@@ -420,7 +452,8 @@ mod pointwise_tests {
                     bias.clone().require_grad(),
                 );
                 let y = if products {
-                    upsample_as_products(x.clone(), w.clone(), bias.clone())
+                    // blocks of 7 rows: the split product too
+                    upsample_in_row_blocks(x.clone(), w.clone(), bias.clone(), 7)
                 } else {
                     let options = ConvTransposeOptions::new([k; 2], [0; 2], [0, 0], [1, 1], 1);
                     burn_conv_transpose2d(x.clone(), w.clone(), Some(bias.clone()), options)
