@@ -1,6 +1,8 @@
-//! Whole models on our CPU kernels against the same models on burn's stock
-//! operations: the same reconstruction loss and the same gradient for every
-//! parameter, for the baseline and for every group.
+//! Whole models on our CPU kernels against the same models on the GPU
+//! path's operations (burn's stock operations, the decoders' upsampling as
+//! one matrix product), on the CPU and on wgpu: the same reconstruction
+//! loss and the same gradient for every parameter, for the baseline and for
+//! every group.
 //!
 //! The input is dense noise, not the blob images of the other suites: their
 //! exactly-black backgrounds and faint edges give pre-activations within

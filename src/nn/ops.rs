@@ -1,8 +1,8 @@
 //! The operations the layers call. Each dispatches by backend: on flex
 //! (the CPU) to our kernels through the backend extension
 //! ([`super::extension`], [`super::cpu`]); everywhere else (wgpu) to
-//! burn's stock operations, untouched. Both paths compute the same
-//! function; the tests below compare them in value and gradient, and
+//! burn's stock operations, except the decoders' upsampling, which is
+//! [`upsample_as_products`] there. Both paths compute the same function; the tests below compare them in value and gradient, and
 //! [`with_stock_ops`] forces the stock path for whole-model comparisons.
 
 use burn::backend::{Dispatch, DispatchDevice};
@@ -29,8 +29,9 @@ pub fn set_burn_upsampling(on: bool) {
     BURN_UPSAMPLING.set(on);
 }
 
-/// Run `f` with burn's stock operations in place of our CPU kernels on this
-/// thread: the reference for whole-model tests and benchmarks.
+/// Run `f` with the GPU path's operations (burn's stock operations, the
+/// upsampling as [`upsample_as_products`]) in place of our CPU kernels on
+/// this thread: the reference for whole-model tests and benchmarks.
 pub fn with_stock_ops<R>(f: impl FnOnce() -> R) -> R {
     let before = STOCK_OPS.replace(true);
     let result = f();
@@ -428,12 +429,6 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod pointwise_tests {
-    use super::*;
-    use burn::tensor::{Device, Distribution, TensorData};
 
     /// The GPU path's upsampling as products equals burn's transposed
     /// convolution in value and in every gradient.
@@ -464,9 +459,6 @@ mod pointwise_tests {
             };
             let ((y1, dx1, dw1, db1), (y2, dx2, dw2, db2)) = (run(true), run(false));
             let case = (b, ci, s, co, k);
-            fn max_diff_any<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-                (a - b).abs().max().into_scalar()
-            }
             assert_eq!(y1.dims(), [b, co, k * s, k * s], "{case:?}");
             assert!(max_diff_any(y1, y2) < 1e-5, "{case:?}");
             assert!(max_diff_any(dx1, dx2) < 1e-4, "{case:?}");
@@ -474,6 +466,12 @@ mod pointwise_tests {
             assert!(max_diff_any(db1, db2) < 1e-4, "{case:?}");
         }
     }
+}
+
+#[cfg(test)]
+mod pointwise_tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, TensorData};
 
     #[test]
     fn avg_pool2_matches_burn_in_value_and_gradient() {
