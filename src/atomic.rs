@@ -40,6 +40,16 @@ pub fn check_writable(path: &Path, what: &str) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // device, process and kernel folders hold no results (and as root a
+    // file could be made there)
+    let real = std::fs::canonicalize(parent).unwrap_or(parent.to_path_buf());
+    if ["/dev", "/proc", "/sys"].iter().any(|d| real.starts_with(d)) {
+        anyhow::bail!(
+            "{what} {}: {} holds devices or system files, not results; choose another folder",
+            path.display(),
+            real.display()
+        );
+    }
     std::fs::create_dir_all(parent).with_context(|| {
         format!(
             "{what} {}: cannot create the folder {}",
@@ -59,6 +69,43 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     with_temp(path, "", |tmp| {
         std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", path.display()))
     })
+}
+
+/// Write several files that belong together (a model and its weights)
+/// so that a kill or an error never leaves a mix of old and new ones: all
+/// are written whole under temporary names first (a full disk stops here,
+/// with the old files untouched), then the old companions (every file
+/// after the first) are removed, the first renamed into place, and the
+/// companions after it. A kill in between leaves the old first file alone
+/// or the new one alone, never beside a companion it does not belong with.
+pub fn write_together(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut written = Vec::new();
+    for (path, bytes) in files {
+        let tmp = temp_path(path, "");
+        let done = std::fs::write(&tmp, bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .and_then(|_| sync(&tmp));
+        written.push(tmp);
+        if let Err(e) = done {
+            for t in &written {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(e);
+        }
+    }
+    for (path, _) in files.iter().skip(1) {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot replace {}", path.display()))
+            }
+            _ => {}
+        }
+    }
+    for ((path, _), tmp) in files.iter().zip(&written) {
+        std::fs::rename(tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    }
+    Ok(())
 }
 
 /// Let `fill` write the file at a temporary path, then rename it to `path`;
@@ -85,6 +132,26 @@ fn sync(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// SHA-256 of a file's bytes, hex, read in blocks.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut block)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&block[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Remove the temporary files a killed writer left beside `path` (any
 /// process's `.<name>.<pid>.tmp*`).
 pub fn remove_stale(path: &Path) {
@@ -105,12 +172,21 @@ pub fn remove_stale(path: &Path) {
         if let Some(rest) = n.strip_prefix(&prefix) {
             // `<pid>.tmp...`: only temporary files of this naming
             let mut parts = rest.splitn(2, '.');
-            let pid_ok = parts.next().is_some_and(|p| p.parse::<u32>().is_ok());
-            if pid_ok && parts.next().is_some_and(|r| r.starts_with("tmp")) {
+            // only those of processes that are gone: a live writer's stay
+            let dead = parts
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| pid == std::process::id() || !alive(pid));
+            if dead && parts.next().is_some_and(|r| r.starts_with("tmp")) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
+}
+
+/// Whether a process with this id exists.
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 #[cfg(test)]

@@ -42,10 +42,27 @@ pub fn keep_large_allocations() {
 
 /// Memory the machine can still give, in bytes (Linux `MemAvailable`).
 pub fn available_bytes() -> Option<f64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0)
+    let kib = |text: &str, key: &str| -> Option<f64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|k| k * 1024.0)
+    };
+    let free = kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable:")?;
+    // a limit on the address space (`ulimit -v`) binds before the memory
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else
+    let limited = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0
+        && limit.rlim_cur != libc::RLIM_INFINITY;
+    if limited {
+        let used = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| kib(&s, "VmSize:"))
+            .unwrap_or(0.0);
+        return Some(free.min((limit.rlim_cur as f64 - used).max(0.0)));
+    }
+    Some(free)
 }
 
 /// Refuse work that needs more memory than the machine has available,

@@ -129,12 +129,20 @@ impl From<PresetArg> for Preset {
     }
 }
 
-/// An angle step in (0, 360] degrees (`--rotations`, `--angles`).
+/// Most angles a study measures (a step of 0.25 degrees).
+pub const MAX_ANGLES: f64 = 1440.0;
+
+/// An angle step in degrees (`--rotations`, `--angles`) that gives at
+/// least two angles over the circle (at most 180) and at most
+/// [`MAX_ANGLES`] (at least 0.25).
 pub fn parse_angle_step(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v > 0.0 && v <= 360.0 {
+    let least = 360.0 / MAX_ANGLES;
+    if (least..=180.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is not in (0, 360]"))
+        Err(format!(
+            "{s} degrees: a step must be from {least} (at most {MAX_ANGLES} angles) to 180 (at least two angles, 0 and the step)"
+        ))
     }
 }

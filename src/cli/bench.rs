@@ -126,7 +126,7 @@ pub enum BenchData {
 }
 
 /// Loading-plus-augmentation throughput of a whole training split.
-fn bench_data(data: BenchData) -> Result<()> {
+fn bench_data(data: BenchData, json: Option<&std::path::Path>) -> Result<()> {
     let mut config = crate::config::DataConfig::default();
     config.dataset = match data {
         BenchData::Mnist => crate::config::DatasetKind::Mnist,
@@ -150,6 +150,23 @@ fn bench_data(data: BenchData) -> Result<()> {
         augmented.len() as f64 / (loaded + augment),
         test.class_counts()
     );
+    if let Some(path) = json {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "data": name, "training_images": augmented.len(),
+            "decode_s": loaded, "augment_s": augment,
+            "threads": rayon::current_num_threads(),
+            "images_per_second": augmented.len() as f64 / (loaded + augment),
+        });
+        // one JSON line, appended as the model benchmarks append theirs
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--json {}: cannot open it", path.display()))?;
+        writeln!(f, "{line}")
+            .with_context(|| format!("--json {}: cannot write", path.display()))?;
+    }
     Ok(())
 }
 
@@ -192,7 +209,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         crate::atomic::check_writable(path, "--json")?;
     }
     if let Some(data) = args.data {
-        return bench_data(data);
+        return bench_data(data, args.json.as_deref());
     }
     let models = if args.model.is_empty() {
         BenchModel::ALL.to_vec()

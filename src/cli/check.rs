@@ -35,9 +35,9 @@ pub struct CheckArgs {
     /// (mean and worst per angle; angles.csv, angles.json, angles.png).
     #[arg(long, value_parser = super::args::parse_angle_step)]
     pub angles: Option<f64>,
-    /// With --angles: the first N upright test images.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub angle_images: u32,
+    /// With --angles: the first N upright test images [default: 1000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub angle_images: Option<u32>,
     /// With --angles: the folder for its files (default: the run's folder,
     /// or `reports/` with --config).
     #[arg(long)]
@@ -53,6 +53,21 @@ pub struct CheckArgs {
 
 /// Run `eqae check`.
 pub fn run(args: CheckArgs) -> Result<()> {
+    // options of --angles mean nothing without it: refused, not ignored
+    if args.angles.is_none() {
+        for (given, flag) in [
+            (args.angle_images.is_some(), "--angle-images"),
+            (args.out.is_some(), "--out"),
+            (args.resample.is_some(), "--resample"),
+        ] {
+            if given {
+                bail!("{flag} applies with --angles only");
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        crate::atomic::check_writable(path, "--json")?;
+    }
     let device = args.device.select()?;
     // The untrained model and the random inputs come from the config's
     // training seed, so that repeated checks print the same numbers.
@@ -139,7 +154,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
             &model,
             &config,
             step,
-            args.angle_images as usize,
+            args.angle_images.unwrap_or(1000) as usize,
             &out,
             &device,
         )?;

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::{DeviceArgs, HeadArg, TrainedHead};
 
-use crate::data::folder::{Canvas, FolderSummary};
+use crate::data::folder::Canvas;
 use crate::data::load_splits;
 use crate::eval::embed::{embed, EmbedOptions, Source};
 
@@ -60,7 +60,7 @@ pub struct EmbedArgs {
     pub out: PathBuf,
     /// With --images: leave out files that cannot be read, decoded or
     /// named (listed in `<out>_skipped.txt`) instead of stopping at the first.
-    #[arg(long, requires = "images")]
+    #[arg(long, requires = "images", conflicts_with = "split")]
     pub skip_bad: bool,
     /// Embed part I of N of the sorted list (e.g. `--shard 3/8`), for N
     /// processes started by a cluster's scheduler; the parts joined in
@@ -81,9 +81,8 @@ pub struct EmbedArgs {
 
 /// Run `eqae embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
-    // every check before the work: the output can be written, the run and
-    // its head exist
-    crate::atomic::check_output(&args.out, "npy", "--out")?;
+    // every check before the work: the run and its head exist, the output
+    // can be written
     let device = args.device.select()?;
     let TrainedHead {
         run,
@@ -91,24 +90,15 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         reader,
         ..
     } = TrainedHead::load(&args.run, args.head, &device)?;
+    crate::atomic::check_output(&args.out, "npy", "--out")?;
     let head = reader.head();
     let shard = args.shard.unwrap_or((0, 1));
-    let (summary, splits);
+    let splits;
     let source = match &args.images {
-        Some(dir) => {
-            summary = FolderSummary::of(dir, args.skip_bad)?;
-            if summary.count == 0 {
-                bail!(
-                    "PNG or JPEG images not found in {} (searched its sub-folders too): point --images at a folder of .png/.jpg/.jpeg files",
-                    dir.display()
-                );
-            }
-            Source::Files {
-                root: dir,
-                summary: &summary,
-                canvas: Canvas::of(&config.data),
-            }
-        }
+        Some(dir) => Source::Files {
+            root: dir,
+            canvas: Canvas::of(&config.data),
+        },
         None => {
             splits = load_splits(&config.data)?;
             let (set, name) = match args.split {
@@ -126,13 +116,15 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             Source::Split(set)
         }
     };
-    // what the output is computed from: a resume with anything else is refused
+    // what the output is computed from: a resume with anything else is
+    // refused (the folder's own contents are checked by the resume)
     let described = format!(
-        "{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}",
+        "{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
         std::fs::canonicalize(&run.root)
             .unwrap_or(run.root.clone())
             .display(),
         std::fs::read_to_string(run.root.join("model.json")).unwrap_or_default(),
+        config.to_toml(),
         head,
         args.images
             .as_ref()
@@ -140,10 +132,6 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         args.images.is_none().then_some(args.split),
         shard,
         args.skip_bad,
-        match &source {
-            Source::Files { summary, .. } => summary.count,
-            Source::Split(d) => d.len(),
-        },
     );
     let fingerprint = {
         use sha2::Digest;
@@ -174,13 +162,20 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     } else {
         String::new()
     };
+    let rate = if done.embedded_now > 0 {
+        format!(
+            " ({:.0} images/s)",
+            done.embedded_now as f64 / done.seconds.max(1e-9)
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{} images{resumed} -> {} features ({:?}) in {:.1}s ({:.0} images/s): {}",
+        "{} images{resumed} -> {} features ({:?}) in {:.1}s{rate}: {}",
         done.rows,
         done.cols,
         head,
         done.seconds,
-        (done.rows - done.resumed_rows) as f64 / done.seconds.max(1e-9),
         args.out.display()
     );
     Ok(())

@@ -61,6 +61,17 @@ pub enum ModelKind {
     Attention,
 }
 
+impl ModelKind {
+    /// The name a config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Baseline => "baseline",
+            ModelKind::Equivariant => "equivariant",
+            ModelKind::Attention => "attention",
+        }
+    }
+}
+
 /// Which data set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -318,12 +329,28 @@ impl TrainConfig {
 pub struct FeatureConfig {
     /// Right-regular elements h of the Gram features `<u_i, rho(h) u_j>`,
     /// by name: "e", "R^k", "M", "R^k M", or "all". Empty: e, R^1, and M
-    /// when the group has reflections.
+    /// when the group has reflections. One name may stand alone
+    /// (`gram_elements = "all"`).
+    #[serde(deserialize_with = "one_or_many")]
     pub gram_elements: Vec<String>,
     /// Diagonals of each Gram matrix to keep (|i - j| < band); 0 keeps all.
     pub gram_band: usize,
     /// Add the rotation autocorrelations `<u_i, lambda(R^j) u_i>`, j = 1..=n/2.
     pub autocorrelation: bool,
+}
+
+/// A list of names, or one name alone.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl Default for FeatureConfig {
@@ -420,13 +447,25 @@ impl Config {
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.to_string()));
         let mut root = toml::Value::try_from(self).expect("config serialises");
-        let mut slot = &mut root;
-        for part in key.split('.') {
-            slot = slot
-                .get_mut(part)
+        let parts: Vec<&str> = key.split('.').collect();
+        let (last, sections) = parts.split_last().expect("split gives one part");
+        let mut table = &mut root;
+        for part in sections {
+            table = table
+                .get_mut(*part)
                 .ok_or_else(|| fail(format!("the config has no key `{key}`")))?;
         }
-        *slot = value;
+        // a key at its default is not written out (model.smoothing): set
+        // it all the same, and let the parse refuse a key that is unknown
+        match table.as_table_mut() {
+            Some(t) if sections.is_empty() && !t.contains_key(*last) => {
+                return Err(fail(format!("the config has no key `{key}`")))
+            }
+            Some(t) => {
+                t.insert(last.to_string(), value);
+            }
+            None => return Err(fail(format!("the config has no key `{key}`"))),
+        }
         let text = toml::to_string(&root).map_err(|e| fail(e.to_string()))?;
         Config::from_toml(&text, Path::new(assignment))
     }

@@ -8,6 +8,19 @@ use super::{Config, ConfigError, ModelKind};
 /// Widest input smoothing accepted, in pixels (its taps grow with its square).
 pub const MAX_SMOOTHING: f64 = 4.0;
 
+/// Narrowest input smoothing accepted, in pixels: a turned pixel lies up
+/// to 0.71 pixel from the nearest one, and the taps reach 3 widths.
+pub const MIN_SMOOTHING: f64 = 0.25;
+
+/// A number as people read it in a message: `1e300`, not 301 digits.
+pub fn short_number(v: f64) -> String {
+    if v != 0.0 && !(1e-4..1e6).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// Largest kernel side accepted.
 pub const MAX_KERNEL: usize = 63;
 /// Largest model accepted, in weights (expanded filter banks included):
@@ -108,12 +121,12 @@ impl Config {
         if m.kind == ModelKind::Baseline && m.code == 0 {
             return bad("model.code", "the baseline needs a code size > 0");
         }
-        if !(0.0..=MAX_SMOOTHING).contains(&m.smoothing) {
+        if !(m.smoothing == 0.0 || (MIN_SMOOTHING..=MAX_SMOOTHING).contains(&m.smoothing)) {
             return bad(
                 "model.smoothing",
                 format!(
-                    "{} is not a width in pixels from 0 (none) to {MAX_SMOOTHING}",
-                    m.smoothing
+                    "{} is not a width in pixels: 0 (none), or from {MIN_SMOOTHING} (narrower, a Gaussian has no weight between pixels) to {MAX_SMOOTHING}",
+                    short_number(m.smoothing)
                 ),
             );
         }

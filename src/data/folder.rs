@@ -122,6 +122,9 @@ pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataErro
         path: path.to_path_buf(),
         error,
     })?;
+    if bytes.is_empty() {
+        return Err(DataError::format(path, "empty file (0 bytes), not an image"));
+    }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| DataError::format(path, format!("cannot read image: {e}")))?;
@@ -141,8 +144,8 @@ pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataErro
                 ),
             ),
             e => DataError::format(path, format!("cannot decode image: {e}")),
-        })?
-        .to_luma8();
+        })?;
+    let img = grey_levels(&img);
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::format(path, "image has no pixels"));
     }
@@ -162,6 +165,28 @@ pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataErro
     ))
 }
 
+/// An image's grey levels in 0..=255, the same for every pixel format:
+/// each sample scaled to [0, 1] (8 and 16 bits alike), colour read as its
+/// Rec. 709 luma (0.2126 R + 0.7152 G + 0.0722 B), a transparent pixel
+/// laid over white (grey * alpha + 1 - alpha), then rounded to the nearest
+/// of 256 levels. `scripts/prepare.py` does the same in NumPy.
+pub fn grey_levels(img: &image::DynamicImage) -> GrayImage {
+    let colour = img.color().has_color();
+    let rgba = img.to_rgba32f();
+    let mut out = GrayImage::new(img.width(), img.height());
+    for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
+        let [r, g, b, a] = p.0.map(f64::from);
+        let grey = if colour {
+            0.2126 * r + 0.7152 * g + 0.0722 * b
+        } else {
+            r
+        };
+        let v = grey * a + (1.0 - a);
+        o.0[0] = (v * 255.0 + 0.5).floor().clamp(0.0, 255.0) as u8;
+    }
+    out
+}
+
 /// Pad to a square with the border's mean colour, resize, darken background.
 pub fn square_and_resize(img: &GrayImage, size: usize) -> Vec<f32> {
     let (w, h) = img.dimensions();
@@ -179,7 +204,11 @@ pub fn square_and_resize(img: &GrayImage, size: usize) -> Vec<f32> {
         ((side - w) / 2) as i64,
         ((side - h) / 2) as i64,
     );
-    let resized = image::imageops::resize(&canvas, size as u32, size as u32, FilterType::Triangle);
+    let resized = if side == size as u32 {
+        canvas
+    } else {
+        image::imageops::resize(&canvas, size as u32, size as u32, FilterType::Triangle)
+    };
     let invert = background > 127;
     resized
         .pixels()
@@ -380,43 +409,89 @@ impl Iterator for ImageWalk {
     }
 }
 
-/// What a first pass over a folder found: how many items the walk yields
-/// and, where every image lies in a top-level sub-folder (torchvision's
-/// `ImageFolder` layout), those sub-folders as the classes.
+/// What one pass over a folder found: how many items the walk yields,
+/// the classes where every image lies in a top-level sub-folder
+/// (torchvision's `ImageFolder` layout), and a digest of every item's
+/// name, size, modification and change time and inode, so that a later
+/// pass can tell whether the folder is still the same.
 #[derive(Clone, Debug, Default)]
 pub struct FolderSummary {
     /// Items of [`ImageWalk`], errors included.
     pub count: usize,
     /// Class names in sorted order; empty where the folder has no classes.
     pub classes: Vec<String>,
+    /// SHA-256 (hex) over each item's name and file metadata, in order.
+    pub digest: String,
 }
+
+/// One item of a folder listing: a file (relative path) or an entry that
+/// could not be listed.
+pub type Listed = Result<String, DataError>;
 
 impl FolderSummary {
     /// Walk `dir` once, counting. Without `skip_bad`, the first entry that
     /// cannot be listed is an error here, before any image is read.
     pub fn of(dir: &Path, skip_bad: bool) -> Result<Self, DataError> {
+        Self::walk(dir, skip_bad, |_| Ok(()))
+    }
+
+    /// [`FolderSummary::of`], handing every item to `keep` in order (to
+    /// write the listing that the work then reads, so that files added or
+    /// removed while it runs change nothing).
+    pub fn walk(
+        dir: &Path,
+        skip_bad: bool,
+        mut keep: impl FnMut(&Listed) -> std::io::Result<()>,
+    ) -> Result<Self, DataError> {
+        use sha2::Digest;
         let (mut count, mut classes, mut at_top) = (0, Vec::<String>::new(), false);
+        let mut digest = sha2::Sha256::new();
         for item in ImageWalk::new(dir)? {
             count += 1;
-            match item {
-                Ok(rel) => match rel.split_once('/') {
-                    Some((top, _)) => {
-                        if classes.last().map(String::as_str) != Some(top) {
-                            classes.push(top.to_string());
+            match &item {
+                Ok(rel) => {
+                    match rel.split_once('/') {
+                        Some((top, _)) => {
+                            if classes.last().map(String::as_str) != Some(top) {
+                                classes.push(top.to_string());
+                            }
                         }
+                        None => at_top = true,
                     }
-                    None => at_top = true,
-                },
-                Err(e) if !skip_bad => {
-                    return Err(e.hinted("pass --skip-bad to leave such files out"))
+                    digest.update(file_stamp(&dir.join(rel), rel).as_bytes());
                 }
-                Err(_) => {}
+                Err(e) if !skip_bad => {
+                    return Err(e.clone_text().hinted("pass --skip-bad to leave such files out"))
+                }
+                Err(e) => digest.update(format!("!{e}\n").as_bytes()),
             }
+            keep(&item).map_err(|error| DataError::Io {
+                path: dir.to_path_buf(),
+                error,
+            })?;
         }
         if at_top {
             classes.clear();
         }
-        Ok(FolderSummary { count, classes })
+        if !classes.is_empty() {
+            if let Some(empty) = sorted_entries(dir)?
+                .into_iter()
+                .filter(|(_, is_dir)| *is_dir)
+                .map(|(name, _)| name.to_string_lossy().into_owned())
+                .find(|name| classes.binary_search(name).is_err())
+            {
+                return Err(DataError::format(
+                    &dir.join(&empty),
+                    "class folder holds no PNG or JPEG image; add images or remove the folder",
+                ));
+            }
+        }
+        let digest = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(FolderSummary {
+            count,
+            classes,
+            digest,
+        })
     }
 
     /// The class of a file given by its relative path (0 without classes).
@@ -425,5 +500,61 @@ impl FolderSummary {
         self.classes
             .binary_search_by(|c| c.as_str().cmp(top))
             .unwrap_or(0)
+    }
+}
+
+/// A file's name and what changes when its contents may have: size,
+/// modification time, change time (which no program can set back) and
+/// inode (a file replaced by another under the same name).
+fn file_stamp(path: &Path, rel: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path).or_else(|_| std::fs::symlink_metadata(path)) {
+        Ok(m) => format!(
+            "{rel}\t{}\t{}.{}\t{}.{}\t{}\n",
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino()
+        ),
+        Err(e) => format!("{rel}\t{e}\n"),
+    }
+}
+
+/// One listing line: `f\t<relative path>` or `e\t<path>\t<why>` (the
+/// error's text with control characters escaped, so it stays one line).
+pub fn listing_line(item: &Listed) -> String {
+    match item {
+        Ok(rel) => format!("f\t{rel}\n"),
+        Err(e) => {
+            let (path, why) = match e {
+                DataError::Format { path, message } => (path.display().to_string(), message.clone()),
+                DataError::Io { path, error } => (path.display().to_string(), format!("cannot read: {error}")),
+                DataError::Missing { what, path, hint } => {
+                    (path.display().to_string(), format!("{what} not found: {hint}"))
+                }
+            };
+            let one_line = |t: &str| {
+                t.chars()
+                    .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+                    .collect::<String>()
+                    .replace('\t', " ")
+            };
+            format!("e\t{}\t{}\n", one_line(&path), one_line(&why))
+        }
+    }
+}
+
+/// Read back one line written by [`listing_line`].
+pub fn parse_listing_line(line: &str) -> Option<Listed> {
+    let (kind, rest) = line.split_once('\t')?;
+    match kind {
+        "f" => Some(Ok(rest.to_string())),
+        "e" => {
+            let (path, why) = rest.split_once('\t')?;
+            Some(Err(DataError::format(Path::new(path), why)))
+        }
+        _ => None,
     }
 }

@@ -72,6 +72,25 @@ impl DataError {
         }
     }
 
+    /// A copy that keeps the text (an I/O error becomes its message).
+    pub fn clone_text(&self) -> Self {
+        match self {
+            DataError::Io { path, error } => DataError::Format {
+                path: path.clone(),
+                message: format!("cannot read: {error}"),
+            },
+            DataError::Format { path, message } => DataError::Format {
+                path: path.clone(),
+                message: message.clone(),
+            },
+            DataError::Missing { what, path, hint } => DataError::Missing {
+                what: what.clone(),
+                path: path.clone(),
+                hint: hint.clone(),
+            },
+        }
+    }
+
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
         DataError::Format {
             path: path.to_path_buf(),

@@ -7,14 +7,27 @@
 //! everything is done, so a file with a final name is always complete; an
 //! interrupted run continues from `state.json` with `--resume`.
 //!
+//! A folder is listed once, into the partial folder, and the work reads
+//! that listing: files added or removed while it runs change nothing, and
+//! a resume first checks that every listed file still has the name, size
+//! and times it had (refused otherwise).
+//!
+//! Publishing is one step that a kill cannot split: the parts are renamed
+//! into place after `publish.json` (the list of renames) is written, and
+//! the manifest last; a kill in between leaves no manifest, and `--resume`
+//! finishes the renames.
+//!
 //! Output files, for `--out F.npy`:
 //! - `F.npy`: float32 `[rows, features]`;
 //! - `F_files.txt`: the source of each row, relative to `--images`;
 //! - `F_labels.npy`, `F_classes.txt`: for data splits and class folders;
-//! - `F_skipped.txt`: with `--skip-bad`, each file left out and why.
+//! - `F_skipped.txt`: with `--skip-bad`, each file left out and why;
+//! - `F_manifest.json`, written last: every part with its size and
+//!   SHA-256; a set without it, or whose parts differ from it, is not a
+//!   complete output.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -23,9 +36,11 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::features::{FeatureReader, BATCH};
+use super::features::FeatureReader;
 use super::npy::NpyRows;
-use crate::data::folder::{load_image_onto, Canvas, FolderSummary, ImageWalk};
+use crate::data::folder::{
+    listing_line, load_image_onto, parse_listing_line, Canvas, FolderSummary, Listed,
+};
 use crate::data::{DataError, Dataset};
 use crate::nn::transform::to_vec;
 use crate::progress;
@@ -39,37 +54,9 @@ pub enum Source<'a> {
     Files {
         /// The folder.
         root: &'a Path,
-        /// What a first walk found: the count and the classes.
-        summary: &'a FolderSummary,
         /// How each file is placed on the model's canvas.
         canvas: Canvas,
     },
-}
-
-impl Source<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Source::Split(d) => d.len(),
-            Source::Files { summary, .. } => summary.count,
-        }
-    }
-
-    fn class_names(&self) -> Option<Vec<String>> {
-        match self {
-            Source::Split(d) => Some(d.class_names.clone()),
-            Source::Files { summary, .. } if !summary.classes.is_empty() => {
-                Some(summary.classes.clone())
-            }
-            Source::Files { .. } => None,
-        }
-    }
-
-    fn has_names(&self) -> bool {
-        match self {
-            Source::Split(d) => d.file_names.is_some(),
-            Source::Files { .. } => true,
-        }
-    }
 }
 
 /// Part `index` (0-based) of `count` of a list of `len` items: contiguous
@@ -106,6 +93,8 @@ pub struct EmbedSummary {
     pub skipped: usize,
     /// Rows that were already done by an earlier, interrupted run.
     pub resumed_rows: u64,
+    /// Images embedded by this process.
+    pub embedded_now: u64,
     /// Seconds this process spent.
     pub seconds: f64,
 }
@@ -118,12 +107,20 @@ struct State {
     done: usize,
     /// Rows in `features.npy`.
     rows: u64,
-    /// Columns of `features.npy` (0 before the first batch).
+    /// Columns of `features.npy`.
     cols: usize,
     /// Bytes of `files.txt` and of `skipped.txt`.
     files_bytes: u64,
     skipped_bytes: u64,
     skipped: usize,
+    /// Items of the whole list (the folder's listing, or the split).
+    count: usize,
+    /// Class names of the source (none for a folder without classes).
+    classes: Option<Vec<String>>,
+    /// For a folder: the digest of its listing ([`FolderSummary::digest`]).
+    folder_digest: String,
+    /// The first reason a file was left out.
+    first_skip: Option<String>,
 }
 
 /// The partial folder of an output.
@@ -157,75 +154,226 @@ struct Batch {
 pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Result<EmbedSummary> {
     let out = opts.out;
     let partial = partial_dir(out);
-    let range = shard_range(source.len(), opts.shard);
     let _lock = lock_partial(&partial)?;
+    if opts.resume && partial.join(PUBLISH).exists() {
+        return finish_publishing(&partial, out);
+    }
+    let mut state = start_or_resume(source, opts, &partial)?;
+    let cols = reader.width()?;
+    if state.done == 0 {
+        state.cols = cols;
+    } else if state.cols != cols {
+        bail!(
+            "--resume: {} holds rows of {} features where this model gives {cols}; run without --resume to start again",
+            partial.display(),
+            state.cols
+        );
+    }
+    let range = shard_range(state.count, opts.shard);
+    let resumed_rows = state.rows;
+    let started = Instant::now();
+    let mut parts = Parts::open(&partial, &state)?;
+    let embedded_now = run_batches(reader, source, opts, (&partial, range.clone()), &mut state, &mut parts)
+        .map_err(|e| disk_full_hint(e, &partial))?;
+    if state.rows == 0 && !range.is_empty() && opts.shard.1 == 1 {
+        bail!(
+            "no image was embedded: all {} files were bad (the first: {})",
+            range.len(),
+            state.first_skip.as_deref().unwrap_or("unknown")
+        );
+    }
+    parts
+        .finish(&partial, &state)
+        .map_err(|e| disk_full_hint(e, &partial))?;
+    publish(&partial, out, source, opts)?;
+    drop(_lock);
+    let _ = std::fs::remove_dir_all(&partial);
+    Ok(EmbedSummary {
+        rows: state.rows,
+        cols,
+        skipped: state.skipped,
+        resumed_rows,
+        embedded_now,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The state to continue from: a resume's, after checking that it was
+/// started with the same arguments and that its folder has not changed;
+/// or a fresh one, the partial folder emptied and the folder listed.
+fn start_or_resume(source: &Source, opts: &EmbedOptions, partial: &Path) -> Result<State> {
     let state_path = partial.join("state.json");
-    let previous: Option<State> = if opts.resume {
-        match std::fs::read_to_string(&state_path) {
-            Ok(text) => Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("corrupt {}", state_path.display()))?,
-            ),
-            Err(_) => None,
-        }
-    } else {
-        None
+    let previous = match std::fs::read_to_string(&state_path) {
+        Ok(text) if opts.resume => Some(
+            serde_json::from_str::<State>(&text)
+                .with_context(|| format!("corrupt {}", state_path.display()))?,
+        ),
+        _ => None,
     };
-    if let Some(p) = &previous {
+    if let Some(p) = previous {
         if p.fingerprint != opts.fingerprint {
             bail!(
-                "--resume: {} was started with other arguments, weights or images; run without --resume to start again",
+                "--resume: {} was started with other arguments, weights, features settings or images; run without --resume to start again",
                 partial.display()
             );
         }
-    }
-    let mut state = match previous {
-        Some(p) => p,
-        None => {
-            // a fresh start: whatever an earlier run left goes
-            for entry in std::fs::read_dir(&partial)
-                .with_context(|| format!("cannot read {}", partial.display()))?
-                .flatten()
-            {
-                if entry.file_name() != ".lock" {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-            State {
-                fingerprint: opts.fingerprint.clone(),
-                ..State::default()
+        if let Source::Files { root, .. } = source {
+            let now = FolderSummary::of(root, opts.skip_bad)?;
+            if now.digest != p.folder_digest {
+                bail!(
+                    "--resume: {} changed since the interrupted embed (files added, removed, renamed or rewritten); run without --resume to start again",
+                    root.display()
+                );
             }
         }
+        return Ok(p);
+    }
+    // a fresh start: whatever an earlier run left goes
+    for entry in std::fs::read_dir(partial)
+        .with_context(|| format!("cannot read {}", partial.display()))?
+        .flatten()
+    {
+        if entry.file_name() != ".lock" {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let mut state = State {
+        fingerprint: opts.fingerprint.clone(),
+        ..State::default()
     };
-    let resumed_rows = state.rows;
-    let (features_path, files_path, skipped_path) = (
-        partial.join("features.npy"),
-        partial.join("files.txt"),
-        partial.join("skipped.txt"),
-    );
-    let mut features = if state.cols > 0 {
-        Some(NpyRows::reopen(&features_path, state.cols, state.rows)?)
-    } else {
-        None
-    };
-    let mut files_txt = append_at(&files_path, state.files_bytes)?;
-    let mut skipped_txt = append_at(&skipped_path, state.skipped_bytes)?;
-    let labels_path = partial.join("labels.npy");
-    let mut labels = match (source.class_names(), state.rows) {
-        (None, _) => None,
-        (Some(_), 0) => Some(NpyRows::create_labels(&labels_path)?),
-        (Some(_), rows) => Some(NpyRows::reopen_labels(&labels_path, rows)?),
-    };
+    match source {
+        Source::Split(d) => {
+            state.count = d.len();
+            state.classes = Some(d.class_names.clone());
+        }
+        Source::Files { root, .. } => {
+            let summary = list_folder(root, opts.skip_bad, &partial.join(LISTING))?;
+            if summary.count == 0 {
+                bail!(
+                    "PNG or JPEG images not found in {} (searched its sub-folders too): point --images at a folder of .png/.jpg/.jpeg files",
+                    root.display()
+                );
+            }
+            state.count = summary.count;
+            state.classes = (!summary.classes.is_empty()).then_some(summary.classes);
+            state.folder_digest = summary.digest;
+        }
+    }
+    Ok(state)
+}
 
+/// The listing of the folder, written once: the work reads it, not the
+/// folder, so files that come or go while it runs change nothing.
+const LISTING: &str = "listing.txt";
+
+/// Walk `root` once, writing each item to `listing`.
+fn list_folder(root: &Path, skip_bad: bool, listing: &Path) -> Result<FolderSummary> {
+    let file =
+        File::create(listing).with_context(|| format!("cannot write {}", listing.display()))?;
+    let mut w = BufWriter::new(file);
+    let summary = FolderSummary::walk(root, skip_bad, |item| w.write_all(listing_line(item).as_bytes()))?;
+    w.flush()
+        .and_then(|_| w.get_ref().sync_all())
+        .with_context(|| format!("cannot write {}", listing.display()))?;
+    Ok(summary)
+}
+
+/// The growing files of the partial folder.
+struct Parts {
+    features: NpyRows,
+    labels: Option<NpyRows>,
+    files_txt: BufWriter<File>,
+    skipped_txt: BufWriter<File>,
+}
+
+impl Parts {
+    /// Create them, or reopen them at the lengths `state` says are whole
+    /// (refused where a file is shorter: something else changed it).
+    fn open(partial: &Path, state: &State) -> Result<Self> {
+        let features_path = partial.join("features.npy");
+        let labels_path = partial.join("labels.npy");
+        let fresh = state.done == 0;
+        Ok(Parts {
+            features: if fresh {
+                NpyRows::create(&features_path, state.cols)?
+            } else {
+                NpyRows::reopen(&features_path, state.cols, state.rows).map_err(incomplete)?
+            },
+            labels: match (&state.classes, fresh) {
+                (None, _) => None,
+                (Some(_), true) => Some(NpyRows::create_labels(&labels_path)?),
+                (Some(_), false) => {
+                    Some(NpyRows::reopen_labels(&labels_path, state.rows).map_err(incomplete)?)
+                }
+            },
+            files_txt: append_at(&partial.join("files.txt"), state.files_bytes)?,
+            skipped_txt: append_at(&partial.join("skipped.txt"), state.skipped_bytes)?,
+        })
+    }
+
+    /// Write what is buffered and record in `state` how much is whole: a
+    /// point a resume can continue from (the files first, then the state).
+    fn checkpoint(&mut self, state: &mut State, state_path: &Path) -> Result<()> {
+        self.files_txt.flush()?;
+        self.skipped_txt.flush()?;
+        if let Some(l) = &mut self.labels {
+            l.flush()?;
+        }
+        self.features.flush()?;
+        state.rows = self.features.rows();
+        state.files_bytes = self.files_txt.get_ref().metadata()?.len();
+        state.skipped_bytes = self.skipped_txt.get_ref().metadata()?.len();
+        crate::atomic::write(state_path, serde_json::to_string(state)?.as_bytes())
+    }
+
+    /// Close every part with its final header, and the class names.
+    fn finish(self, partial: &Path, state: &State) -> Result<()> {
+        self.features.finish()?;
+        for mut w in [self.files_txt, self.skipped_txt] {
+            w.flush()?;
+            w.get_ref().sync_all()?;
+        }
+        if let (Some(l), Some(classes)) = (self.labels, &state.classes) {
+            l.finish()?;
+            std::fs::write(partial.join("classes.txt"), classes.join("\n") + "\n")
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A partial file shorter than its state says.
+fn incomplete(e: anyhow::Error) -> anyhow::Error {
+    e.context("the partial output is not as its state.json describes; run without --resume to start again")
+}
+
+/// Read, embed and append every batch of the shard's remaining items,
+/// checkpointing after each; returns the images embedded by this process.
+fn run_batches(
+    reader: &FeatureReader,
+    source: &Source,
+    opts: &EmbedOptions,
+    (partial, range): (&Path, std::ops::Range<usize>),
+    state: &mut State,
+    parts: &mut Parts,
+) -> Result<u64> {
+    let state_path = partial.join("state.json");
     let todo = range.start + state.done..range.end;
     let bar = progress::bar(range.len() as u64, opts.quiet, "embed");
     bar.set_position(state.done as u64);
     let started = Instant::now();
     let mut embedded_now = 0u64;
+    let batch = reader.batch()?;
+    let labels = FolderSummary {
+        classes: state.classes.clone().unwrap_or_default(),
+        ..FolderSummary::default()
+    };
     let (tx, rx) = sync_channel::<Batch>(2);
+    let listing = partial.join(LISTING);
     std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || produce(source, todo, tx));
-        let rx = rx;
+        let labels = &labels;
+        let listing = &listing;
+        scope.spawn(move || produce(source, (listing, labels), (todo, batch), tx));
         for Batch { pixels, items } in rx.iter() {
             let n = items.len();
             let mut batch_labels = Vec::with_capacity(n);
@@ -233,7 +381,7 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
                 match read {
                     Ok(()) => {
                         if let Some(name) = name {
-                            writeln!(files_txt, "{name}")?;
+                            writeln!(parts.files_txt, "{name}")?;
                         }
                         batch_labels.push(label as i64);
                     }
@@ -244,8 +392,9 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
                         } else {
                             bar.println(line);
                         }
-                        writeln!(skipped_txt, "{e}")?;
+                        writeln!(parts.skipped_txt, "{e}")?;
                         state.skipped += 1;
+                        state.first_skip.get_or_insert_with(|| e.to_string());
                     }
                     Err(e) => {
                         return Err(anyhow::Error::new(
@@ -254,102 +403,161 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
                     }
                 }
             }
-            if let Some(l) = &mut labels {
+            if let Some(l) = &mut parts.labels {
                 l.append_labels(&batch_labels)?;
             }
             if !pixels.is_empty() {
                 let x = images_tensor(pixels, reader.size(), reader.device());
-                let f = reader.read(x)?;
-                let cols = f.dims()[1];
-                let rows = to_vec(&f);
-                let w = match &mut features {
-                    Some(w) => w,
-                    None => {
-                        state.cols = cols;
-                        features.insert(NpyRows::create(&features_path, cols)?)
-                    }
-                };
-                w.append(&rows)?;
-                embedded_now += (rows.len() / cols.max(1)) as u64;
+                let rows = to_vec(&reader.read(x)?);
+                parts.features.append(&rows)?;
+                embedded_now += (rows.len() / state.cols.max(1)) as u64;
             }
             state.done += n;
-            // a point a resume can continue from: the files first, then
-            // the state that says how much of them is whole
-            files_txt.flush()?;
-            skipped_txt.flush()?;
-            if let Some(l) = &mut labels {
-                l.flush()?;
-            }
-            if let Some(w) = &mut features {
-                w.flush()?;
-                state.rows = w.rows();
-            }
-            state.files_bytes = files_txt.get_ref().metadata()?.len();
-            state.skipped_bytes = skipped_txt.get_ref().metadata()?.len();
-            crate::atomic::write(&state_path, serde_json::to_string(&state)?.as_bytes())?;
+            parts.checkpoint(state, &state_path)?;
             bar.set_position(state.done as u64);
             let rate = embedded_now as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{rate:.0} images/s"));
         }
         Ok(())
-    })
-    .map_err(|e| disk_full_hint(e, &partial))?;
+    })?;
     bar.finish_and_clear();
-    let Some(features) = features else {
-        bail!(
-            "no image was embedded: {}",
-            if range.is_empty() {
-                "the list to embed is empty".to_string()
-            } else {
-                format!("all {} files were bad (see the skipped list)", range.len())
-            }
-        );
-    };
-    let (rows, cols) = (features.rows(), features.cols());
-    features.finish().map_err(|e| disk_full_hint(e, &partial))?;
-    drop((files_txt, skipped_txt));
+    Ok(embedded_now)
+}
 
-    if let (Some(l), Some(classes)) = (labels, source.class_names()) {
-        l.finish()?;
-        std::fs::write(partial.join("classes.txt"), classes.join("\n") + "\n")
-            .with_context(|| format!("cannot write {}", partial.display()))?;
-    }
-    // publish: the side files first, stale ones of an earlier output
-    // removed, the features last
-    let mut publish: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (file, suffix) in [
-        ("files.txt", "_files.txt"),
-        ("labels.npy", "_labels.npy"),
-        ("classes.txt", "_classes.txt"),
-        ("skipped.txt", "_skipped.txt"),
-    ] {
-        let from = partial.join(file);
+/// The list of renames that publishes an output, written before the first
+/// of them: a resume after a kill among them finishes them.
+const PUBLISH: &str = "publish.json";
+
+/// What publishing does, as written to [`PUBLISH`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Publishing {
+    /// `(file in the partial folder, suffix beside the output)`; the
+    /// suffix `""` is the output itself.
+    parts: Vec<(String, String)>,
+    /// Suffixes of an earlier output's side files that this one has not.
+    stale: Vec<String>,
+    rows: u64,
+    cols: usize,
+    skipped: usize,
+}
+
+/// The side files an output may have.
+const SIDE_FILES: [(&str, &str); 4] = [
+    ("files.txt", "_files.txt"),
+    ("labels.npy", "_labels.npy"),
+    ("classes.txt", "_classes.txt"),
+    ("skipped.txt", "_skipped.txt"),
+];
+
+/// The manifest's suffix: written last, it makes the parts current.
+const MANIFEST: &str = "_manifest.json";
+
+/// Publish the finished parts: the manifest (sizes and SHA-256 of every
+/// part), then the list of renames, then the renames ([`finish_publishing`]).
+fn publish(partial: &Path, out: &Path, source: &Source, opts: &EmbedOptions) -> Result<()> {
+    let state: State = serde_json::from_str(&std::fs::read_to_string(partial.join("state.json"))?)?;
+    let mut parts = Vec::new();
+    let mut stale = Vec::new();
+    for (file, suffix) in SIDE_FILES {
         let keep = match file {
-            "files.txt" => source.has_names(),
+            "files.txt" => !matches!(source, Source::Split(d) if d.file_names.is_none()),
             "skipped.txt" => opts.skip_bad,
-            _ => from.exists(),
+            _ => partial.join(file).exists(),
         };
-        let to = side_path(out, suffix);
-        if keep && from.exists() {
-            publish.push((from, to));
-        } else if to.exists() {
-            std::fs::remove_file(&to)
-                .with_context(|| format!("cannot remove the stale {}", to.display()))?;
+        if keep {
+            parts.push((file.to_string(), suffix.to_string()));
+        } else {
+            stale.push(suffix.to_string());
         }
     }
-    publish.push((features_path, out.to_path_buf()));
-    for (from, to) in publish {
-        std::fs::rename(&from, &to)
-            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+    parts.push(("features.npy".to_string(), String::new()));
+    let mut manifest = serde_json::Map::new();
+    for (file, suffix) in &parts {
+        let path = partial.join(file);
+        let name = published_path(out, suffix);
+        let name = name.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        manifest.insert(
+            name,
+            serde_json::json!({
+                "bytes": std::fs::metadata(&path)?.len(),
+                "sha256": crate::atomic::sha256_file(&path)?,
+            }),
+        );
     }
-    drop(_lock);
-    let _ = std::fs::remove_dir_all(&partial);
-    Ok(EmbedSummary {
-        rows,
-        cols,
+    let manifest = serde_json::json!({
+        "rows": state.rows,
+        "cols": state.cols,
+        "parts": manifest,
+    });
+    crate::atomic::write(
+        &partial.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    let publishing = Publishing {
+        parts,
+        stale,
+        rows: state.rows,
+        cols: state.cols,
         skipped: state.skipped,
-        resumed_rows,
-        seconds: started.elapsed().as_secs_f64(),
+    };
+    crate::atomic::write(
+        &partial.join(PUBLISH),
+        serde_json::to_string(&publishing)?.as_bytes(),
+    )?;
+    finish_publishing(partial, out).map(|_| ())
+}
+
+/// The path of a part: the output itself for `""`, else beside it.
+fn published_path(out: &Path, suffix: &str) -> PathBuf {
+    if suffix.is_empty() {
+        out.to_path_buf()
+    } else {
+        side_path(out, suffix)
+    }
+}
+
+/// Carry out (or finish, after a kill) the renames [`PUBLISH`] lists: the
+/// earlier output's manifest goes first, so that no moment shows a
+/// manifest beside parts it does not describe; the new manifest comes last.
+fn finish_publishing(partial: &Path, out: &Path) -> Result<EmbedSummary> {
+    let path = partial.join(PUBLISH);
+    let publishing: Publishing = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("corrupt {}", path.display()))?;
+    let remove = |p: &Path| match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove the stale {}", p.display()))
+        }
+        _ => Ok(()),
+    };
+    remove(&side_path(out, MANIFEST))?;
+    for suffix in &publishing.stale {
+        remove(&side_path(out, suffix))?;
+    }
+    let renames = publishing
+        .parts
+        .iter()
+        .map(|(file, suffix)| (partial.join(file), published_path(out, suffix)))
+        .chain([(partial.join("manifest.json"), side_path(out, MANIFEST))]);
+    for (from, to) in renames {
+        if from.exists() {
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        } else if !to.exists() {
+            bail!(
+                "cannot finish publishing {}: {} is gone; run without --resume to start again",
+                out.display(),
+                from.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(partial);
+    Ok(EmbedSummary {
+        rows: publishing.rows,
+        cols: publishing.cols,
+        skipped: publishing.skipped,
+        resumed_rows: publishing.rows,
+        embedded_now: 0,
+        seconds: 0.0,
     })
 }
 
@@ -406,12 +614,18 @@ fn decode_files(
 }
 
 /// Send the batches of `source`'s items `range` (already shifted past what
-/// was done), decoded, until the receiver hangs up.
-fn produce(source: &Source, range: std::ops::Range<usize>, tx: std::sync::mpsc::SyncSender<Batch>) {
+/// was done), decoded, until the receiver hangs up. A folder's items come
+/// from its listing in the partial folder, labelled by `labels`' classes.
+fn produce(
+    source: &Source,
+    (listing, labels): (&Path, &FolderSummary),
+    (range, batch): (std::ops::Range<usize>, usize),
+    tx: std::sync::mpsc::SyncSender<Batch>,
+) {
     match source {
         Source::Split(d) => {
-            for start in range.clone().step_by(BATCH) {
-                let idx: Vec<usize> = (start..(start + BATCH).min(range.end)).collect();
+            for start in range.clone().step_by(batch) {
+                let idx: Vec<usize> = (start..(start + batch).min(range.end)).collect();
                 let batch = Batch {
                     pixels: d.gather(&idx),
                     items: idx
@@ -428,33 +642,41 @@ fn produce(source: &Source, range: std::ops::Range<usize>, tx: std::sync::mpsc::
                 }
             }
         }
-        Source::Files {
-            root,
-            summary,
-            canvas,
-        } => {
-            let walk = match ImageWalk::new(root) {
-                Ok(w) => w,
-                Err(e) => {
+        Source::Files { root, canvas } => {
+            let lines = match File::open(listing) {
+                Ok(f) => std::io::BufReader::new(f).lines(),
+                Err(error) => {
                     let _ = tx.send(Batch {
                         pixels: Vec::new(),
                         items: vec![Item {
                             name: None,
                             label: 0,
-                            read: Err(e),
+                            read: Err(DataError::Io {
+                                path: listing.to_path_buf(),
+                                error,
+                            }),
                         }],
                     });
                     return;
                 }
             };
-            let mut walk = walk.skip(range.start).take(range.len());
+            let mut walk = lines
+                .map(|line| {
+                    line.ok()
+                        .and_then(|l| parse_listing_line(&l))
+                        .unwrap_or_else(|| {
+                            Err(DataError::format(listing, "corrupt listing line"))
+                        })
+                })
+                .skip(range.start)
+                .take(range.len());
             loop {
-                let walked: Vec<Result<String, DataError>> = walk.by_ref().take(BATCH).collect();
+                let walked: Vec<Listed> = walk.by_ref().take(batch).collect();
                 if walked.is_empty() {
                     return;
                 }
                 if tx
-                    .send(decode_files(root, summary, *canvas, walked))
+                    .send(decode_files(root, labels, *canvas, walked))
                     .is_err()
                 {
                     return;
@@ -483,6 +705,21 @@ fn append_at(path: &Path, bytes: u64) -> Result<BufWriter<File>> {
 /// The partial folder, created and locked: two processes never write one
 /// output.
 fn lock_partial(partial: &Path) -> Result<File> {
+    // never write through a link: a link named like the working folder
+    // would have its target's files removed by a fresh start
+    if let Ok(meta) = std::fs::symlink_metadata(partial) {
+        if !meta.is_dir() {
+            bail!(
+                "{} is {}, not the working folder eqae makes there; remove it",
+                partial.display(),
+                if meta.file_type().is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "a file"
+                }
+            );
+        }
+    }
     std::fs::create_dir_all(partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let path = partial.join(".lock");

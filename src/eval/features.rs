@@ -73,6 +73,21 @@ impl Head {
         }
     }
 
+    /// Every head a model kind can read.
+    pub fn offered(kind: ModelKind) -> Vec<Head> {
+        match kind {
+            ModelKind::Baseline => vec![Head::Code],
+            ModelKind::Equivariant => vec![Head::Average, Head::Gram, Head::V],
+            ModelKind::Attention => vec![
+                Head::Attention,
+                Head::AttentionQ,
+                Head::Average,
+                Head::Gram,
+                Head::V,
+            ],
+        }
+    }
+
     /// The heads a model kind offers by default.
     pub fn defaults(kind: ModelKind) -> Vec<Head> {
         match kind {
@@ -91,6 +106,7 @@ pub struct FeatureReader {
     gram: Option<GramPooling>,
     name: String,
     size: usize,
+    model_config: crate::config::ModelConfig,
     device: Device,
 }
 
@@ -112,28 +128,15 @@ impl FeatureReader {
             bail!(
                 "{}: the {} model has no {} features (its heads: {})",
                 config.name,
-                format!("{:?}", config.model.kind).to_lowercase(),
+                config.model.kind.name(),
                 head.name(),
-                Head::defaults(config.model.kind)
+                Head::offered(config.model.kind)
                     .iter()
                     .map(|h| h.name())
-                    .chain(if config.model.kind == ModelKind::Baseline {
-                        None
-                    } else {
-                        Some("v")
-                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             );
         }
-        // inference keeps about a third of a training step's maps
-        crate::model::flops::ensure_step_fits(
-            &config.model,
-            config.data.image_size,
-            BATCH as f64,
-            1.0 / 3.0,
-            &format!("reading features of {BATCH} images"),
-        )?;
         let gram = match (&model, head) {
             (Autoencoder::Equivariant(m), Head::Gram) => {
                 let g = m.group().group();
@@ -154,8 +157,38 @@ impl FeatureReader {
             gram,
             name: config.name.clone(),
             size: config.data.image_size,
+            model_config: config.model.clone(),
             device,
         })
+    }
+
+    /// Images per batch: [`BATCH`], or the largest power of two below it
+    /// whose inference fits the memory available (large images); refused
+    /// only where a single image does not fit. Commands that read no
+    /// features (`export`) never ask.
+    pub fn batch(&self) -> Result<usize> {
+        // inference keeps about a third of a training step's maps
+        let mut batch = BATCH;
+        loop {
+            let fits = crate::model::flops::ensure_step_fits(
+                &self.model_config,
+                self.size,
+                batch as f64,
+                1.0 / 3.0,
+                &format!("reading the features of {batch} image(s)"),
+            );
+            match fits {
+                Ok(()) => return Ok(batch),
+                Err(e) if batch == 1 => return Err(e),
+                Err(_) => batch /= 2,
+            }
+        }
+    }
+
+    /// Features per image, read from one blank image.
+    pub fn width(&self) -> Result<usize> {
+        let blank = Tensor::<4>::zeros([1, 1, self.size, self.size], &self.device);
+        Ok(self.read(blank)?.dims()[1])
     }
 
     /// Side of the images the model reads.
@@ -183,11 +216,27 @@ impl FeatureReader {
         &self.device
     }
 
-    /// Features of one batch; each row depends on its own image only.
+    /// Features of one batch; each row depends on its own image only, and
+    /// is the same bit for bit whatever batch it is read in (a batch of one
+    /// is read as two copies: matrix products of one row take other
+    /// kernels, which round differently).
     ///
     /// # Shapes
     /// `x [B, 1, S, S]` -> `[B, F]`
     pub fn read(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        if x.dims()[0] == 1 {
+            let f = self.read_batch(Tensor::cat(vec![x.clone(), x], 0))?;
+            let width = f.dims()[1];
+            return Ok(f.slice([0..1, 0..width]));
+        }
+        self.read_batch(x)
+    }
+
+    /// [`FeatureReader::read`] for any batch as it comes.
+    ///
+    /// # Shapes
+    /// `x [B, 1, S, S]` -> `[B, F]`
+    fn read_batch(&self, x: Tensor<4>) -> Result<Tensor<2>> {
         Ok(match (&self.model, self.head) {
             (Autoencoder::Baseline(m), Head::Code) => m.encode(x),
             (Autoencoder::Equivariant(m), Head::Average) => average_pooling(m.embed(x)),
@@ -232,11 +281,12 @@ pub fn extract(
     quiet: bool,
 ) -> Result<Array2<f32>> {
     let reader = FeatureReader::new(model, config, head, device)?;
+    let batch = reader.batch()?;
     let bar = progress::bar(data.len() as u64, quiet, head.label());
     let mut rows: Vec<f32> = Vec::new();
     let mut width = 0;
     let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(BATCH) {
+    for chunk in all.chunks(batch) {
         let f = reader.read(batch_tensor(data, chunk, reader.device()))?;
         width = f.dims()[1];
         rows.extend(to_vec(&f));

@@ -45,7 +45,15 @@ pub fn evaluate_runs(
     // every run is read before anything is computed or written: a typo in
     // the last one fails at once and leaves no empty report folder
     let mut configs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for dir in runs {
+        let same = std::fs::canonicalize(dir).unwrap_or(dir.clone());
+        if !seen.insert(same) {
+            anyhow::bail!(
+                "--run {} is given twice (it would count as two seeds)",
+                dir.display()
+            );
+        }
         let run = RunDir::new(dir);
         let config = run.load_config()?;
         if !run.model().exists() {
@@ -72,6 +80,7 @@ pub fn evaluate_runs(
                 ..config.clone()
             };
             let data = load_splits(&config.data)?;
+            studies.check_label_counts(data.train.class_names.len())?;
             let heads = if heads.is_empty() {
                 Head::defaults(config.model.kind)
             } else {
@@ -152,33 +161,38 @@ pub fn row_names(runs: &[PathBuf], configs: &[Config]) -> Vec<String> {
         c.train.seed = 0;
         c
     };
-    configs
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let clash = configs.iter().enumerate().any(|(j, o)| {
-                j != i
-                    && o.name == c.name
-                    && (o.train.seed == c.train.seed || !unseeded(o).diff(&unseeded(c)).is_empty())
-            });
-            if clash {
-                runs[i]
-                    .display()
-                    .to_string()
-                    .chars()
-                    .map(|ch| {
-                        if ch.is_ascii_alphanumeric() || "-_.".contains(ch) {
-                            ch
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect::<String>()
-                    .trim_matches('_')
-                    .to_string()
-            } else {
-                c.name.clone()
-            }
-        })
-        .collect()
+    let mut names: Vec<String> = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        let clash = configs.iter().enumerate().any(|(j, o)| {
+            j != i
+                && o.name == c.name
+                && (o.train.seed == c.train.seed || !unseeded(o).diff(&unseeded(c)).is_empty())
+        });
+        if !clash {
+            names.push(c.name.clone());
+            continue;
+        }
+        let folder = runs[i]
+            .display()
+            .to_string()
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || "-_.".contains(ch) {
+                    ch
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+            .trim_matches('_')
+            .to_string();
+        // folders that read alike (`a-b/x`, `a_b/x`) stay apart: `name-2`
+        let taken = |n: &String| names.contains(n) || configs.iter().any(|o| &o.name == n);
+        let unique = std::iter::once(folder.clone())
+            .chain((2..).map(|k| format!("{folder}-{k}")))
+            .find(|n| !taken(n))
+            .expect("an unused name");
+        names.push(unique);
+    }
+    names
 }

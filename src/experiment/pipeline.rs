@@ -46,6 +46,17 @@ pub struct Studies {
 }
 
 impl Studies {
+    /// Refuse a label count below the number of classes: a draw holds at
+    /// least one image of each class, so it could not be the count asked.
+    pub fn check_label_counts(&self, classes: usize) -> Result<()> {
+        if let Some(n) = self.labels.iter().find(|&&n| n != 0 && n < classes) {
+            anyhow::bail!(
+                "--labels {n}: fewer labels than the {classes} classes (every draw holds at least one image of each class); give at least {classes}, or 0 for all"
+            );
+        }
+        Ok(())
+    }
+
     /// Whether any study is asked for.
     pub fn any(&self) -> bool {
         !self.labels.is_empty() || self.rotation_step.is_some() || self.pose
@@ -252,6 +263,7 @@ fn run_studies(
         return Ok(None);
     }
     let seed = config.train.seed;
+    studies.check_label_counts(data.train.class_names.len())?;
     let (y_train, y_test) = (&data.train.labels, &data.test.labels);
     let sizes: Vec<usize> = studies
         .labels
@@ -437,7 +449,10 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
         })
         .filter(|(_, points): &(String, std::collections::BTreeMap<_, _>)| !points.is_empty())
         .collect();
-    if !draws.is_empty() {
+    if draws.is_empty() {
+        // an earlier evaluation's draws do not belong beside these studies
+        remove_if_there(&out.join("label_draws.json"))?;
+    } else {
         write_json(&out.join("label_draws.json"), &draws)?;
     }
     let mut csv = String::from("run,head,labels,draw,logistic,mlp,knn\n");
@@ -505,6 +520,16 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// Remove a file left by an earlier evaluation into the same folder.
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove the stale {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A study's `<stem>.csv` and its line chart `<stem>.png` (title, axis
 /// labels, logarithmic x), unless there are no curves; returns the chart's
 /// warning if it could not be drawn.
@@ -515,6 +540,9 @@ fn write_curves(
     (title, axes, log_x): (&str, (&str, &str), bool),
 ) -> Result<Option<String>> {
     if curves.is_empty() {
+        // an earlier evaluation's study does not belong beside this one
+        remove_if_there(&stem.with_extension("csv"))?;
+        remove_if_there(&stem.with_extension("png"))?;
         return Ok(None);
     }
     crate::atomic::write(&stem.with_extension("csv"), csv.as_bytes())?;

@@ -115,6 +115,28 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
             config.data.validation_fraction
         );
     }
+    // on a trained run only features.* may vary: refused before any scoring
+    if let Some(dir) = &opts.trained {
+        let saved = RunDir::new(dir).load_config()?;
+        for (variant, config) in &variants {
+            let changed: Vec<ConfigChange> = saved
+                .diff(config)
+                .into_iter()
+                .filter(|d| d.section != Section::Features)
+                .collect();
+            anyhow::ensure!(
+                changed.is_empty(),
+                "variant {variant}: {} was trained with other settings ({}); only features.* can vary on a trained run",
+                dir.display(),
+                changes_text(&changed)
+            );
+        }
+    }
+    // the reports can be written: found out now, not after the scoring
+    let stem = report_stem(opts);
+    for ext in ["json", "csv", "md"] {
+        crate::atomic::check_writable(&stem.with_extension(ext), "--out")?;
+    }
     let data = load_splits(&opts.base.data)?;
     anyhow::ensure!(
         !data.validation.is_empty(),

@@ -44,16 +44,16 @@ pub fn preprocessing(config: &Config) -> String {
     let canvas = crate::data::folder::Canvas::of(&config.data);
     let placing = if canvas.content < canvas.size {
         format!(
-            "resized to {c}x{c} and centred on a {s}x{s} zero canvas ({p} pixels of zeros on every side)",
+            "an image of {s}x{s} is taken as it is; any other is resized to {c}x{c} and centred on a {s}x{s} zero canvas ({p} pixels of zeros on every side)",
             c = canvas.content,
             s = canvas.size,
             p = (canvas.size - canvas.content) / 2
         )
     } else {
-        format!("resized to {s}x{s}", s = canvas.size)
+        format!("resized to {s}x{s} (an image of that size is taken as it is)", s = canvas.size)
     };
     format!(
-        "grey levels in [0, 1] (pixel / 255), dark background (an image whose border is bright is inverted: 1 - value), padded to a square with its border's mean grey level, {placing}; float32 [N, 1, {s}, {s}]",
+        "grey levels: every sample scaled to [0, 1] (8 or 16 bits), colour as Rec. 709 luma (0.2126 R + 0.7152 G + 0.0722 B), transparency laid over white (grey * alpha + 1 - alpha), rounded to 256 levels; padded to a square with its border's mean grey level; {placing} (triangle filter); values / 255, and an image whose border is bright inverted (1 - value) so the background is dark; float32 [N, 1, {s}, {s}] (scripts/prepare.py does this in NumPy)",
         s = canvas.size
     )
 }
@@ -98,7 +98,7 @@ pub fn onnx_model(
     let mut meta = vec![
         ("eqae_version", env!("CARGO_PKG_VERSION").to_string()),
         ("run", about.run.clone()),
-        ("model", format!("{:?}", config.model.kind).to_lowercase()),
+        ("model", config.model.kind.name().to_string()),
         ("group", group),
         ("head", reader.head().name().to_string()),
         ("image_size", s.to_string()),

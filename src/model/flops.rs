@@ -72,7 +72,36 @@ pub fn training_bytes(config: &ModelConfig, size: usize) -> f64 {
         im2col = im2col.max(c_in.max(c as usize) as f64 * (k * k) as f64 * side * side);
         c_in = c as usize;
     }
-    3.0 * 4.0 * nb as f64 * (maps + im2col)
+    let gathered = if nb > 1 || config.smoothing > 0.0 {
+        // the branches' input resampling gathers K taps per pixel
+        (nb * size * size) as f64 * branch_taps(config)
+    } else {
+        0.0
+    };
+    3.0 * 4.0 * nb as f64 * (maps + im2col) + 3.0 * 4.0 * gathered
+}
+
+/// Taps per pixel of the branches' input resampling: 4 bilinear ones, or
+/// a smoothing Gaussian's, which reach 3 widths (an upper estimate of the
+/// lattice points in that disk).
+fn branch_taps(config: &ModelConfig) -> f64 {
+    if config.smoothing > 0.0 {
+        (std::f64::consts::PI * (3.0 * config.smoothing + 1.5).powi(2)).ceil()
+    } else {
+        4.0
+    }
+}
+
+/// Memory a model holds whatever its batch, in bytes: the branches'
+/// resampling tables (an index and a weight per tap, for the input and the
+/// output, and their copies while they are built).
+pub fn model_bytes(config: &ModelConfig, size: usize) -> f64 {
+    let nb = config.branch_count();
+    if nb == 1 && config.smoothing == 0.0 {
+        return 0.0;
+    }
+    let per_table = (nb * size * size) as f64 * 12.0;
+    2.0 * per_table * (branch_taps(config) + 4.0)
 }
 
 /// Refuse, before allocating, `batch` images of `size` through `config`'s
@@ -86,7 +115,7 @@ pub fn ensure_step_fits(
     what: &str,
 ) -> anyhow::Result<()> {
     crate::device::ensure_fits(
-        training_bytes(config, size) * batch * share,
+        training_bytes(config, size) * batch * share + model_bytes(config, size),
         &format!(
             "{what} with data.image_size = {size} and model.group = {}",
             config.group.name()

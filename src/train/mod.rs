@@ -208,8 +208,20 @@ pub fn train(
     run.clean_temporaries()?;
     // the checkpoints can be written: found out now, not after an epoch
     crate::atomic::check_writable(&run.checkpoints().join("latest"), "checkpoint pointer")?;
+    let d = &config.data;
     if data.train.is_empty() {
-        bail!("the training set is empty");
+        bail!(
+            "the training set is empty: data.train_limit = {} with data.validation_fraction = {} leaves no training image",
+            d.train_limit,
+            d.validation_fraction
+        );
+    }
+    if data.validation.is_empty() && d.validation_fraction > 0.0 {
+        bail!(
+            "no validation image: data.validation_fraction = {} of {} images is less than one; raise data.train_limit or data.validation_fraction",
+            d.validation_fraction,
+            data.train.len()
+        );
     }
     let device = device.clone().autodiff();
     device.seed(t.seed);

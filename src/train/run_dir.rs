@@ -248,12 +248,26 @@ impl RunDir {
     ) -> Result<Autoencoder> {
         let path = self.model();
         if !path.exists() {
+            if let Some(pid) = self.trained_by() {
+                bail!(
+                    "{} is being trained by process {pid} and has no final weights yet (model.bpk is written when its last epoch ends); wait for it to finish",
+                    self.root.display()
+                );
+            }
             bail!(
                 "{} has no trained weights (model.bpk); train it with `eqae train --config {}`",
                 self.root.display(),
                 self.config().display()
             );
         }
+        // the model's own tables (a smoothed D24 on large images) first
+        crate::model::flops::ensure_step_fits(
+            &config.model,
+            config.data.image_size,
+            1.0,
+            1.0 / 3.0,
+            "the model",
+        )?;
         if let Some(pid) = self.trained_by() {
             eprintln!(
                 "warning: {} is being trained by process {pid}; reading its weights as last saved",

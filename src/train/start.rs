@@ -140,9 +140,17 @@ fn finish_trained_run(
     device: &Device,
     opts: &TrainOptions,
 ) -> Result<()> {
-    if !run_dir::weights_are_whole(&run.model())? {
+    // model.bpk must be the final checkpoint's weights: whole, and trained
+    // as the checkpoint was (a kill between the last checkpoint and the
+    // final save leaves the whole weights of the earlier training)
+    let final_weights = run_dir::weights_are_whole(&run.model())?
+        && run_dir::WeightsInfo::read(&run.model())?
+            .and_then(|i| i.trained_with)
+            .is_some_and(|trained| run_dir::training_differences(&trained, saved).is_empty());
+    if !final_weights {
         let weights = load_weights(&dir.join("model.bpk"), saved, device)?;
         run.save_model(saved, &weights)?;
+        log(opts, &format!("restored the final weights from {}", dir.display()));
     }
     crate::atomic::write(&run.metrics(), run.metrics_up_to(epoch, dir)?.as_bytes())?;
     // the features as config.toml reads them now (an earlier change applied)

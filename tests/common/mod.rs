@@ -191,3 +191,94 @@ pub fn fails_with(dir: &std::path::Path, args: &[&str], needles: &[&str]) -> Str
     }
     last.to_string()
 }
+
+/// The binary under test (`CARGO_BIN_EXE_eqae` at run time, where set:
+/// another build can be tried with the same tests).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("CARGO_BIN_EXE_eqae")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_eqae").into())
+}
+
+/// `strace`, which the kill tests drive: a clear failure where it is missing.
+fn strace() -> std::process::Command {
+    let probe = std::process::Command::new("strace").arg("-V").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "these tests kill eqae at chosen system calls with strace: apt-get install strace"
+    );
+    std::process::Command::new("strace")
+}
+
+/// Run the binary in `dir` with `args` under strace, killed by SIGKILL at
+/// its `n`th rename (1-based), as a kill at that moment would; a run with
+/// fewer renames ends normally.
+pub fn killed_at_rename(dir: &std::path::Path, args: &[&str], n: usize) -> std::process::Output {
+    let mut cmd = strace();
+    cmd.current_dir(dir)
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=rename", "-e"])
+        .arg(format!("inject=rename:signal=KILL:when={n}"))
+        .arg("--")
+        .arg(bin())
+        .args(args);
+    assert_cmd::Command::from_std(cmd)
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap()
+}
+
+/// How many renames the binary makes running `args` in `dir` (the command
+/// runs to its end, as it would without strace).
+pub fn renames(dir: &std::path::Path, args: &[&str]) -> usize {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = strace();
+    cmd.current_dir(dir)
+        .args(["-f", "-qq", "-e", "trace=rename", "-o"])
+        .arg(log.path())
+        .arg("--")
+        .arg(bin())
+        .args(args);
+    let out = assert_cmd::Command::from_std(cmd)
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("rename("))
+        .count()
+}
+
+/// A PNG of `w x h` grey pixels drawn from `seed`: a textured square on a
+/// dark background.
+pub fn grey_png(path: &std::path::Path, w: u32, h: u32, seed: u32) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let img = image::GrayImage::from_fn(w, h, |x, y| {
+        let inside = x > w / 5 && x < 4 * w / 5 && y > h / 5 && y < 4 * h / 5;
+        image::Luma([if inside {
+            ((x * 7 + y * 13 + seed * 29) % 200 + 40) as u8
+        } else {
+            0
+        }])
+    });
+    img.save(path).unwrap();
+}
+
+/// The small D4 config most file tests use: 200 synthetic 16x16 images.
+pub fn syn_d4(name: &str, epochs: usize) -> String {
+    toy(
+        name,
+        "train_limit = 200\ntest_limit = 100",
+        "group = \"d4\"\nlatent = 8\ngroup_linear = [8]",
+        &format!("epochs = {epochs}"),
+    )
+}
+
+/// `syn_d4(name, 1)` trained into `dir/runs/<name>`.
+pub fn trained_syn_d4(dir: &std::path::Path, name: &str) {
+    std::fs::write(dir.join(format!("{name}.toml")), syn_d4(name, 1)).unwrap();
+    succeeds(dir, &["train", "--config", &format!("{name}.toml"), "--quiet"]);
+}
