@@ -43,7 +43,10 @@ pub fn check_writable(path: &Path, what: &str) -> Result<()> {
     // device, process and kernel folders hold no results (and as root a
     // file could be made there)
     let real = std::fs::canonicalize(parent).unwrap_or(parent.to_path_buf());
-    if ["/dev", "/proc", "/sys"].iter().any(|d| real.starts_with(d)) {
+    if ["/dev", "/proc", "/sys"]
+        .iter()
+        .any(|d| real.starts_with(d))
+    {
         anyhow::bail!(
             "{what} {}: {} holds devices or system files, not results; choose another folder",
             path.display(),
@@ -149,7 +152,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&block[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Remove the temporary files a killed writer left beside `path` (any

@@ -44,9 +44,16 @@ pub fn keep_large_allocations() {
 pub fn available_bytes() -> Option<f64> {
     let kib = |text: &str, key: &str| -> Option<f64> {
         let line = text.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|k| k * 1024.0)
+        line.split_whitespace()
+            .nth(1)?
+            .parse::<f64>()
+            .ok()
+            .map(|k| k * 1024.0)
     };
-    let free = kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable:")?;
+    let free = kib(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )?;
     // a limit on the address space (`ulimit -v`) binds before the memory
     let mut limit = libc::rlimit {
         rlim_cur: 0,

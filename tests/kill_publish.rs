@@ -198,7 +198,10 @@ fn export_with_safetensors_killed_at_every_rename_never_pairs_old_and_new() {
             (Some(o), None) if *o == new.0 => "new model alone",
             _ => "mixed",
         };
-        assert_ne!(state, "mixed", "kill at rename {n}: a model beside other weights");
+        assert_ne!(
+            state, "mixed",
+            "kill at rename {n}: a model beside other weights"
+        );
         // the same export again gives the new pair
         succeeds(d, &args);
         assert!(std::fs::read(d.join("p.onnx")).unwrap() == new.0);

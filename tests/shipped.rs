@@ -168,3 +168,75 @@ fn shipped_onnx_files_are_the_export_of_the_shipped_weights() {
         );
     }
 }
+
+/// Every shipped model carries the description a new run gets: the whole
+/// config it was trained with (equal to its `config.toml`) and the
+/// SHA-256 of its weights; so flipped bytes in `model.bpk`, or a
+/// `config.toml` that says another data set, are refused, and its
+/// `model.onnx` names the weights it was made from.
+#[test]
+fn shipped_models_are_described_as_new_runs_are() {
+    use sha2::Digest;
+    let device = common::device();
+    for dir in shipped() {
+        let name = dir.display();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap())
+                .unwrap();
+        let bytes = std::fs::read(dir.join("model.bpk")).unwrap();
+        let sha: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(info["sha256"], sha.as_str(), "{name}: model.json's sha256");
+        let trained: eqae::config::Config = serde_json::from_value(info["trained_with"].clone())
+            .unwrap_or_else(|e| panic!("{name}: trained_with: {e}"));
+        let config = RunDir::new(&dir).load_config().unwrap();
+        assert!(
+            trained.diff(&config).is_empty(),
+            "{name}: trained_with is not config.toml"
+        );
+        let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
+        assert!(
+            onnx.windows(64).any(|w| w == sha.as_bytes()),
+            "{name}: model.onnx does not carry weights_sha256"
+        );
+
+        // a copy with one flipped byte, and one whose config says synthetic data
+        let copy = tempfile::tempdir().unwrap();
+        for f in ["config.toml", "model.bpk", "model.json"] {
+            std::fs::copy(dir.join(f), copy.path().join(f)).unwrap();
+        }
+        let mut flipped = bytes.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x40;
+        std::fs::write(copy.path().join("model.bpk"), &flipped).unwrap();
+        let run = RunDir::new(copy.path());
+        let err = run
+            .load_model(&config, &device)
+            .err()
+            .expect("flipped bytes load");
+        assert!(
+            format!("{err:#}").contains("is not the file"),
+            "{name}: {err:#}"
+        );
+        std::fs::write(copy.path().join("model.bpk"), &bytes).unwrap();
+        let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        let other = text.replacen(
+            &format!("dataset = \"{}\"", config.data.dataset.name()),
+            "dataset = \"synthetic\"",
+            1,
+        );
+        assert_ne!(other, text);
+        std::fs::write(copy.path().join("config.toml"), other).unwrap();
+        let config = run.load_config().unwrap();
+        let err = run
+            .load_model(&config, &device)
+            .err()
+            .expect("another data set loads");
+        assert!(
+            format!("{err:#}").contains("data.dataset"),
+            "{name}: {err:#}"
+        );
+    }
+}

@@ -123,7 +123,10 @@ pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataErro
         error,
     })?;
     if bytes.is_empty() {
-        return Err(DataError::format(path, "empty file (0 bytes), not an image"));
+        return Err(DataError::format(
+            path,
+            "empty file (0 bytes), not an image",
+        ));
     }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
@@ -133,18 +136,16 @@ pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataErro
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| match e {
-            image::ImageError::Limits(_) => DataError::format(
-                path,
-                format!(
-                    "image exceeds the decoding limit ({MAX_SIDE}x{MAX_SIDE} pixels, {} MiB): {e}",
-                    MAX_ALLOC >> 20
-                ),
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => DataError::format(
+            path,
+            format!(
+                "image exceeds the decoding limit ({MAX_SIDE}x{MAX_SIDE} pixels, {} MiB): {e}",
+                MAX_ALLOC >> 20
             ),
-            e => DataError::format(path, format!("cannot decode image: {e}")),
-        })?;
+        ),
+        e => DataError::format(path, format!("cannot decode image: {e}")),
+    })?;
     let img = grey_levels(&img);
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::format(path, "image has no pixels"));
@@ -461,7 +462,9 @@ impl FolderSummary {
                     digest.update(file_stamp(&dir.join(rel), rel).as_bytes());
                 }
                 Err(e) if !skip_bad => {
-                    return Err(e.clone_text().hinted("pass --skip-bad to leave such files out"))
+                    return Err(e
+                        .clone_text()
+                        .hinted("pass --skip-bad to leave such files out"))
                 }
                 Err(e) => digest.update(format!("!{e}\n").as_bytes()),
             }
@@ -486,7 +489,11 @@ impl FolderSummary {
                 ));
             }
         }
-        let digest = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest = digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(FolderSummary {
             count,
             classes,
@@ -529,15 +536,26 @@ pub fn listing_line(item: &Listed) -> String {
         Ok(rel) => format!("f\t{rel}\n"),
         Err(e) => {
             let (path, why) = match e {
-                DataError::Format { path, message } => (path.display().to_string(), message.clone()),
-                DataError::Io { path, error } => (path.display().to_string(), format!("cannot read: {error}")),
-                DataError::Missing { what, path, hint } => {
-                    (path.display().to_string(), format!("{what} not found: {hint}"))
+                DataError::Format { path, message } => {
+                    (path.display().to_string(), message.clone())
                 }
+                DataError::Io { path, error } => {
+                    (path.display().to_string(), format!("cannot read: {error}"))
+                }
+                DataError::Missing { what, path, hint } => (
+                    path.display().to_string(),
+                    format!("{what} not found: {hint}"),
+                ),
             };
             let one_line = |t: &str| {
                 t.chars()
-                    .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+                    .flat_map(|c| {
+                        if c.is_control() {
+                            c.escape_default().collect::<Vec<_>>()
+                        } else {
+                            vec![c]
+                        }
+                    })
                     .collect::<String>()
                     .replace('\t', " ")
             };

@@ -173,8 +173,15 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
     let resumed_rows = state.rows;
     let started = Instant::now();
     let mut parts = Parts::open(&partial, &state)?;
-    let embedded_now = run_batches(reader, source, opts, (&partial, range.clone()), &mut state, &mut parts)
-        .map_err(|e| disk_full_hint(e, &partial))?;
+    let embedded_now = run_batches(
+        reader,
+        source,
+        opts,
+        (&partial, range.clone()),
+        &mut state,
+        &mut parts,
+    )
+    .map_err(|e| disk_full_hint(e, &partial))?;
     if state.rows == 0 && !range.is_empty() && opts.shard.1 == 1 {
         bail!(
             "no image was embedded: all {} files were bad (the first: {})",
@@ -185,7 +192,7 @@ pub fn embed(reader: &FeatureReader, source: &Source, opts: &EmbedOptions) -> Re
     parts
         .finish(&partial, &state)
         .map_err(|e| disk_full_hint(e, &partial))?;
-    publish(&partial, out, source, opts)?;
+    publish(&partial, out, (source, &state), opts)?;
     drop(_lock);
     let _ = std::fs::remove_dir_all(&partial);
     Ok(EmbedSummary {
@@ -271,7 +278,9 @@ fn list_folder(root: &Path, skip_bad: bool, listing: &Path) -> Result<FolderSumm
     let file =
         File::create(listing).with_context(|| format!("cannot write {}", listing.display()))?;
     let mut w = BufWriter::new(file);
-    let summary = FolderSummary::walk(root, skip_bad, |item| w.write_all(listing_line(item).as_bytes()))?;
+    let summary = FolderSummary::walk(root, skip_bad, |item| {
+        w.write_all(listing_line(item).as_bytes())
+    })?;
     w.flush()
         .and_then(|_| w.get_ref().sync_all())
         .with_context(|| format!("cannot write {}", listing.display()))?;
@@ -454,8 +463,12 @@ const MANIFEST: &str = "_manifest.json";
 
 /// Publish the finished parts: the manifest (sizes and SHA-256 of every
 /// part), then the list of renames, then the renames ([`finish_publishing`]).
-fn publish(partial: &Path, out: &Path, source: &Source, opts: &EmbedOptions) -> Result<()> {
-    let state: State = serde_json::from_str(&std::fs::read_to_string(partial.join("state.json"))?)?;
+fn publish(
+    partial: &Path,
+    out: &Path,
+    (source, state): (&Source, &State),
+    opts: &EmbedOptions,
+) -> Result<()> {
     let mut parts = Vec::new();
     let mut stale = Vec::new();
     for (file, suffix) in SIDE_FILES {
@@ -475,7 +488,11 @@ fn publish(partial: &Path, out: &Path, source: &Source, opts: &EmbedOptions) -> 
     for (file, suffix) in &parts {
         let path = partial.join(file);
         let name = published_path(out, suffix);
-        let name = name.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = name
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         manifest.insert(
             name,
             serde_json::json!({
@@ -664,9 +681,7 @@ fn produce(
                 .map(|line| {
                     line.ok()
                         .and_then(|l| parse_listing_line(&l))
-                        .unwrap_or_else(|| {
-                            Err(DataError::format(listing, "corrupt listing line"))
-                        })
+                        .unwrap_or_else(|| Err(DataError::format(listing, "corrupt listing line")))
                 })
                 .skip(range.start)
                 .take(range.len());

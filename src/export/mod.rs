@@ -50,7 +50,10 @@ pub fn preprocessing(config: &Config) -> String {
             p = (canvas.size - canvas.content) / 2
         )
     } else {
-        format!("resized to {s}x{s} (an image of that size is taken as it is)", s = canvas.size)
+        format!(
+            "resized to {s}x{s} (an image of that size is taken as it is)",
+            s = canvas.size
+        )
     };
     format!(
         "grey levels: every sample scaled to [0, 1] (8 or 16 bits), colour as Rec. 709 luma (0.2126 R + 0.7152 G + 0.0722 B), transparency laid over white (grey * alpha + 1 - alpha), rounded to 256 levels; padded to a square with its border's mean grey level; {placing} (triangle filter); values / 255, and an image whose border is bright inverted (1 - value) so the background is dark; float32 [N, 1, {s}, {s}] (scripts/prepare.py does this in NumPy)",

@@ -150,7 +150,10 @@ fn finish_trained_run(
     if !final_weights {
         let weights = load_weights(&dir.join("model.bpk"), saved, device)?;
         run.save_model(saved, &weights)?;
-        log(opts, &format!("restored the final weights from {}", dir.display()));
+        log(
+            opts,
+            &format!("restored the final weights from {}", dir.display()),
+        );
     }
     crate::atomic::write(&run.metrics(), run.metrics_up_to(epoch, dir)?.as_bytes())?;
     // the features as config.toml reads them now (an earlier change applied)

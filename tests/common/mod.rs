@@ -280,5 +280,8 @@ pub fn syn_d4(name: &str, epochs: usize) -> String {
 /// `syn_d4(name, 1)` trained into `dir/runs/<name>`.
 pub fn trained_syn_d4(dir: &std::path::Path, name: &str) {
     std::fs::write(dir.join(format!("{name}.toml")), syn_d4(name, 1)).unwrap();
-    succeeds(dir, &["train", "--config", &format!("{name}.toml"), "--quiet"]);
+    succeeds(
+        dir,
+        &["train", "--config", &format!("{name}.toml"), "--quiet"],
+    );
 }
