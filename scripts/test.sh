@@ -4,17 +4,19 @@
 # reads `eqae embed`'s .npy files, and ONNX Runtime and onnx run and check
 # `eqae export`'s files. When the system Python lacks them, they are
 # installed into a virtual environment under target/ (not system-wide).
+# The kill tests stop eqae at chosen system calls with strace (Debian's
+# package, installed when missing and run as root).
 #
 #   scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${EQAE_PYTHON:-python3}
-needs="import numpy, onnx, onnxruntime"
+needs="import numpy, onnx, onnxruntime, PIL"
 if ! "$python" -c "$needs" 2>/dev/null; then
     venv=target/pyenv
     if ! "$venv/bin/python" -c "$needs" 2>/dev/null; then
-        echo "test.sh: numpy, onnx or onnxruntime not found; installing them into $venv" >&2
+        echo "test.sh: numpy, onnx, onnxruntime or Pillow not found; installing them into $venv" >&2
         command -v python3 >/dev/null || { echo "error: python3 is needed by the tests (apt-get install python3)" >&2; exit 1; }
         mkdir -p target
         if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -25,10 +27,20 @@ if ! "$python" -c "$needs" 2>/dev/null; then
             fi
             python3 -m venv "$venv"
         fi
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime pillow
     fi
     python=$PWD/$venv/bin/python
 fi
 export EQAE_PYTHON=$python
+
+if ! command -v strace >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "test.sh: strace not found; installing it" >&2
+        apt-get install -y -qq strace >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }
+    else
+        echo "error: strace is needed by the kill tests (apt-get install strace)" >&2
+        exit 1
+    fi
+fi
 
 cargo test --release "$@"

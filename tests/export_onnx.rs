@@ -279,3 +279,113 @@ fn safetensors_hold_the_trained_weights_and_say_what_they_are() {
         .contains("base filter"));
     assert_eq!(header["__metadata__"]["run"], "toy");
 }
+
+/// `scripts/prepare.py` (the preprocessing the ONNX file's metadata
+/// states) gives the features `eqae embed` gives, on every kind of file:
+/// a 28x28 digit, one of the canvas size (taken as it is), 16-bit grey,
+/// colour (Rec. 709 luma), and a digit drawn in the alpha channel (laid
+/// over white: the same as the dark-on-white digit).
+#[test]
+fn prepare_py_gives_embeds_features_on_every_kind_of_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let imgs = d.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let stroke = |x: u32, y: u32, w: u32| -> f32 {
+        // a thick ring off centre, with soft edges
+        let (cx, cy) = (w as f32 * 0.45, w as f32 * 0.55);
+        let r = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+        (1.0 - ((r - w as f32 * 0.25).abs() / 3.0)).clamp(0.0, 1.0)
+    };
+    let grey = |w: u32| {
+        image::GrayImage::from_fn(w, w, |x, y| image::Luma([(stroke(x, y, w) * 255.0) as u8]))
+    };
+    grey(28).save(imgs.join("a_grey28.png")).unwrap();
+    grey(32).save(imgs.join("b_canvas32.png")).unwrap();
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(28, 28, |x, y| {
+        image::Luma([(stroke(x, y, 28) * 65535.0) as u16 | (x as u16 & 7)])
+    })
+    .save(imgs.join("c_grey16.png"))
+    .unwrap();
+    image::RgbImage::from_fn(28, 28, |x, y| {
+        let v = stroke(x, y, 28);
+        image::Rgb([
+            (v * 250.0) as u8,
+            (v * 120.0) as u8 + (y as u8),
+            (v * 40.0) as u8,
+        ])
+    })
+    .save(imgs.join("d_rgb.png"))
+    .unwrap();
+    // black ink whose strokes are in the alpha channel, and the same digit
+    // as dark strokes on white
+    image::RgbaImage::from_fn(28, 28, |x, y| {
+        image::Rgba([0, 0, 0, (stroke(x, y, 28) * 255.0) as u8])
+    })
+    .save(imgs.join("e_alpha.png"))
+    .unwrap();
+    image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([255 - (stroke(x, y, 28) * 255.0) as u8])
+    })
+    .save(imgs.join("f_ink.png"))
+    .unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist_d4_gram");
+    common::succeeds(
+        d,
+        &[
+            "embed",
+            "--run",
+            model.to_str().unwrap(),
+            "--images",
+            "imgs",
+            "--head",
+            "gram",
+            "--quiet",
+            "--out",
+            "f.npy",
+        ],
+    );
+    let f: ndarray::Array2<f32> = ndarray_npy::read_npy(d.join("f.npy")).unwrap();
+    let (alpha, ink) = (f.row(4), f.row(5));
+    assert!(
+        alpha.iter().zip(ink.iter()).all(|(a, b)| a == b),
+        "alpha over white is not the ink digit"
+    );
+    let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let check = format!(
+        r#"
+import sys, numpy as np, onnxruntime as ort
+sys.path.insert(0, {scripts:?})
+from prepare import prepare
+names = open("f_files.txt").read().split()
+x = np.stack([prepare("imgs/" + n) for n in names]).astype(np.float32)
+onnx = ort.InferenceSession({onnx:?}).run(["features"], {{"images": x}})[0]
+eqae = np.load("f.npy")
+for n, a, b in zip(names, onnx, eqae):
+    print(n, float(np.abs(a - b).max() / np.abs(b).max()))
+"#,
+        onnx = model.join("model.onnx").to_str().unwrap()
+    );
+    let out = std::process::Command::new(&python)
+        .current_dir(d)
+        .args(["-c", &check])
+        .output()
+        .expect("Python is needed for this test: run scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "prepare.py failed (numpy, Pillow and ONNX Runtime come with scripts/test.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 6, "{report}");
+    for line in lines {
+        let (name, diff) = line.rsplit_once(' ').unwrap();
+        let diff: f64 = diff.parse().unwrap();
+        assert!(
+            diff < 1e-5,
+            "{name}: prepare.py and eqae embed differ by {diff:.2e} (relative)"
+        );
+    }
+}

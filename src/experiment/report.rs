@@ -174,17 +174,27 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
             format!("{v:.1}")
         }
     };
+    let mut rows: Vec<&RowResult> = Vec::new();
+    for r in results {
+        if !rows.iter().any(|s| s.same_row(r)) {
+            rows.push(r);
+        }
+    }
+    // rows of different runs that would read alike name their run
+    let alike = |a: &RowResult, b: &RowResult| {
+        (&a.model, &a.group, a.features) == (&b.model, &b.group, b.features) && a.config != b.config
+    };
+    let named = rows.iter().any(|a| rows.iter().any(|b| alike(a, b)));
+    let (run_head, run_rule) = if named { ("| Run ", "|---") } else { ("", "") };
     let _ = writeln!(
         out,
-        "| Model | Group | Features | Seeds | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
+        "{run_head}| Model | Group | Features | Seeds | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut seen = Vec::new();
-    for r in results {
-        if seen.iter().any(|s: &&RowResult| s.same_row(r)) {
-            continue;
-        }
-        seen.push(r);
+    let _ = writeln!(
+        out,
+        "{run_rule}|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in rows {
         let same: Vec<&RowResult> = results.iter().filter(|x| x.same_row(r)).collect();
         let stat = |f: &dyn Fn(&RowResult) -> f64, scale: f64, decimals: usize| {
             mean_pm_std(
@@ -192,9 +202,14 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
                 decimals,
             )
         };
+        let run = if named {
+            format!("| {} ", r.config)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "{run}| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.model,
             r.group,
             r.features,
