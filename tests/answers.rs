@@ -53,6 +53,18 @@ fn label_counts_below_the_classes_and_angle_steps_out_of_range_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("a step must be from 0.25"), "{args:?}: {err}");
     }
+    // a step whose angles are all exact elements: no "-0.00e0" for the rest
+    let out = succeeds(
+        d,
+        &[
+            "check", "--run", "runs/syn", "--angles", "90", "--out", "ang",
+        ],
+    );
+    assert!(!out.contains("-0.00"), "{out}");
+    assert!(
+        out.contains("every angle measured is an exact element"),
+        "{out}"
+    );
     // options of --angles without it
     for flag in [
         ["--angle-images", "5"],

@@ -39,15 +39,7 @@ fn read_npy(path: &Path) -> Array2<f32> {
 
 /// A PNG of `w x h` grey pixels drawn from `seed`.
 fn png(path: &Path, w: u32, h: u32, seed: u32) {
-    let img = image::GrayImage::from_fn(w, h, |x, y| {
-        let inside = x > w / 5 && x < 4 * w / 5 && y > h / 5 && y < 4 * h / 5;
-        image::Luma([if inside {
-            ((x * 7 + y * 13 + seed * 29) % 200 + 40) as u8
-        } else {
-            0
-        }])
-    });
-    img.save(path).unwrap();
+    common::grey_png(path, w, h, seed)
 }
 
 #[test]

@@ -151,23 +151,26 @@ fn bench_data(data: BenchData, json: Option<&std::path::Path>) -> Result<()> {
         test.class_counts()
     );
     if let Some(path) = json {
-        use std::io::Write;
         let line = serde_json::json!({
             "data": name, "training_images": augmented.len(),
             "decode_s": loaded, "augment_s": augment,
             "threads": rayon::current_num_threads(),
             "images_per_second": augmented.len() as f64 / (loaded + augment),
         });
-        // one JSON line, appended as the model benchmarks append theirs
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("--json {}: cannot open it", path.display()))?;
-        writeln!(f, "{line}")
-            .with_context(|| format!("--json {}: cannot write", path.display()))?;
+        append_json_line(path, &line)?;
     }
     Ok(())
+}
+
+/// Append one JSON line to `--json` (several processes add theirs).
+fn append_json_line(path: &std::path::Path, line: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("--json {}: cannot open it", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("--json {}: cannot write", path.display()))
 }
 
 /// The benchmark's model, validated as a config would be.
@@ -333,7 +336,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         first_step
     );
     if let Some(path) = &args.json {
-        use std::io::Write;
         let line = serde_json::json!({
             "model": name, "batch": args.batch, "device": args.device.device.name(),
             "ms_per_step": per_step * 1e3, "images_per_second": batch as f64 / per_step,
@@ -342,14 +344,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "first_step_s": first_step,
             "profile": profile,
         });
-        // one JSON line per model, appended (several processes add theirs)
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("--json {}: cannot open it", path.display()))?;
-        writeln!(f, "{line}")
-            .with_context(|| format!("--json {}: cannot write", path.display()))?;
+        append_json_line(path, &line)?;
     }
     if let Some(profile) = profile {
         println!(

@@ -65,9 +65,6 @@ pub fn run(args: CheckArgs) -> Result<()> {
             }
         }
     }
-    if let Some(path) = &args.json {
-        crate::atomic::check_writable(path, "--json")?;
-    }
     let device = args.device.select()?;
     // The untrained model and the random inputs come from the config's
     // training seed, so that repeated checks print the same numbers.
@@ -87,6 +84,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
             (config, model)
         }
     };
+    // the outputs can be written: found out now, not after the check
+    if let Some(path) = &args.json {
+        crate::atomic::check_writable(path, "--json")?;
+    }
     crate::model::flops::ensure_step_fits(
         &config.model,
         config.data.image_size,
@@ -222,13 +223,20 @@ fn angles(
             it.map(|p| p.worst).fold(0.0, f64::max)
         };
         let off_mean: Vec<f64> = off.clone().map(|p| p.mean).collect();
+        let others = if off_mean.is_empty() {
+            "every angle measured is an exact element".to_string()
+        } else {
+            format!(
+                "every other angle: mean {:.2e}, largest mean {:.2e}, worst {:.2e}",
+                off_mean.iter().sum::<f64>() / off_mean.len() as f64,
+                off_mean.iter().copied().fold(0.0, f64::max),
+                worst(&mut off.clone())
+            )
+        };
         println!(
-            "* exact (quarter turns{}): worst {:.2e}; every other angle: mean {:.2e}, largest mean {:.2e}, worst {:.2e}",
+            "* exact (quarter turns{}): worst {:.2e}; {others}",
             if mirrors { " and mirrors" } else { "" },
             worst(&mut exact.clone()),
-            off_mean.iter().sum::<f64>() / off_mean.len().max(1) as f64,
-            off_mean.iter().copied().fold(0.0, f64::max),
-            worst(&mut off.clone())
         );
         for p in &points {
             csv += &format!(

@@ -462,7 +462,18 @@ impl Config {
                 return Err(fail(format!("the config has no key `{key}`")))
             }
             Some(t) => {
+                let unwritten = !t.contains_key(*last);
                 t.insert(last.to_string(), value);
+                if unwritten {
+                    let text = toml::to_string(&root).map_err(|e| fail(e.to_string()))?;
+                    return Config::from_toml(&text, Path::new(assignment)).map_err(|e| {
+                        if e.to_string().contains("unknown field") {
+                            fail(format!("the config has no key `{key}`"))
+                        } else {
+                            e
+                        }
+                    });
+                }
             }
             None => return Err(fail(format!("the config has no key `{key}`"))),
         }

@@ -181,21 +181,8 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
             None => RunDir::new(root.join(&slug)),
         };
         let model = match &opts.trained {
-            Some(dir) => {
-                let saved = run.load_config()?;
-                let changed: Vec<ConfigChange> = saved
-                    .diff(config)
-                    .into_iter()
-                    .filter(|d| d.section != Section::Features)
-                    .collect();
-                anyhow::ensure!(
-                    changed.is_empty(),
-                    "variant {variant}: {} was trained with other settings ({}); only features.* can vary on a trained run",
-                    dir.display(),
-                    changes_text(&changed)
-                );
-                run.load_model(&saved, device)?
-            }
+            // every variant was checked above to vary features.* only
+            Some(_) => run.load_model(&run.load_config()?, device)?,
             None => trained_model(&model_config, &run, split, device, opts.quiet)
                 .with_context(|| format!("variant {variant}"))?,
         };
