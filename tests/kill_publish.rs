@@ -270,3 +270,79 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `export --safetensors` that runs out of space on the weights (a file
+/// size limit, with SIGXFSZ ignored, fails the write as a full disk does)
+/// leaves the earlier pair as it was: the new model is not published
+/// beside the earlier weights.
+#[test]
+fn export_with_safetensors_on_a_full_disk_keeps_the_earlier_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // the baseline's weights (encoder and decoder) outweigh its model file
+    for (name, seed) in [("a", 0), ("b", 5)] {
+        std::fs::write(
+            d.join(format!("{name}.toml")),
+            common::toy(
+                name,
+                "train_limit = 100\ntest_limit = 20",
+                "kind = \"baseline\"\ncode = 16",
+                &format!("seed = {seed}"),
+            ),
+        )
+        .unwrap();
+        succeeds(
+            d,
+            &["train", "--config", &format!("{name}.toml"), "--quiet"],
+        );
+    }
+    succeeds(
+        d,
+        &[
+            "export",
+            "--run",
+            "runs/a",
+            "--out",
+            "p.onnx",
+            "--safetensors",
+        ],
+    );
+    let onnx = std::fs::read(d.join("p.onnx")).unwrap();
+    let tensors = std::fs::read(d.join("p.safetensors")).unwrap();
+    assert!(tensors.len() > onnx.len() + 4096);
+    let limit = onnx.len() + 2048;
+    let mut cmd = std::process::Command::new("sh");
+    cmd.current_dir(d)
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={limit} \"$0\" \"$@\""
+        ))
+        .arg(common::bin())
+        .args([
+            "export",
+            "--run",
+            "runs/b",
+            "--out",
+            "p.onnx",
+            "--safetensors",
+        ]);
+    let out = assert_cmd::Command::from_std(cmd)
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("p.safetensors"), "{err}");
+    assert!(
+        std::fs::read(d.join("p.onnx")).unwrap() == onnx,
+        "a new model beside the earlier weights"
+    );
+    assert!(std::fs::read(d.join("p.safetensors")).unwrap() == tensors);
+    let left: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

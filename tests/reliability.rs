@@ -517,12 +517,16 @@ fn check_and_bench_refuse_nonsense_arguments() {
 fn messages_name_the_path_and_say_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // an output's missing folders are made; a file in the way is named
+    write(d, "in_the_way", "a file, not a folder");
     let line = fails_with(
         d,
-        &["check", "--json", "no/such/folder/c.json"],
-        &["no/such/folder/c.json"],
+        &["check", "--json", "in_the_way/c.json"],
+        &["in_the_way/c.json"],
     );
     assert_eq!(line.matches("os error").count(), 1, "{line}");
+    succeeds(d, &["check", "--json", "no/such/folder/c.json"]);
+    assert!(d.join("no/such/folder/c.json").exists());
     let line = fails_with(d, &["train", "--config", "missing.toml"], &["missing.toml"]);
     assert_eq!(line.matches("os error").count(), 1, "{line}");
     write(d, "t.toml", &toy("t", "", "", ""));

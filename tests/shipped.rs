@@ -212,10 +212,9 @@ fn shipped_models_are_described_as_new_runs_are() {
         flipped[at] ^= 0x40;
         std::fs::write(copy.path().join("model.bpk"), &flipped).unwrap();
         let run = RunDir::new(copy.path());
-        let err = run
-            .load_model(&config, &device)
-            .err()
-            .expect("flipped bytes load");
+        let Err(err) = run.load_model(&config, &device) else {
+            panic!("{name}: flipped bytes load");
+        };
         assert!(
             format!("{err:#}").contains("is not the file"),
             "{name}: {err:#}"
@@ -230,10 +229,9 @@ fn shipped_models_are_described_as_new_runs_are() {
         assert_ne!(other, text);
         std::fs::write(copy.path().join("config.toml"), other).unwrap();
         let config = run.load_config().unwrap();
-        let err = run
-            .load_model(&config, &device)
-            .err()
-            .expect("another data set loads");
+        let Err(err) = run.load_model(&config, &device) else {
+            panic!("{name}: a config of another data set loads");
+        };
         assert!(
             format!("{err:#}").contains("data.dataset"),
             "{name}: {err:#}"

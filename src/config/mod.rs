@@ -84,6 +84,11 @@ pub enum DatasetKind {
     Plankton,
     /// Generated shapes; needs no download (tests, quick checks).
     Synthetic,
+    /// The user's own images: every PNG/JPEG under `data.root`, at any
+    /// depth, prepared as `eqae embed --images` prepares them; top-level
+    /// class folders, where every image has one, label them (for scoring
+    /// only). A seeded fifth is held out as the test set.
+    Folder,
 }
 
 impl DatasetKind {
@@ -94,6 +99,7 @@ impl DatasetKind {
             DatasetKind::FashionMnist => "fashion-mnist",
             DatasetKind::Plankton => "plankton",
             DatasetKind::Synthetic => "synthetic",
+            DatasetKind::Folder => "folder",
         }
     }
 
@@ -101,7 +107,7 @@ impl DatasetKind {
     pub fn source_size(self) -> Option<usize> {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => Some(28),
-            DatasetKind::Plankton | DatasetKind::Synthetic => None,
+            DatasetKind::Plankton | DatasetKind::Synthetic | DatasetKind::Folder => None,
         }
     }
 }
@@ -112,7 +118,8 @@ impl DatasetKind {
 pub struct DataConfig {
     /// Data set.
     pub dataset: DatasetKind,
-    /// Folder holding the data (`scripts/fetch_data.sh` fills `data/`).
+    /// Folder holding the data (`scripts/fetch_data.sh` fills `data/`);
+    /// for `dataset = "folder"`, the folder of images itself.
     pub root: PathBuf,
     /// Use at most this many training images (0 = all).
     pub train_limit: usize,

@@ -267,52 +267,56 @@ pub fn load_files(files: &[PathBuf], size: usize) -> Result<Vec<f32>, DataError>
     Ok(images?.concat())
 }
 
-/// A plain folder of PNG/JPEG images (no labels: every label is 0), and
-/// the files left out with why. With `skip_bad`, a file that cannot be
-/// read, decoded or named is left out; without, the first one stops the load.
-pub fn load_folder(
-    dir: &Path,
-    canvas: Canvas,
-    skip_bad: bool,
-) -> Result<(Dataset, Vec<DataError>), DataError> {
-    let files = image_files(dir)?;
-    if files.is_empty() {
-        return Err(DataError::Missing {
-            what: "PNG or JPEG images".into(),
-            path: dir.to_path_buf(),
-            hint: "point --images at a folder of .png/.jpg/.jpeg files".into(),
-        });
-    }
-    let loaded: Vec<Result<(String, Vec<f32>), DataError>> = files
-        .par_iter()
-        .map(|f| Ok((listed_name(f)?, load_image_onto(f, canvas)?)))
-        .collect();
-    let (mut images, mut names, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for item in loaded {
-        match item {
-            Ok((name, pixels)) => {
-                names.push(name);
-                images.extend(pixels);
-            }
-            Err(e) if skip_bad => skipped.push(e),
-            Err(e) => return Err(e.hinted("pass --skip-bad to leave such files out")),
+/// Every image under `root` (at any depth, as [`ImageWalk`] lists them),
+/// each prepared as `eqae embed --images` prepares it for a run of this
+/// canvas (resized to `size x size`): the data set of `dataset =
+/// "folder"`. Top-level class folders, where every image has one, are
+/// the labels; else every label is 0 (class `unlabelled`). The first file
+/// that cannot be listed or read stops the load, with its name.
+pub fn load_image_folder(root: &Path, size: usize) -> Result<Dataset, DataError> {
+    let mut names = Vec::new();
+    let summary = FolderSummary::walk(root, false, |item| {
+        if let Ok(rel) = item {
+            names.push(rel.clone());
         }
-    }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        DataError::Io { path, error } if error.kind() == std::io::ErrorKind::NotFound => {
+            DataError::Missing {
+                what: "the image folder (data.root)".into(),
+                path,
+                hint: "point data.root at a folder of .png/.jpg/.jpeg files".into(),
+            }
+        }
+        e => e,
+    })?;
     if names.is_empty() {
         return Err(DataError::Missing {
-            what: "readable images".into(),
-            path: dir.to_path_buf(),
-            hint: format!("all {} image files were bad", files.len()),
+            what: "PNG or JPEG images".into(),
+            path: root.to_path_buf(),
+            hint: "point data.root at a folder of .png/.jpg/.jpeg files (sub-folders are searched)"
+                .into(),
         });
     }
-    let data = Dataset {
-        images,
-        size: canvas.size,
-        labels: vec![0; names.len()],
-        class_names: vec!["unlabelled".into()],
-        file_names: Some(names),
+    let canvas = Canvas::square(size);
+    let images: Result<Vec<Vec<f32>>, DataError> = names
+        .par_iter()
+        .map(|rel| load_image_onto(&root.join(rel), canvas))
+        .collect();
+    let labels = names.iter().map(|rel| summary.label(rel)).collect();
+    let class_names = if summary.classes.is_empty() {
+        vec!["unlabelled".to_string()]
+    } else {
+        summary.classes.clone()
     };
-    Ok((data, skipped))
+    Ok(Dataset {
+        images: images?.concat(),
+        size,
+        labels,
+        class_names,
+        file_names: Some(names),
+    })
 }
 
 /// The image files under a folder, at any depth, in sorted order (path

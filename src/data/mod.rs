@@ -318,6 +318,10 @@ pub fn load_raw(config: &DataConfig) -> Result<(Dataset, Dataset), DataError> {
             let all = plankton::load_plankton(&root.join("plankton"), config.image_size)?;
             Ok(stratified_split(&all, 0.2, config.seed))
         }
+        DatasetKind::Folder => {
+            let all = folder::load_image_folder(root, config.image_size)?;
+            Ok(stratified_split(&all, 0.2, config.seed))
+        }
         DatasetKind::Synthetic => {
             // shapes a little smaller than the canvas, so rotations keep them whole
             let side = config.image_size * 7 / 8;
