@@ -140,6 +140,19 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
+    let canonical = |p: &std::path::Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or(p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let about = serde_json::json!({
+        "run": canonical(&run.root),
+        "head": head.name(),
+        "images": args.images.as_deref().map(canonical),
+        "split": args.images.is_none().then(|| format!("{:?}", args.split).to_lowercase()),
+        "shard": [shard.0 + 1, shard.1],
+    });
     let opts = EmbedOptions {
         out: &args.out,
         shard,
@@ -147,6 +160,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         resume: args.resume,
         fingerprint,
         quiet: args.quiet,
+        about,
     };
     let done = embed(&reader, &source, &opts)
         .with_context(|| format!("embedding into {}", args.out.display()))?;

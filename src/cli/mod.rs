@@ -6,6 +6,7 @@ pub mod check;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod search;
 pub mod train;
 pub mod tune;
 
@@ -45,6 +46,10 @@ pub enum Command {
     /// Choose hyperparameters on the validation split: train variants of a
     /// config that each change one setting, and score their probes.
     Tune(tune::TuneArgs),
+    /// The nearest images of query images (or of rows) in a collection
+    /// embedded by `eqae embed`: the same at any turn or mirror image of
+    /// the query (CSV, JSON and a PNG strip).
+    Search(search::SearchArgs),
 }
 
 /// Dispatch a parsed command line.
@@ -57,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Export(args) => export::run(args),
         Command::Tune(args) => tune::run(args),
+        Command::Search(args) => search::run(args),
     }
 }
 

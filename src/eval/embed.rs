@@ -81,6 +81,10 @@ pub struct EmbedOptions<'a> {
     pub fingerprint: String,
     /// No progress bar.
     pub quiet: bool,
+    /// What the rows were computed from (run, head, images or split,
+    /// shard), written into the manifest for the commands that read the
+    /// output back (`eqae search`).
+    pub about: serde_json::Value,
 }
 
 /// What an embedding wrote.
@@ -504,6 +508,7 @@ fn publish(
     let manifest = serde_json::json!({
         "rows": state.rows,
         "cols": state.cols,
+        "source": opts.about,
         "parts": manifest,
     });
     crate::atomic::write(

@@ -6,6 +6,7 @@ pub mod figures;
 pub mod npy;
 pub mod plots;
 pub mod probes;
+pub mod search;
 
 use anyhow::Result;
 use burn::tensor::Device;

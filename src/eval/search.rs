@@ -1,0 +1,388 @@
+//! The nearest images of a query in an embedded collection (`eqae
+//! search`): the collection is an output of `eqae embed` (its `.npy`,
+//! `_files.txt` and `_manifest.json`, checked to agree); queries are image
+//! files, embedded by the same run and head, or rows of the collection.
+//! Since the features are invariant, a query turned by any element of the
+//! model's group, or mirrored, finds the same neighbours.
+//!
+//! Distance: cosine distance (1 - cos) between rows standardised by the
+//! collection's own column means and deviations, so that no feature
+//! dominates by its scale; exact (every row is compared), one matrix
+//! product per batch of queries.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ndarray::{Array2, ArrayView1, Axis};
+use serde::Serialize;
+
+use super::embed::side_path;
+use super::features::FeatureReader;
+use crate::data::folder::{load_image_onto, Canvas};
+use crate::nn::transform::to_vec;
+use crate::train::images_tensor;
+
+/// An embedded collection, read back and checked.
+pub struct Collection {
+    /// The rows, standardised and scaled to unit length.
+    unit: Array2<f32>,
+    /// Column means and inverse deviations of the raw rows.
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// The source of each row (relative to `images`).
+    pub files: Vec<String>,
+    /// The folder the rows were embedded from, where the manifest names one.
+    pub images: Option<PathBuf>,
+    /// The run and head that computed the rows.
+    pub run: Option<PathBuf>,
+    /// The head's name.
+    pub head: Option<String>,
+}
+
+/// One neighbour of a query.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Hit {
+    /// 1 for the nearest.
+    pub rank: usize,
+    /// Its row in the collection.
+    pub row: usize,
+    /// Its file.
+    pub file: String,
+    /// Cosine distance, 0 to 2.
+    pub distance: f32,
+}
+
+impl Collection {
+    /// Read `features` (`F.npy`) and its side files: the manifest must be
+    /// there and describe the parts (sizes), the file list must have a
+    /// line per row, and every value must be finite.
+    pub fn open(features: &Path) -> Result<Self> {
+        let manifest_path = side_path(features, "_manifest.json");
+        let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+            format!(
+                "{} has no manifest ({}): it is not a complete output of `eqae embed` (an interrupted one is finished by the same command with --resume)",
+                features.display(),
+                manifest_path.display()
+            )
+        })?;
+        let manifest: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("corrupt {}", manifest_path.display()))?;
+        check_parts(features, &manifest)?;
+        let raw: Array2<f32> = ndarray_npy::read_npy(features)
+            .with_context(|| format!("cannot read {} as a float32 matrix", features.display()))?;
+        let files_path = side_path(features, "_files.txt");
+        let files: Vec<String> = std::fs::read_to_string(&files_path)
+            .with_context(|| {
+                format!(
+                    "{} has no file list ({}): search needs the file of each row",
+                    features.display(),
+                    files_path.display()
+                )
+            })?
+            .lines()
+            .map(String::from)
+            .collect();
+        if files.len() != raw.nrows() {
+            bail!(
+                "{} holds {} rows but {} lists {} files",
+                features.display(),
+                raw.nrows(),
+                files_path.display(),
+                files.len()
+            );
+        }
+        if raw.nrows() == 0 {
+            bail!("{} holds no rows: nothing to search", features.display());
+        }
+        if let Some((i, _)) = raw
+            .outer_iter()
+            .enumerate()
+            .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
+        {
+            bail!(
+                "{}: row {i} ({}) holds a value that is not finite",
+                features.display(),
+                files[i]
+            );
+        }
+        let source = &manifest["source"];
+        let path = |key: &str| source[key].as_str().map(PathBuf::from);
+        let (mean, inv_std) = column_scales(&raw);
+        let unit = standardise(raw, &mean, &inv_std);
+        Ok(Collection {
+            unit,
+            mean,
+            inv_std,
+            files,
+            images: path("images"),
+            run: path("run"),
+            head: source["head"].as_str().map(String::from),
+        })
+    }
+
+    /// Rows in the collection.
+    pub fn len(&self) -> usize {
+        self.unit.nrows()
+    }
+
+    /// Whether it holds no row (never, once opened).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Features per row.
+    pub fn width(&self) -> usize {
+        self.unit.ncols()
+    }
+
+    /// The `k` nearest rows of each query (raw feature rows, `[Q, F]`),
+    /// nearest first; ties go to the lower row.
+    pub fn nearest(&self, queries: &Array2<f32>, k: usize) -> Result<Vec<Vec<Hit>>> {
+        if queries.ncols() != self.width() {
+            bail!(
+                "the queries have {} features, the collection {}: embed them with the collection's run and head",
+                queries.ncols(),
+                self.width()
+            );
+        }
+        self.nearest_unit(&standardise(queries.clone(), &self.mean, &self.inv_std), k)
+    }
+
+    /// The `k` nearest rows of the collection's own rows `rows`.
+    pub fn nearest_of_rows(&self, rows: &[usize], k: usize) -> Result<Vec<Vec<Hit>>> {
+        if let Some(i) = rows.iter().find(|&&i| i >= self.len()) {
+            bail!("--row {i}: the collection has rows 0 to {}", self.len() - 1);
+        }
+        self.nearest_unit(&self.unit.select(Axis(0), rows), k)
+    }
+
+    /// # Shapes
+    /// `q [Q, F]` (standardised, unit rows) -> Q lists of `k` hits
+    fn nearest_unit(&self, q: &Array2<f32>, k: usize) -> Result<Vec<Vec<Hit>>> {
+        if k == 0 || k > self.len() {
+            bail!(
+                "--k {k}: give 1 to the {} rows of the collection",
+                self.len()
+            );
+        }
+        // # Shapes: [Q, F] x [F, N] -> [Q, N]
+        let cos = q.dot(&self.unit.t());
+        Ok(cos.outer_iter().map(|row| self.ranked(row, k)).collect())
+    }
+
+    fn ranked(&self, cos: ArrayView1<f32>, k: usize) -> Vec<Hit> {
+        let mut order: Vec<usize> = (0..cos.len()).collect();
+        let key = |i: &usize| -cos[*i];
+        order.select_nth_unstable_by(k - 1, |a, b| key(a).total_cmp(&key(b)).then(a.cmp(b)));
+        order.truncate(k);
+        order.sort_by(|a, b| key(a).total_cmp(&key(b)).then(a.cmp(b)));
+        order
+            .into_iter()
+            .enumerate()
+            .map(|(r, i)| Hit {
+                rank: r + 1,
+                row: i,
+                file: self.files[i].clone(),
+                distance: (1.0 - cos[i]).max(0.0),
+            })
+            .collect()
+    }
+}
+
+/// The manifest's parts are there with the sizes it records.
+fn check_parts(features: &Path, manifest: &serde_json::Value) -> Result<()> {
+    let dir = features
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(parts) = manifest["parts"].as_object() else {
+        bail!("{}: its manifest lists no parts", features.display());
+    };
+    for (name, part) in parts {
+        let path = dir.join(name);
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).ok();
+        if bytes != part["bytes"].as_u64() {
+            bail!(
+                "{} is not the file its manifest describes ({} bytes recorded): the output was changed or is incomplete; embed it again",
+                path.display(),
+                part["bytes"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Column means and inverse standard deviations (1 where a column is constant).
+fn column_scales(x: &Array2<f32>) -> (Vec<f32>, Vec<f32>) {
+    let n = x.nrows().max(1) as f64;
+    let mut mean = vec![0f64; x.ncols()];
+    let mut square = vec![0f64; x.ncols()];
+    for row in x.outer_iter() {
+        for (j, &v) in row.iter().enumerate() {
+            mean[j] += f64::from(v);
+            square[j] += f64::from(v) * f64::from(v);
+        }
+    }
+    let mut inv = Vec::with_capacity(x.ncols());
+    for j in 0..x.ncols() {
+        mean[j] /= n;
+        let var = (square[j] / n - mean[j] * mean[j]).max(0.0);
+        inv.push(if var > 1e-24 {
+            (1.0 / var.sqrt()) as f32
+        } else {
+            1.0
+        });
+    }
+    (mean.into_iter().map(|m| m as f32).collect(), inv)
+}
+
+/// Rows standardised by `mean` and `inv_std`, then scaled to unit length.
+fn standardise(mut x: Array2<f32>, mean: &[f32], inv_std: &[f32]) -> Array2<f32> {
+    for mut row in x.axis_iter_mut(Axis(0)) {
+        for ((v, m), s) in row.iter_mut().zip(mean).zip(inv_std) {
+            *v = (*v - m) * s;
+        }
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.mapv_inplace(|v| v / norm);
+    }
+    x
+}
+
+/// `search.csv`: one line per (query, neighbour), through a CSV writer
+/// (file names may hold commas and quotes).
+pub fn csv_bytes(queries: &[String], hits: &[Vec<Hit>]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["query", "rank", "row", "file", "distance"])?;
+    for (q, list) in queries.iter().zip(hits) {
+        for h in list {
+            w.write_record([
+                q.as_str(),
+                &h.rank.to_string(),
+                &h.row.to_string(),
+                &h.file,
+                &format!("{:.6}", h.distance),
+            ])?;
+        }
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Features of image files, read as `eqae embed --images` reads them
+/// (the same preparation, the same reader), in batches.
+///
+/// # Shapes
+/// `paths.len()` files -> `[Q, F]`
+pub fn embed_files(
+    reader: &FeatureReader,
+    canvas: Canvas,
+    paths: &[PathBuf],
+) -> Result<Array2<f32>> {
+    let mut rows: Vec<f32> = Vec::new();
+    let mut width = 0;
+    for chunk in paths.chunks(reader.batch()?) {
+        let mut pixels = Vec::with_capacity(chunk.len() * canvas.size * canvas.size);
+        for p in chunk {
+            pixels.extend(load_image_onto(p, canvas).map_err(|e| anyhow::anyhow!("query {e}"))?);
+        }
+        let f = reader.read(images_tensor(pixels, canvas.size, reader.device()))?;
+        width = f.dims()[1];
+        rows.extend(to_vec(&f));
+    }
+    Ok(Array2::from_shape_vec((paths.len(), width), rows)?)
+}
+
+/// Side of one picture in the strip, in pixels.
+const CELL: u32 = 64;
+
+/// `search.png`: a row per query, the query then its neighbours, nearest
+/// first, each read back from the collection's folder (a cell stays grey
+/// where a file cannot be read; the count of those is returned).
+pub fn draw_strip(
+    collection: &Collection,
+    queries: &[Vec<f32>],
+    hits: &[Vec<Hit>],
+    canvas: Canvas,
+    path: &Path,
+) -> Result<usize> {
+    let k = hits.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let gap = 6;
+    let (w, h) = (
+        (k + 1) * (CELL + gap) + gap * 2,
+        queries.len() as u32 * (CELL + gap) + gap,
+    );
+    let mut img = image::GrayImage::from_pixel(w, h, image::Luma([255]));
+    let mut missing = 0;
+    for (r, (query, list)) in queries.iter().zip(hits).enumerate() {
+        let y = gap + r as u32 * (CELL + gap);
+        paste(&mut img, query, canvas.size, (gap, y));
+        for (c, hit) in list.iter().enumerate() {
+            let x = gap * 3 + (c as u32 + 1) * (CELL + gap);
+            let pixels = collection
+                .images
+                .as_ref()
+                .and_then(|root| load_image_onto(&root.join(&hit.file), canvas).ok());
+            match pixels {
+                Some(p) => paste(&mut img, &p, canvas.size, (x, y)),
+                None => {
+                    missing += 1;
+                    paste(
+                        &mut img,
+                        &vec![0.5; canvas.size * canvas.size],
+                        canvas.size,
+                        (x, y),
+                    )
+                }
+            }
+        }
+    }
+    crate::atomic::with_temp(path, ".png", |tmp| {
+        img.save(tmp)
+            .with_context(|| format!("cannot write {}", path.display()))
+    })?;
+    Ok(missing)
+}
+
+/// One `size x size` image in [0, 1] (dark background, drawn as it is),
+/// scaled to a cell at `(x, y)`.
+fn paste(img: &mut image::GrayImage, pixels: &[f32], size: usize, (x, y): (u32, u32)) {
+    for cy in 0..CELL {
+        for cx in 0..CELL {
+            let (sy, sx) = (
+                cy as usize * size / CELL as usize,
+                cx as usize * size / CELL as usize,
+            );
+            let v = (pixels[sy * size + sx].clamp(0.0, 1.0) * 255.0).round() as u8;
+            img.put_pixel(x + cx, y + cy, image::Luma([v]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_with_commas_and_quotes_read_back() {
+        let hit = Hit {
+            rank: 1,
+            row: 0,
+            file: "a,b \"c\".png".into(),
+            distance: 0.5,
+        };
+        let bytes = csv_bytes(&["q,1.png".into()], &[vec![hit]]).unwrap();
+        let mut r = csv::Reader::from_reader(bytes.as_slice());
+        let rec = r.records().next().unwrap().unwrap();
+        assert_eq!(&rec[0], "q,1.png");
+        assert_eq!(&rec[3], "a,b \"c\".png");
+    }
+
+    #[test]
+    fn standardised_rows_have_unit_length() {
+        let x = Array2::from_shape_vec((3, 2), vec![1.0, 10.0, 2.0, 20.0, 4.0, 10.0]).unwrap();
+        let (m, s) = column_scales(&x);
+        let u = standardise(x, &m, &s);
+        for r in u.outer_iter() {
+            assert!((r.dot(&r) - 1.0).abs() < 1e-5);
+        }
+    }
+}
