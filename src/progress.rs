@@ -18,8 +18,3 @@ pub fn bar(len: u64, quiet: bool, prefix: &str) -> ProgressBar {
     bar.set_prefix(prefix.to_string());
     bar
 }
-
-/// Print a line without breaking a visible bar.
-pub fn println(line: &str) {
-    eprintln!("{line}");
-}

@@ -94,9 +94,10 @@ pub fn onnx_model(
         output: vec![value_info(OUTPUT, &[None, Some(width)])],
         ..Default::default()
     };
+    // the group as configs name it (`d12`)
     let group = match reader.model() {
         Autoencoder::Baseline(_) => "none".to_string(),
-        Autoencoder::Equivariant(m) => format!("{:?}", m.group()),
+        Autoencoder::Equivariant(_) => config.model.group.name().to_string(),
     };
     let mut meta = vec![
         ("eqae_version", env!("CARGO_PKG_VERSION").to_string()),

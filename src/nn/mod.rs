@@ -6,7 +6,7 @@
 //! - [`extension`]: the backend-extension interface our kernels implement;
 //!   `autodiff`: its backward, for any backend; [`cpu`]: the CPU kernels;
 //! - [`field`]: how group elements act on each kind of tensor, and the one
-//!   equivariance check; [`transform`]: host copies, the bilinear rotation.
+//!   equivariance check; [`transform`]: host copies of tensors.
 
 mod autodiff;
 pub mod cpu;

@@ -476,12 +476,10 @@ fn best_validation(metrics: &str) -> Option<f64> {
         .reduce(f64::min)
 }
 
-fn log(opts: &TrainOptions, line: &str) {
-    if opts.quiet {
-        eprintln!("{line}");
-    } else {
-        progress::println(line);
-    }
+/// A line of the training's log, on standard error (quiet or not: the
+/// log is what a quiet run still says).
+fn log(_opts: &TrainOptions, line: &str) {
+    eprintln!("{line}");
 }
 
 #[cfg(test)]

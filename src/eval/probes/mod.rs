@@ -156,11 +156,6 @@ impl FittedProbes {
         self.logistic_settings
     }
 
-    /// kNN's k, as chosen for the training rows.
-    pub fn knn_k(&self) -> usize {
-        self.knn.k()
-    }
-
     /// `x` standardised with the training statistics.
     pub fn standardize(&self, x: &Array2<f32>) -> Array2<f64> {
         self.standardizer.apply(x)
