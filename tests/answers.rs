@@ -215,6 +215,48 @@ fn eval_reports_hold_only_this_evaluation_and_keep_runs_apart() {
     assert_ne!(runs[0], runs[1], "two runs read alike: {out}");
 }
 
+/// Every CSV goes through a CSV writer: a run name with a comma and a
+/// quote reads back as it is.
+#[test]
+fn a_run_name_with_a_comma_and_a_quote_reads_back_from_the_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let name = "a,b \"c\"";
+    let config = common::syn_d4("placeholder", 1);
+    assert!(config.contains("name = \"placeholder\""));
+    write(
+        d,
+        "odd.toml",
+        &config.replace("name = \"placeholder\"", &format!("name = {name:?}")),
+    );
+    succeeds(d, &["train", "--config", "odd.toml", "--quiet"]);
+    let run = format!("runs/{name}");
+    succeeds(
+        d,
+        &[
+            "eval",
+            "--run",
+            &run,
+            "--labels",
+            "10",
+            "--rotations",
+            "90",
+            "--out",
+            "rep",
+            "--quiet",
+        ],
+    );
+    for file in ["label_efficiency.csv", "rotation_robustness.csv"] {
+        let mut r = csv::Reader::from_path(d.join("rep").join(file)).unwrap();
+        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        assert!(!rows.is_empty(), "{file}");
+        for row in rows {
+            assert_eq!(&row[0], name, "{file}");
+            assert_eq!(row.len(), 7, "{file}");
+        }
+    }
+}
+
 #[test]
 fn config_answers_name_their_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,14 +8,10 @@ mod common;
 use common::{run, succeeds, text, toy};
 
 fn csv_rows(dir: &Path) -> Vec<Vec<String>> {
-    let csv = std::fs::read_to_string(dir.join("reports/tune_toy.csv")).unwrap();
-    csv.lines()
-        .skip(1)
-        .map(|l| {
-            l.split(',')
-                .map(|c| c.trim_matches('"').to_string())
-                .collect()
-        })
+    csv::Reader::from_path(dir.join("reports/tune_toy.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
         .collect()
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::invariance::{label_efficiency, rotation_robustness, AnglePoint, LabelPoint};
 use super::pose::{augment_draws, pose_study, PoseStudy};
-use super::report::mean_std;
+use super::report::{csv_text, mean_std};
 use crate::config::{Config, ModelKind};
 use crate::data::{test_augment_seed, Splits};
 use crate::eval::features::Head;
@@ -455,22 +455,31 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
     } else {
         write_json(&out.join("label_draws.json"), &draws)?;
     }
-    let mut csv = String::from("run,head,labels,draw,logistic,mlp,knn\n");
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let mut curves = Vec::new();
     for s in studies.iter().filter(|s| !s.label_efficiency.is_empty()) {
         let mut curve = Vec::new();
         for p in &s.label_efficiency {
             for (d, sc) in p.draws.iter().enumerate() {
-                csv += &format!(
-                    "{},{},{},{d},{:.4},{:.4},{:.4}\n",
-                    s.config, s.head, p.labels, sc.logistic, sc.mlp, sc.knn
-                );
+                rows.push(vec![
+                    s.config.clone(),
+                    s.head.clone(),
+                    p.labels.to_string(),
+                    d.to_string(),
+                    format!("{:.4}", sc.logistic),
+                    format!("{:.4}", sc.mlp),
+                    format!("{:.4}", sc.knn),
+                ]);
             }
             let logistic: Vec<f64> = p.draws.iter().map(|d| d.logistic).collect();
             curve.push((p.labels as f64, mean_std(&logistic).0));
         }
         curves.push((name(s), curve));
     }
+    let csv = csv_text(
+        &["run", "head", "labels", "draw", "logistic", "mlp", "knn"],
+        &rows,
+    )?;
     warnings.extend(write_curves(
         &out.join("label_efficiency"),
         &csv,
@@ -481,7 +490,7 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
             true,
         ),
     )?);
-    let mut csv = String::from("run,head,degrees,mirrored,logistic,mlp,knn\n");
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let mut curves = Vec::new();
     for s in studies.iter().filter(|s| !s.rotation_robustness.is_empty()) {
         for mirrored in [false, true] {
@@ -495,18 +504,23 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
             curves.push((format!("{}{suffix}", name(s)), curve));
         }
         for p in &s.rotation_robustness {
-            csv += &format!(
-                "{},{},{},{},{:.4},{:.4},{:.4}\n",
-                s.config,
-                s.head,
-                p.degrees,
-                p.mirrored,
-                p.scores.logistic,
-                p.scores.mlp,
-                p.scores.knn
-            );
+            rows.push(vec![
+                s.config.clone(),
+                s.head.clone(),
+                p.degrees.to_string(),
+                p.mirrored.to_string(),
+                format!("{:.4}", p.scores.logistic),
+                format!("{:.4}", p.scores.mlp),
+                format!("{:.4}", p.scores.knn),
+            ]);
         }
     }
+    let csv = csv_text(
+        &[
+            "run", "head", "degrees", "mirrored", "logistic", "mlp", "knn",
+        ],
+        &rows,
+    )?;
     warnings.extend(write_curves(
         &out.join("rotation_robustness"),
         &csv,

@@ -138,6 +138,19 @@ pub fn write_reports(
     Ok((md, json_path, md_path))
 }
 
+/// CSV text (RFC 4180, through the csv crate): a header and the rows, each
+/// field quoted where it holds a comma, a quote or a line break (run names
+/// may hold them).
+pub fn csv_text(header: &[&str], rows: &[Vec<String>]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header)?;
+    for row in rows {
+        w.write_record(row)?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(String::from_utf8(bytes)?)
+}
+
 /// Mean and sample standard deviation (0 for one value).
 pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;

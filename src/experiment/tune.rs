@@ -257,27 +257,42 @@ fn write_tune_reports(opts: &TuneOptions, data: &Splits, rows: &[TuneRow]) -> Re
         &stem.with_extension("json"),
         &serde_json::to_string_pretty(&json)?,
     )?;
-    let mut csv = String::from(
-        "variant,head,parameters,epochs,validation_mse,train_seconds,features,logistic,mlp,knn,kmeans_accuracy,nmi\n",
-    );
-    for r in rows {
-        let _ = writeln!(
-            csv,
-            "\"{}\",{},{},{},{:.6},{:.1},{},{:.4},{:.4},{:.4},{:.4},{:.4}",
-            r.variant.replace('"', "\"\""),
-            r.head,
-            r.parameters,
-            r.epochs,
-            r.validation_mse,
-            r.train_seconds,
-            r.features,
-            r.scores.logistic,
-            r.scores.mlp,
-            r.scores.knn,
-            r.scores.kmeans_accuracy,
-            r.scores.nmi
-        );
-    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.variant.clone(),
+                r.head.to_string(),
+                r.parameters.to_string(),
+                r.epochs.to_string(),
+                format!("{:.6}", r.validation_mse),
+                format!("{:.1}", r.train_seconds),
+                r.features.to_string(),
+                format!("{:.4}", r.scores.logistic),
+                format!("{:.4}", r.scores.mlp),
+                format!("{:.4}", r.scores.knn),
+                format!("{:.4}", r.scores.kmeans_accuracy),
+                format!("{:.4}", r.scores.nmi),
+            ]
+        })
+        .collect();
+    let csv = super::report::csv_text(
+        &[
+            "variant",
+            "head",
+            "parameters",
+            "epochs",
+            "validation_mse",
+            "train_seconds",
+            "features",
+            "logistic",
+            "mlp",
+            "knn",
+            "kmeans_accuracy",
+            "nmi",
+        ],
+        &table,
+    )?;
     write(&stem.with_extension("csv"), &csv)?;
     write(
         &stem.with_extension("md"),
