@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
+use anyhow::Result;
+use clap::Args;
 
-use super::args::{DeviceArgs, HeadArg, TrainedHead};
-use crate::data::folder::Canvas;
-use crate::eval::search::{csv_bytes, draw_strip, embed_files, Collection};
+use super::args::DeviceArgs;
+use crate::eval::search::{search, Queries, SearchRequest};
 
 /// Arguments of `eqae search`.
 #[derive(Args, Debug)]
@@ -40,91 +39,38 @@ pub struct SearchArgs {
 
 /// Run `eqae search`.
 pub fn run(args: SearchArgs) -> Result<()> {
-    let collection = Collection::open(&args.features)?;
-    let (csv, json, png) = (
-        args.out.join("search.csv"),
-        args.out.join("search.json"),
-        args.out.join("search.png"),
-    );
-    for p in [&csv, &json, &png] {
-        crate::atomic::check_writable(p, "--out")?;
-    }
-    let Some(run) = args.run.clone().or(collection.run.clone()) else {
-        bail!(
-            "{}: its manifest names no run; give --run (the run it was embedded with)",
-            args.features.display()
-        );
-    };
-    let head = collection
-        .head
-        .as_deref()
-        .and_then(|h| HeadArg::from_str(h, true).ok());
     let device = args.device.select()?;
-    let trained = TrainedHead::load(&run, head, &device)?;
-    let canvas = Canvas::of(&trained.config.data);
-    let (names, hits, pictures) = if args.row.is_empty() {
-        let features = embed_files(&trained.reader, canvas, &args.query)?;
-        let pictures = args
-            .query
-            .iter()
-            .map(|p| crate::data::folder::load_image_onto(p, canvas))
-            .collect::<Result<Vec<_>, _>>()?;
-        let names: Vec<String> = args.query.iter().map(|p| p.display().to_string()).collect();
-        (names, collection.nearest(&features, args.k)?, pictures)
+    let queries = if args.row.is_empty() {
+        Queries::Files(&args.query)
     } else {
-        let hits = collection.nearest_of_rows(&args.row, args.k)?;
-        let pictures = args
-            .row
-            .iter()
-            .map(|&i| {
-                collection
-                    .images
-                    .as_ref()
-                    .and_then(|root| {
-                        crate::data::folder::load_image_onto(
-                            &root.join(&collection.files[i]),
-                            canvas,
-                        )
-                        .ok()
-                    })
-                    .unwrap_or_else(|| vec![0.5; canvas.size * canvas.size])
-            })
-            .collect();
-        let names: Vec<String> = args
-            .row
-            .iter()
-            .map(|&i| format!("row {i}: {}", collection.files[i]))
-            .collect();
-        (names, hits, pictures)
+        Queries::Rows(&args.row)
     };
-    crate::atomic::write(&csv, &csv_bytes(&names, &hits)?)?;
-    let report = serde_json::json!({
-        "features": args.features,
-        "run": run,
-        "k": args.k,
-        "distance": "cosine distance between rows standardised by the collection's column means and deviations",
-        "queries": names.iter().zip(&hits).map(|(q, h)| serde_json::json!({"query": q, "neighbours": h})).collect::<Vec<_>>(),
-    });
-    crate::atomic::write(&json, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    let missing = draw_strip(&collection, &pictures, &hits, canvas, &png)?;
-    for (q, list) in names.iter().zip(&hits) {
-        let shown: Vec<String> = list
+    let done = search(&SearchRequest {
+        features: &args.features,
+        queries,
+        k: args.k,
+        out: &args.out,
+        run: args.run.as_deref(),
+        device: &device,
+    })?;
+    for (query, hits) in &done.results {
+        let shown: Vec<String> = hits
             .iter()
             .take(5)
             .map(|h| format!("{} ({:.3})", h.file, h.distance))
             .collect();
-        println!("{q}: {}", shown.join(", "));
+        println!("{query}: {}", shown.join(", "));
     }
-    if missing > 0 {
+    if done.missing_pictures > 0 {
         eprintln!(
-            "warning: {missing} neighbour picture(s) could not be read back from the collection's folder; their cells in {} are grey",
-            png.display()
+            "warning: {} neighbour picture(s) could not be read back from the collection's folder; their cells in search.png are grey",
+            done.missing_pictures
         );
     }
     println!(
         "wrote {}, search.json and search.png beside it ({} rows searched, k = {})",
-        csv.display(),
-        collection.len(),
+        done.csv.display(),
+        done.rows,
         args.k
     );
     Ok(())

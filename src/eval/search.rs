@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayView1, Axis};
 use serde::Serialize;
 
 use super::embed::side_path;
-use super::features::FeatureReader;
+use super::features::{FeatureReader, Head};
 use crate::data::folder::{load_image_onto, Canvas};
 use crate::nn::transform::to_vec;
 use crate::train::images_tensor;
@@ -170,6 +170,19 @@ impl Collection {
         Ok(cos.outer_iter().map(|row| self.ranked(row, k)).collect())
     }
 
+    /// Row `i`'s image read back from the collection's folder, or a grey
+    /// square where it cannot be.
+    pub fn picture(&self, i: usize, canvas: Canvas) -> Vec<f32> {
+        self.try_picture(i, canvas)
+            .unwrap_or_else(|| vec![0.5; canvas.size * canvas.size])
+    }
+
+    /// Row `i`'s image read back from the collection's folder.
+    fn try_picture(&self, i: usize, canvas: Canvas) -> Option<Vec<f32>> {
+        let root = self.images.as_ref()?;
+        load_image_onto(&root.join(&self.files[i]), canvas).ok()
+    }
+
     fn ranked(&self, cos: ArrayView1<f32>, k: usize) -> Vec<Hit> {
         let mut order: Vec<usize> = (0..cos.len()).collect();
         let key = |i: &usize| -cos[*i];
@@ -317,22 +330,11 @@ pub fn draw_strip(
         paste(&mut img, query, canvas.size, (gap, y));
         for (c, hit) in list.iter().enumerate() {
             let x = gap * 3 + (c as u32 + 1) * (CELL + gap);
-            let pixels = collection
-                .images
-                .as_ref()
-                .and_then(|root| load_image_onto(&root.join(&hit.file), canvas).ok());
-            match pixels {
-                Some(p) => paste(&mut img, &p, canvas.size, (x, y)),
-                None => {
-                    missing += 1;
-                    paste(
-                        &mut img,
-                        &vec![0.5; canvas.size * canvas.size],
-                        canvas.size,
-                        (x, y),
-                    )
-                }
-            }
+            let pixels = collection.try_picture(hit.row, canvas).unwrap_or_else(|| {
+                missing += 1;
+                vec![0.5; canvas.size * canvas.size]
+            });
+            paste(&mut img, &pixels, canvas.size, (x, y));
         }
     }
     crate::atomic::with_temp(path, ".png", |tmp| {
@@ -355,6 +357,112 @@ fn paste(img: &mut image::GrayImage, pixels: &[f32], size: usize, (x, y): (u32, 
             img.put_pixel(x + cx, y + cy, image::Luma([v]));
         }
     }
+}
+
+/// What to search for.
+pub enum Queries<'a> {
+    /// Image files, embedded by the collection's run and head.
+    Files(&'a [PathBuf]),
+    /// Rows of the collection.
+    Rows(&'a [usize]),
+}
+
+/// A search to run: the collection, the queries, `k`, the folder for
+/// the files, and the run that embeds query files (default: the
+/// manifest's).
+pub struct SearchRequest<'a> {
+    /// The collection's `.npy`.
+    pub features: &'a Path,
+    /// The queries.
+    pub queries: Queries<'a>,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Folder for `search.csv`, `search.json`, `search.png`.
+    pub out: &'a Path,
+    /// The run that embeds query files, instead of the manifest's.
+    pub run: Option<&'a Path>,
+    /// Where the queries are embedded.
+    pub device: &'a burn::tensor::Device,
+}
+
+/// What a search found and wrote.
+pub struct SearchDone {
+    /// Each query's name and its neighbours.
+    pub results: Vec<(String, Vec<Hit>)>,
+    /// Rows searched.
+    pub rows: usize,
+    /// Neighbours whose picture could not be read back (grey cells).
+    pub missing_pictures: usize,
+    /// `search.csv`; `search.json` and `search.png` are beside it.
+    pub csv: PathBuf,
+}
+
+/// Run a search and write its files (checked writable before the work).
+pub fn search(req: &SearchRequest) -> Result<SearchDone> {
+    let collection = Collection::open(req.features)?;
+    let (csv, json, png) = (
+        req.out.join("search.csv"),
+        req.out.join("search.json"),
+        req.out.join("search.png"),
+    );
+    for p in [&csv, &json, &png] {
+        crate::atomic::check_writable(p, "--out")?;
+    }
+    let Some(run) = req.run.map(Path::to_path_buf).or(collection.run.clone()) else {
+        bail!(
+            "{}: its manifest names no run; give --run (the run it was embedded with)",
+            req.features.display()
+        );
+    };
+    let run_dir = crate::train::RunDir::new(&run);
+    let config = run_dir.load_config()?;
+    let canvas = Canvas::of(&config.data);
+    let (names, hits, pictures) = match req.queries {
+        Queries::Files(paths) => {
+            let model = run_dir.load_model(&config, req.device)?;
+            let head = collection
+                .head
+                .as_deref()
+                .and_then(|h| Head::ALL.into_iter().find(|x| x.name() == h))
+                .unwrap_or(Head::defaults(config.model.kind)[0]);
+            let reader = FeatureReader::new(&model, &config, head, req.device)?;
+            let features = embed_files(&reader, canvas, paths)?;
+            let pictures = paths
+                .iter()
+                .map(|p| load_image_onto(p, canvas))
+                .collect::<Result<Vec<_>, _>>()?;
+            let names = paths.iter().map(|p| p.display().to_string()).collect();
+            (names, collection.nearest(&features, req.k)?, pictures)
+        }
+        Queries::Rows(rows) => {
+            let hits = collection.nearest_of_rows(rows, req.k)?;
+            let pictures = rows
+                .iter()
+                .map(|&i| collection.picture(i, canvas))
+                .collect();
+            let names = rows
+                .iter()
+                .map(|&i| format!("row {i}: {}", collection.files[i]))
+                .collect::<Vec<String>>();
+            (names, hits, pictures)
+        }
+    };
+    crate::atomic::write(&csv, &csv_bytes(&names, &hits)?)?;
+    let report = serde_json::json!({
+        "features": req.features,
+        "run": run,
+        "k": req.k,
+        "distance": "cosine distance between rows standardised by the collection's column means and deviations",
+        "queries": names.iter().zip(&hits).map(|(q, h)| serde_json::json!({"query": q, "neighbours": h})).collect::<Vec<_>>(),
+    });
+    crate::atomic::write(&json, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let missing_pictures = draw_strip(&collection, &pictures, &hits, canvas, &png)?;
+    Ok(SearchDone {
+        results: names.into_iter().zip(hits).collect(),
+        rows: collection.len(),
+        missing_pictures,
+        csv,
+    })
 }
 
 #[cfg(test)]
