@@ -4,8 +4,9 @@
 # reads `eqae embed`'s .npy files, and ONNX Runtime and onnx run and check
 # `eqae export`'s files. When the system Python lacks them, they are
 # installed into a virtual environment under target/ (not system-wide).
-# The kill tests stop eqae at chosen system calls with strace (Debian's
-# package, installed when missing and run as root).
+# The kill tests stop eqae at chosen system calls with strace, and the map
+# test opens a page in headless Chromium (Debian's packages, installed when
+# missing and run as root).
 #
 #   scripts/test.sh [--quick] [extra cargo test arguments]
 #
@@ -37,12 +38,17 @@ if ! "$python" -c "$needs" 2>/dev/null; then
 fi
 export EQAE_PYTHON=$python
 
-if ! command -v strace >/dev/null; then
+# Debian's packages the tests drive: strace (kills at chosen system calls)
+# and Chromium (the map page, opened headless)
+missing=()
+command -v strace >/dev/null || missing+=(strace)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-        echo "test.sh: strace not found; installing it" >&2
-        apt-get install -y -qq strace >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }
+        echo "test.sh: ${missing[*]} not found; installing" >&2
+        apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
     else
-        echo "error: strace is needed by the kill tests (apt-get install strace)" >&2
+        echo "error: the tests need ${missing[*]} (apt-get install ${missing[*]})" >&2
         exit 1
     fi
 fi

@@ -6,6 +6,7 @@ pub mod check;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod map;
 pub mod search;
 pub mod train;
 pub mod tune;
@@ -50,6 +51,10 @@ pub enum Command {
     /// embedded by `eqae embed`: the same at any turn or mirror image of
     /// the query (CSV, JSON and a PNG strip).
     Search(search::SearchArgs),
+    /// A map of an embedded collection: an HTML page (points coloured by
+    /// class, the image on hover, the nearest neighbours on a click) and a
+    /// PNG.
+    Map(map::MapArgs),
 }
 
 /// Dispatch a parsed command line.
@@ -63,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Search(args) => search::run(args),
+        Command::Map(args) => map::run(args),
     }
 }
 

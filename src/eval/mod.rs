@@ -3,6 +3,7 @@
 pub mod embed;
 pub mod features;
 pub mod figures;
+pub mod map;
 pub mod npy;
 pub mod plots;
 pub mod probes;

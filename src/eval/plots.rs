@@ -97,6 +97,24 @@ pub fn tsne(features: &Array2<f64>, seed: u64) -> Result<Array2<f64>> {
         .map_err(|e| anyhow!("t-SNE failed: {e}"))
 }
 
+/// 2-D t-SNE of many rows (`eqae map`): exact gradients up to 2,000 rows,
+/// Barnes-Hut (threshold 0.5) beyond, 1,000 iterations, perplexity 30.
+/// Call it on a thread with a large stack: the Barnes-Hut trees recurse
+/// deeply on clumped data.
+pub fn tsne_large(reduced: &Array2<f64>, seed: u64) -> Result<Array2<f64>> {
+    let n = reduced.nrows();
+    if n < TSNE_MIN_ROWS {
+        return Err(anyhow!("{n} rows, t-SNE needs at least {TSNE_MIN_ROWS}"));
+    }
+    let perplexity = ((n - 1) / 3).min(30) as f64;
+    TSneParams::embedding_size_with_rng(2, rand::rngs::SmallRng::seed_from_u64(seed))
+        .perplexity(perplexity)
+        .approx_threshold(if n > 2000 { 0.5 } else { 0.0 })
+        .max_iter(1000)
+        .transform(reduced.clone())
+        .map_err(|e| anyhow!("t-SNE failed: {e}"))
+}
+
 /// Scatter plot of 2-D points coloured by class.
 pub fn scatter(points: &Array2<f64>, labels: &[usize], title: &str, path: &Path) -> Result<()> {
     crate::atomic::with_temp(path, ".png", |tmp| draw_scatter(points, labels, title, tmp))

@@ -37,6 +37,8 @@ pub struct Collection {
     pub run: Option<PathBuf>,
     /// The head's name.
     pub head: Option<String>,
+    /// The `.npy` it was read from.
+    path: PathBuf,
 }
 
 /// One neighbour of a query.
@@ -117,6 +119,7 @@ impl Collection {
             images: path("images"),
             run: path("run"),
             head: source["head"].as_str().map(String::from),
+            path: features.to_path_buf(),
         })
     }
 
@@ -177,8 +180,51 @@ impl Collection {
             .unwrap_or_else(|| vec![0.5; canvas.size * canvas.size])
     }
 
+    /// The rows as compared: standardised, unit length.
+    pub fn unit_rows(&self) -> &Array2<f32> {
+        &self.unit
+    }
+
+    /// Each row's class and the class names, where the output has them
+    /// (`_labels.npy` and `_classes.txt`: splits and class folders).
+    pub fn labels(&self) -> Result<Option<(Vec<usize>, Vec<String>)>> {
+        let (labels, classes) = (
+            side_path(&self.path, "_labels.npy"),
+            side_path(&self.path, "_classes.txt"),
+        );
+        if !labels.exists() || !classes.exists() {
+            return Ok(None);
+        }
+        let l: ndarray::Array1<i64> = ndarray_npy::read_npy(&labels)
+            .with_context(|| format!("cannot read {}", labels.display()))?;
+        let names: Vec<String> = std::fs::read_to_string(&classes)
+            .with_context(|| format!("cannot read {}", classes.display()))?
+            .lines()
+            .map(String::from)
+            .collect();
+        if l.len() != self.len() || l.iter().any(|&c| c < 0 || c as usize >= names.len()) {
+            bail!(
+                "{} does not hold a class of {} for each of the {} rows",
+                labels.display(),
+                classes.display(),
+                self.len()
+            );
+        }
+        Ok(Some((l.iter().map(|&c| c as usize).collect(), names)))
+    }
+
+    /// How the collection's images were placed on the model's canvas (from
+    /// its run's config); None where the manifest names no run.
+    pub fn canvas(&self) -> Result<Option<Canvas>> {
+        let Some(run) = &self.run else {
+            return Ok(None);
+        };
+        let config = crate::train::RunDir::new(run).load_config()?;
+        Ok(Some(Canvas::of(&config.data)))
+    }
+
     /// Row `i`'s image read back from the collection's folder.
-    fn try_picture(&self, i: usize, canvas: Canvas) -> Option<Vec<f32>> {
+    pub(crate) fn try_picture(&self, i: usize, canvas: Canvas) -> Option<Vec<f32>> {
         let root = self.images.as_ref()?;
         load_image_onto(&root.join(&self.files[i]), canvas).ok()
     }
