@@ -24,6 +24,17 @@ pub enum Split {
     Test,
 }
 
+impl Split {
+    /// The name the command line uses.
+    fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+}
+
 /// `I/N`: part I (1-based) of N.
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s
@@ -150,7 +161,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         "run": canonical(&run.root),
         "head": head.name(),
         "images": args.images.as_deref().map(canonical),
-        "split": args.images.is_none().then(|| format!("{:?}", args.split).to_lowercase()),
+        "split": args.images.is_none().then(|| args.split.name()),
         "shard": [shard.0 + 1, shard.1],
     });
     let opts = EmbedOptions {
