@@ -5,7 +5,7 @@
 //! before it (`tests/layering.rs` reads this list and checks every
 //! `crate::` path in `src/` against it).
 //! - [`atomic`]: files written under a temporary name and renamed when whole;
-//! - [`progress`]: progress bars and log lines;
+//! - [`progress`]: progress bars;
 //! - [`device`]: the compute device and the memory it has;
 //! - [`group`]: the groups C_n and D_n (n = 4, 8, 12, 16, 24), their action on images and the resampling of turned images (no tensors);
 //! - [`invariant`]: invariant heads over the equivariant embedding (average, Gram pooling);

@@ -96,3 +96,33 @@ fn an_upward_import_is_caught() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("group imports cli"), "{found:?}");
 }
+
+/// `docs/architecture.md`'s tree names the modules of `src/lib.rs`'s list,
+/// from the highest down (nested folders such as `src/nn/cpu/` stand
+/// under their module).
+#[test]
+fn the_architecture_doc_lists_the_modules_in_the_order_of_lib_rs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let mut documented: Vec<String> = Vec::new();
+    for line in doc.lines().filter(|l| l.starts_with("src/")) {
+        let path = line.split_whitespace().next().unwrap();
+        let module = path["src/".len()..]
+            .trim_end_matches('/')
+            .trim_end_matches(".rs")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        if documented.last() != Some(&module) {
+            documented.push(module);
+        }
+    }
+    let mut stated = stated_order(&lib);
+    stated.reverse();
+    assert_eq!(
+        documented, stated,
+        "docs/architecture.md's tree (highest first) and src/lib.rs's list (lowest first) disagree"
+    );
+}
