@@ -220,65 +220,129 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.model.clone()
     };
     if models.len() > 1 {
-        for &m in &models {
-            model_config(m, &args.channels)?; // refuse bad arguments once, here
-        }
-        // one process per model: separate peak memory
-        println!(
-            "{:<9} {:>9} {:>10} {:>9} {:>13} {:>12} {:>9} {:>12}",
-            "model",
-            "params",
-            "ms/step",
-            "img/s",
-            "GFLOP/s",
-            "expand ms",
-            "peak MiB",
-            "first step s"
-        );
-        let exe = std::env::current_exe()?;
-        for m in &models {
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.args([
-                "bench",
-                "--model",
-                m.name(),
-                "--batch",
-                &args.batch.to_string(),
-                "--steps",
-                &args.steps.to_string(),
-            ]);
-            cmd.arg("--channels")
-                .args(args.channels.iter().map(|c| c.to_string()));
-            cmd.args(["--device", args.device.device.name()]);
-            if args.profile {
-                cmd.arg("--profile");
-            }
-            if args.burn_upsampling {
-                cmd.arg("--burn-upsampling");
-            }
-            if let Some(j) = &args.json {
-                cmd.arg("--json").arg(j);
-            }
-            let status = cmd.status().context("cannot start a benchmark process")?;
-            if !status.success() {
-                bail!("benchmark of {} failed", m.name());
-            }
-        }
-        return Ok(());
+        bench_in_processes(&args, &models)
+    } else {
+        bench_model(&args, models[0])
     }
-    let name = models[0].name();
-    let config = model_config(models[0], &args.channels)?;
+}
+
+/// The table's header line.
+fn print_header() {
+    println!(
+        "{:<9} {:>9} {:>10} {:>9} {:>13} {:>12} {:>9} {:>12}",
+        "model", "params", "ms/step", "img/s", "GFLOP/s", "expand ms", "peak MiB", "first step s"
+    );
+}
+
+/// Several models: one process each, so that each peak memory is its own.
+fn bench_in_processes(args: &BenchArgs, models: &[BenchModel]) -> Result<()> {
+    for &m in models {
+        model_config(m, &args.channels)?; // refuse bad arguments once, here
+    }
+    print_header();
+    let exe = std::env::current_exe()?;
+    for m in models {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "bench",
+            "--model",
+            m.name(),
+            "--batch",
+            &args.batch.to_string(),
+            "--steps",
+            &args.steps.to_string(),
+        ]);
+        cmd.arg("--channels")
+            .args(args.channels.iter().map(|c| c.to_string()));
+        cmd.args(["--device", args.device.device.name()]);
+        if args.profile {
+            cmd.arg("--profile");
+        }
+        if args.burn_upsampling {
+            cmd.arg("--burn-upsampling");
+        }
+        if let Some(j) = &args.json {
+            cmd.arg("--json").arg(j);
+        }
+        let status = cmd.status().context("cannot start a benchmark process")?;
+        if !status.success() {
+            bail!("benchmark of {} failed", m.name());
+        }
+    }
+    Ok(())
+}
+
+/// What one model's benchmark measured.
+struct Measured {
+    parameters: usize,
+    /// Seconds per timed step.
+    per_step: f64,
+    /// Seconds of the first step (kernel compilation on a GPU).
+    first_step: f64,
+    /// Seconds of one filter expansion.
+    expand: f64,
+    /// FLOPs of one step.
+    flops: f64,
+    /// Peak resident memory, MiB.
+    peak: f64,
+    profile: Option<Profile>,
+}
+
+/// One model: time its training steps, then print and record them.
+fn bench_model(args: &BenchArgs, model: BenchModel) -> Result<()> {
+    let name = model.name();
+    let config = model_config(model, &args.channels)?;
     let batch = args.batch as usize;
-    let steps = args.steps as usize;
     // refuse before allocating what the machine does not have
     crate::device::ensure_fits(
         crate::model::flops::training_bytes(&config, SIZE) * batch as f64,
         &format!("--batch {batch}: a training step of {name}"),
     )?;
+    let measured = time_steps(args, &config)?;
+    let m = &measured;
+    println!(
+        "{:<9} {:>9} {:>10.1} {:>9.1} {:>13.1} {:>12.2} {:>9.0} {:>12.2}",
+        name,
+        m.parameters,
+        m.per_step * 1e3,
+        batch as f64 / m.per_step,
+        m.flops / m.per_step / 1e9,
+        m.expand * 1e3,
+        m.peak,
+        m.first_step
+    );
+    if let Some(path) = &args.json {
+        let line = serde_json::json!({
+            "model": name, "batch": args.batch, "device": args.device.device.name(),
+            "ms_per_step": m.per_step * 1e3, "images_per_second": batch as f64 / m.per_step,
+            "gflops": m.flops / m.per_step / 1e9, "expand_ms": m.expand * 1e3, "peak_mib": m.peak,
+            "parameters": m.parameters,
+            "first_step_s": m.first_step,
+            "profile": m.profile,
+        });
+        append_json_line(path, &line)?;
+    }
+    if let Some(profile) = &m.profile {
+        println!(
+            "\n{name}, batch {batch}, {}: one training step by operation",
+            args.device.device.name()
+        );
+        print!("{}", profile.table());
+    }
+    Ok(())
+}
+
+/// The training loop's own step on random inputs (the loss stays finite):
+/// two warm-up steps (the first compiles and autotunes every new kernel
+/// shape on a GPU, kept for later processes in CubeCL's cache, see
+/// cubecl.toml), then `--steps` timed ones; the filter expansion; and the
+/// profile with `--profile`.
+fn time_steps(args: &BenchArgs, config: &ModelConfig) -> Result<Measured> {
+    let (batch, steps) = (args.batch as usize, args.steps as usize);
     let device = args.device.select()?.autodiff();
     device.seed(0);
     crate::nn::ops::set_burn_upsampling(args.burn_upsampling);
-    let mut model = Autoencoder::new(&config, SIZE, &device);
+    let mut model = Autoencoder::new(config, SIZE, &device);
     let mut optim: ModuleOptimizer = AdamConfig::new().init();
     let train = crate::config::TrainConfig::default();
     let x = Tensor::<4>::random(
@@ -286,15 +350,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Distribution::Uniform(0.0, 1.0),
         &device,
     );
-    // the training loop's own step (random inputs: the loss stays finite)
     let mut step = |model: Autoencoder| -> Result<Autoencoder> {
         let (model, _) = train_step(model, &mut optim, x.clone(), &train, train.learning_rate)
             .map_err(|loss| anyhow::anyhow!("the benchmark's loss became {loss}"))?;
         let _ = device.sync();
         Ok(model)
     };
-    // the first step compiles and autotunes every new kernel shape on a GPU
-    // (kept for later processes in CubeCL's cache, see cubecl.toml)
     let first = Instant::now();
     model = step(model)?;
     let first_step = first.elapsed().as_secs_f64();
@@ -317,43 +378,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         Autoencoder::Baseline(_) => 0.0,
     };
-    let flops = 3.0 * forward_flops(&config, SIZE) * batch as f64;
+    // the peak of the steps themselves, before the profile's extra ones
     let peak = peak_rss_mib().unwrap_or(f64::NAN);
     let profile = if args.profile {
         Some(profile_step(&model, &x, &train, steps, per_step)?)
     } else {
         None
     };
-    println!(
-        "{:<9} {:>9} {:>10.1} {:>9.1} {:>13.1} {:>12.2} {:>9.0} {:>12.2}",
-        name,
-        model.parameter_count(),
-        per_step * 1e3,
-        batch as f64 / per_step,
-        flops / per_step / 1e9,
-        expand * 1e3,
+    Ok(Measured {
+        parameters: model.parameter_count(),
+        per_step,
+        first_step,
+        expand,
+        flops: 3.0 * forward_flops(config, SIZE) * batch as f64,
         peak,
-        first_step
-    );
-    if let Some(path) = &args.json {
-        let line = serde_json::json!({
-            "model": name, "batch": args.batch, "device": args.device.device.name(),
-            "ms_per_step": per_step * 1e3, "images_per_second": batch as f64 / per_step,
-            "gflops": flops / per_step / 1e9, "expand_ms": expand * 1e3, "peak_mib": peak,
-            "parameters": model.parameter_count(),
-            "first_step_s": first_step,
-            "profile": profile,
-        });
-        append_json_line(path, &line)?;
-    }
-    if let Some(profile) = profile {
-        println!(
-            "\n{name}, batch {batch}, {}: one training step by operation",
-            args.device.device.name()
-        );
-        print!("{}", profile.table());
-    }
-    Ok(())
+        profile,
+    })
 }
 
 /// Where one training step of `model` on `x` goes: the forward pass

@@ -2,16 +2,19 @@
 //! as `.npy`, with labels and file names beside them, streamed in bounded
 //! memory, resumable and shardable (see [`crate::eval::embed`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use super::args::{DeviceArgs, HeadArg, TrainedHead};
 
+use crate::config::Config;
 use crate::data::folder::Canvas;
-use crate::data::load_splits;
-use crate::eval::embed::{embed, EmbedOptions, Source};
+use crate::data::{load_splits, Dataset, Splits};
+use crate::eval::embed::{embed, EmbedOptions, EmbedSummary, Source};
+use crate::eval::features::Head;
+use crate::train::RunDir;
 
 /// Which split of the run's data set.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -112,58 +115,10 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         },
         None => {
             splits = load_splits(&config.data)?;
-            let (set, name) = match args.split {
-                Split::Train => (&splits.train, "training"),
-                Split::Validation => (&splits.validation, "validation"),
-                Split::Test => (&splits.test, "test"),
-            };
-            if set.is_empty() {
-                bail!(
-                    "{}: the {name} split is empty (see data.validation_fraction, data.train_limit and data.test_limit in {})",
-                    config.name,
-                    run.config().display()
-                );
-            }
-            Source::Split(set)
+            Source::Split(split_of(&splits, args.split, &config, &run)?)
         }
     };
-    // what the output is computed from: a resume with anything else is
-    // refused (the folder's own contents are checked by the resume)
-    let described = format!(
-        "{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
-        std::fs::canonicalize(&run.root)
-            .unwrap_or(run.root.clone())
-            .display(),
-        std::fs::read_to_string(run.root.join("model.json")).unwrap_or_default(),
-        config.to_toml(),
-        head,
-        args.images
-            .as_ref()
-            .map(|d| std::fs::canonicalize(d).unwrap_or(d.clone())),
-        args.images.is_none().then_some(args.split),
-        shard,
-        args.skip_bad,
-    );
-    let fingerprint = {
-        use sha2::Digest;
-        sha2::Sha256::digest(described.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let canonical = |p: &std::path::Path| {
-        std::fs::canonicalize(p)
-            .unwrap_or(p.to_path_buf())
-            .display()
-            .to_string()
-    };
-    let about = serde_json::json!({
-        "run": canonical(&run.root),
-        "head": head.name(),
-        "images": args.images.as_deref().map(canonical),
-        "split": args.images.is_none().then(|| args.split.name()),
-        "shard": [shard.0 + 1, shard.1],
-    });
+    let (fingerprint, about) = provenance(&args, (&run, &config), head, shard);
     let opts = EmbedOptions {
         out: &args.out,
         shard,
@@ -175,11 +130,78 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     };
     let done = embed(&reader, &source, &opts)
         .with_context(|| format!("embedding into {}", args.out.display()))?;
+    report(&done, head, &args.out);
+    Ok(())
+}
+
+/// The split `split` of the run's data set, refused when it is empty.
+fn split_of<'a>(
+    splits: &'a Splits,
+    split: Split,
+    config: &Config,
+    run: &RunDir,
+) -> Result<&'a Dataset> {
+    let (set, name) = match split {
+        Split::Train => (&splits.train, "training"),
+        Split::Validation => (&splits.validation, "validation"),
+        Split::Test => (&splits.test, "test"),
+    };
+    if set.is_empty() {
+        bail!(
+            "{}: the {name} split is empty (see data.validation_fraction, data.train_limit and data.test_limit in {})",
+            config.name,
+            run.config().display()
+        );
+    }
+    Ok(set)
+}
+
+/// What the output is computed from: a fingerprint (a resume with
+/// anything else is refused; the folder's own contents are checked by the
+/// resume) and the description the manifest carries.
+fn provenance(
+    args: &EmbedArgs,
+    (run, config): (&RunDir, &Config),
+    head: Head,
+    shard: (usize, usize),
+) -> (String, serde_json::Value) {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
+    let described = format!(
+        "{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+        canonical(&run.root).display(),
+        std::fs::read_to_string(run.root.join("model.json")).unwrap_or_default(),
+        config.to_toml(),
+        head,
+        args.images.as_deref().map(canonical),
+        args.images.is_none().then_some(args.split),
+        shard,
+        args.skip_bad,
+    );
+    let fingerprint = {
+        use sha2::Digest;
+        sha2::Sha256::digest(described.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let shown = |p: &Path| canonical(p).display().to_string();
+    let about = serde_json::json!({
+        "run": shown(&run.root),
+        "head": head.name(),
+        "images": args.images.as_deref().map(shown),
+        "split": args.images.is_none().then(|| args.split.name()),
+        "shard": [shard.0 + 1, shard.1],
+    });
+    (fingerprint, about)
+}
+
+/// The summary line (and where the left-out files are listed).
+fn report(done: &EmbedSummary, head: Head, out: &Path) {
     if done.skipped > 0 {
         eprintln!(
             "left out {} unreadable files: see {}",
             done.skipped,
-            crate::eval::embed::side_path(&args.out, "_skipped.txt").display()
+            crate::eval::embed::side_path(out, "_skipped.txt").display()
         );
     }
     let resumed = if done.resumed_rows > 0 {
@@ -201,7 +223,6 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         done.cols,
         head,
         done.seconds,
-        args.out.display()
+        out.display()
     );
-    Ok(())
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use burn::tensor::Device;
 use clap::Args;
 
 use super::args::{DeviceArgs, HeadArg, PresetArg};
@@ -112,35 +113,45 @@ pub fn run(args: EvalArgs) -> Result<()> {
         rotation_resampling: args.resample,
         pose: args.pose,
     };
-    if let Some(table) = args.table {
-        let opts = TableOptions {
-            table: PaperTable::from_number(table)
-                .ok_or_else(|| anyhow::anyhow!("--table {table}: expected 1, 2 or 3"))?,
-            preset: args.preset.into(),
-            seeds: args.seeds,
-            first_seed: args.first_seed,
-            earlier: args.with_rows.clone(),
-            configs: args.configs.clone(),
-            runs: args.runs.clone(),
-            out: args.out.clone(),
-            quiet: args.quiet,
-            train_only: args.train_only,
-            skip_untrained: args.skip_untrained,
-            studies,
-        };
-        let results = reproduce(&opts, &device)?;
-        if opts.train_only {
-            println!(
-                "trained every row of table {} (preset {}) for {} seed(s)",
-                opts.table.number(),
-                opts.preset.name(),
-                opts.seeds
-            );
-            return Ok(());
-        }
-        println!("{}", table_markdown(&opts, &results));
+    match args.table {
+        Some(table) => eval_table(&args, table, studies, &device),
+        None => eval_runs(&args, studies, &device),
+    }
+}
+
+/// `eval --table N`: the paper's table, trained where missing and evaluated.
+fn eval_table(args: &EvalArgs, table: u8, studies: Studies, device: &Device) -> Result<()> {
+    let opts = TableOptions {
+        table: PaperTable::from_number(table)
+            .ok_or_else(|| anyhow::anyhow!("--table {table}: expected 1, 2 or 3"))?,
+        preset: args.preset.into(),
+        seeds: args.seeds,
+        first_seed: args.first_seed,
+        earlier: args.with_rows.clone(),
+        configs: args.configs.clone(),
+        runs: args.runs.clone(),
+        out: args.out.clone(),
+        quiet: args.quiet,
+        train_only: args.train_only,
+        skip_untrained: args.skip_untrained,
+        studies,
+    };
+    let results = reproduce(&opts, device)?;
+    if opts.train_only {
+        println!(
+            "trained every row of table {} (preset {}) for {} seed(s)",
+            opts.table.number(),
+            opts.preset.name(),
+            opts.seeds
+        );
         return Ok(());
     }
+    println!("{}", table_markdown(&opts, &results));
+    Ok(())
+}
+
+/// `eval --run R...`: the probes and studies of trained runs.
+fn eval_runs(args: &EvalArgs, studies: Studies, device: &Device) -> Result<()> {
     if args.run.is_empty() {
         bail!("give --table 1|2|3, or one or more --run directories");
     }
@@ -163,7 +174,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.out,
         (args.plots, &studies),
         args.quiet,
-        &device,
+        device,
     )?;
     println!("{}", done.markdown);
     println!(

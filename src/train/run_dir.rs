@@ -406,16 +406,6 @@ pub fn training_differences(trained: &Config, config: &Config) -> Vec<ConfigChan
         .collect()
 }
 
-/// SHA-256 of a file, hex.
-fn sha256_of(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// Save weights and, beside them, what they are. The weights go to a
 /// temporary file, then the description (with their SHA-256), then the
 /// weights are renamed into place: a kill at any moment leaves either the
@@ -428,7 +418,7 @@ pub fn save_weights(path: &Path, config: &Config, model: &Autoencoder) -> Result
         .clone()
         .save_file(&tmp)
         .with_context(|| format!("cannot save weights {}", path.display()))
-        .and_then(|_| sha256_of(&tmp))
+        .and_then(|_| crate::atomic::sha256_file(&tmp))
         .and_then(|sha| {
             let info = WeightsInfo {
                 sha256: Some(sha),
@@ -456,7 +446,7 @@ pub fn weights_are_whole(path: &Path) -> Result<bool> {
         return Ok(false);
     }
     match WeightsInfo::read(path)?.and_then(|i| i.sha256) {
-        Some(sha) => Ok(sha256_of(path)? == sha),
+        Some(sha) => Ok(crate::atomic::sha256_file(path)? == sha),
         None => Ok(true),
     }
 }
@@ -471,7 +461,7 @@ pub fn load_weights(
     // weights written before descriptions existed: shapes are checked by burn
     if let Some(info) = WeightsInfo::read(path)? {
         let whole = match &info.sha256 {
-            Some(sha) => sha256_of(path)? == *sha,
+            Some(sha) => crate::atomic::sha256_file(path)? == *sha,
             None => true,
         };
         if !whole {
