@@ -42,29 +42,7 @@ pub fn evaluate_runs(
     quiet: bool,
     device: &Device,
 ) -> Result<Evaluation> {
-    // every run is read before anything is computed or written: a typo in
-    // the last one fails at once and leaves no empty report folder
-    let mut configs = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for dir in runs {
-        let same = std::fs::canonicalize(dir).unwrap_or(dir.clone());
-        if !seen.insert(same) {
-            anyhow::bail!(
-                "--run {} is given twice (it would count as two seeds)",
-                dir.display()
-            );
-        }
-        let run = RunDir::new(dir);
-        let config = run.load_config()?;
-        if !run.model().exists() {
-            anyhow::bail!(
-                "{} has no trained weights (model.bpk); train it with `eqae train --config {}`",
-                dir.display(),
-                run.config().display()
-            );
-        }
-        configs.push(config);
-    }
+    let configs = read_runs(runs)?;
     let names = row_names(runs, &configs);
     crate::atomic::check_writable(&out.join("eval.json"), "--out")?;
     let mut results = Vec::new();
@@ -139,6 +117,34 @@ pub fn evaluate_runs(
         studies: files.studies().to_vec(),
         poses: files.poses().to_vec(),
     })
+}
+
+/// Every run's config, read before anything is computed or written (a
+/// typo in the last one fails at once and leaves no empty report folder);
+/// a run without weights, or given twice, is refused.
+fn read_runs(runs: &[PathBuf]) -> Result<Vec<Config>> {
+    let mut configs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for dir in runs {
+        let same = std::fs::canonicalize(dir).unwrap_or(dir.clone());
+        if !seen.insert(same) {
+            anyhow::bail!(
+                "--run {} is given twice (it would count as two seeds)",
+                dir.display()
+            );
+        }
+        let run = RunDir::new(dir);
+        let config = run.load_config()?;
+        if !run.model().exists() {
+            anyhow::bail!(
+                "{} has no trained weights (model.bpk); train it with `eqae train --config {}`",
+                dir.display(),
+                run.config().display()
+            );
+        }
+        configs.push(config);
+    }
+    Ok(configs)
 }
 
 /// The group column of a run's rows: its group in capitals, `-` for the

@@ -425,12 +425,16 @@ fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// A study's name in the files: `<run> <head>`.
+fn name(s: &StudyResult) -> String {
+    format!("{} {}", s.config, s.head)
+}
+
 /// `studies.json`, `label_efficiency.csv` and `.png`,
 /// `rotation_robustness.csv` and `.png`; returns the figures' warnings.
 fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
     write_json(&out.join("studies.json"), studies)?;
     let mut warnings = Vec::new();
-    let name = |s: &StudyResult| format!("{} {}", s.config, s.head);
     // the rows of every draw, for other probes on the same draws
     // (scripts/compare_probes.py): {"<run> <head>": {"<labels>": [[row, ...], ...]}}
     let draws: std::collections::BTreeMap<
@@ -455,6 +459,13 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
     } else {
         write_json(&out.join("label_draws.json"), &draws)?;
     }
+    warnings.extend(write_label_efficiency(out, studies)?);
+    warnings.extend(write_rotation_robustness(out, studies)?);
+    Ok(warnings)
+}
+
+/// `label_efficiency.csv` and its chart (none without label studies).
+fn write_label_efficiency(out: &Path, studies: &[StudyResult]) -> Result<Option<String>> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut curves = Vec::new();
     for s in studies.iter().filter(|s| !s.label_efficiency.is_empty()) {
@@ -480,7 +491,7 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
         &["run", "head", "labels", "draw", "logistic", "mlp", "knn"],
         &rows,
     )?;
-    warnings.extend(write_curves(
+    write_curves(
         &out.join("label_efficiency"),
         &csv,
         &curves,
@@ -489,7 +500,11 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
             ("labelled training images", "test accuracy"),
             true,
         ),
-    )?);
+    )
+}
+
+/// `rotation_robustness.csv` and its chart (none without rotation studies).
+fn write_rotation_robustness(out: &Path, studies: &[StudyResult]) -> Result<Option<String>> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut curves = Vec::new();
     for s in studies.iter().filter(|s| !s.rotation_robustness.is_empty()) {
@@ -521,7 +536,7 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
         ],
         &rows,
     )?;
-    warnings.extend(write_curves(
+    write_curves(
         &out.join("rotation_robustness"),
         &csv,
         &curves,
@@ -530,8 +545,7 @@ fn write_studies(out: &Path, studies: &[StudyResult]) -> Result<Vec<String>> {
             ("rotation (degrees)", "test accuracy"),
             false,
         ),
-    )?);
-    Ok(warnings)
+    )
 }
 
 /// Remove a file left by an earlier evaluation into the same folder.

@@ -100,43 +100,7 @@ fn metrics_summary(run: &RunDir) -> (usize, f64, f64) {
 /// is kept in `<out>/tune_<name>_rows/`, so an interrupted study keeps what
 /// it measured and a rerun scores only what is missing.
 pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
-    // every variant is built (and checked) before anything trains, so a
-    // typo in the last one does not wait hours to be reported
-    let mut variants = vec![(BASE.to_string(), opts.base.clone())];
-    for v in &opts.variants {
-        variants.push((v.clone(), opts.base.with_setting(v)?));
-    }
-    // variants are scored on their validation split: one without any is
-    // refused here, not after the variants before it have trained
-    for (variant, config) in &variants {
-        anyhow::ensure!(
-            config.data.validation_fraction > 0.0,
-            "variant {variant}: data.validation_fraction = {} leaves no validation images to score it on; keep it above 0",
-            config.data.validation_fraction
-        );
-    }
-    // on a trained run only features.* may vary: refused before any scoring
-    if let Some(dir) = &opts.trained {
-        let saved = RunDir::new(dir).load_config()?;
-        for (variant, config) in &variants {
-            let changed: Vec<ConfigChange> = saved
-                .diff(config)
-                .into_iter()
-                .filter(|d| d.section != Section::Features)
-                .collect();
-            anyhow::ensure!(
-                changed.is_empty(),
-                "variant {variant}: {} was trained with other settings ({}); only features.* can vary on a trained run",
-                dir.display(),
-                changes_text(&changed)
-            );
-        }
-    }
-    // the reports can be written: found out now, not after the scoring
-    let stem = report_stem(opts);
-    for ext in ["json", "csv", "md"] {
-        crate::atomic::check_writable(&stem.with_extension(ext), "--out")?;
-    }
+    let variants = checked_variants(opts)?;
     let data = load_splits(&opts.base.data)?;
     anyhow::ensure!(
         !data.validation.is_empty(),
@@ -242,6 +206,50 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
 /// The report files' common path without extension.
 pub fn report_stem(opts: &TuneOptions) -> PathBuf {
     opts.out.join(format!("tune_{}", opts.base.name))
+}
+
+/// Every variant built and checked before anything trains (a typo in the
+/// last one does not wait hours to be reported), with the base first; and
+/// the reports checked writable.
+fn checked_variants(opts: &TuneOptions) -> Result<Vec<(String, Config)>> {
+    // every variant is built (and checked) before anything trains, so a
+    // typo in the last one does not wait hours to be reported
+    let mut variants: Vec<(String, Config)> = vec![(BASE.to_string(), opts.base.clone())];
+    for v in &opts.variants {
+        variants.push((v.clone(), opts.base.with_setting(v)?));
+    }
+    // variants are scored on their validation split: one without any is
+    // refused here, not after the variants before it have trained
+    for (variant, config) in &variants {
+        anyhow::ensure!(
+            config.data.validation_fraction > 0.0,
+            "variant {variant}: data.validation_fraction = {} leaves no validation images to score it on; keep it above 0",
+            config.data.validation_fraction
+        );
+    }
+    // on a trained run only features.* may vary: refused before any scoring
+    if let Some(dir) = &opts.trained {
+        let saved = RunDir::new(dir).load_config()?;
+        for (variant, config) in &variants {
+            let changed: Vec<ConfigChange> = saved
+                .diff(config)
+                .into_iter()
+                .filter(|d| d.section != Section::Features)
+                .collect();
+            anyhow::ensure!(
+                changed.is_empty(),
+                "variant {variant}: {} was trained with other settings ({}); only features.* can vary on a trained run",
+                dir.display(),
+                changes_text(&changed)
+            );
+        }
+    }
+    // the reports can be written: found out now, not after the scoring
+    let stem = report_stem(opts);
+    for ext in ["json", "csv", "md"] {
+        crate::atomic::check_writable(&stem.with_extension(ext), "--out")?;
+    }
+    Ok(variants)
 }
 
 /// `tune_<name>.json` (rows and base config), `.csv` and `.md`.
