@@ -37,11 +37,6 @@ fn read_npy(path: &Path) -> Array2<f32> {
 
 // ------------------------------------------------- outputs are never partial
 
-/// A PNG of `w x h` grey pixels drawn from `seed`.
-fn png(path: &Path, w: u32, h: u32, seed: u32) {
-    common::grey_png(path, w, h, seed)
-}
-
 #[test]
 fn an_embed_never_leaves_a_partial_npy_under_its_final_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -550,7 +545,7 @@ fn links_and_fifos_in_an_image_folder_are_reported_not_dropped() {
     let imgs = d.join("imgs");
     std::fs::create_dir(&imgs).unwrap();
     for i in 0..3 {
-        png(&imgs.join(format!("a{i}.png")), 16, 16, i);
+        common::grey_png(&imgs.join(format!("a{i}.png")), 16, 16, i);
     }
     std::os::unix::fs::symlink("nowhere.png", imgs.join("dangling.png")).unwrap();
     std::os::unix::fs::symlink("loop.png", imgs.join("loop.png")).unwrap();
