@@ -197,14 +197,6 @@ fn model_config(model: BenchModel, channels: &[u16]) -> Result<ModelConfig> {
 /// Side of the benchmark's inputs.
 const SIZE: usize = 32;
 
-/// Peak resident memory of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Run `eqae bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     // before the timing: a bad output path fails at once, not after minutes
@@ -379,7 +371,7 @@ fn time_steps(args: &BenchArgs, config: &ModelConfig) -> Result<Measured> {
         Autoencoder::Baseline(_) => 0.0,
     };
     // the peak of the steps themselves, before the profile's extra ones
-    let peak = peak_rss_mib().unwrap_or(f64::NAN);
+    let peak = crate::progress::peak_rss_mib().unwrap_or(f64::NAN);
     let profile = if args.profile {
         Some(profile_step(&model, &x, &train, steps, per_step)?)
     } else {

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod bench;
 pub mod check;
+pub mod cluster;
 pub mod embed;
 pub mod eval;
 pub mod export;
@@ -55,6 +56,10 @@ pub enum Command {
     /// class, the image on hover, the nearest neighbours on a click) and a
     /// PNG.
     Map(map::MapArgs),
+    /// The groups in an embedded collection, found without labels: a
+    /// cluster per row (.npy, CSV), a report (sizes; accuracy, NMI and ARI
+    /// where there are labels) and a contact sheet per cluster.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Dispatch a parsed command line.
@@ -69,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tune(args) => tune::run(args),
         Command::Search(args) => search::run(args),
         Command::Map(args) => map::run(args),
+        Command::Cluster(args) => cluster::run(args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Evaluation of frozen features: probes, the paper's tables, pictures.
 
+pub mod cluster;
 pub mod embed;
 pub mod features;
 pub mod figures;

@@ -39,6 +39,64 @@ pub struct Collection {
     pub head: Option<String>,
     /// The `.npy` it was read from.
     path: PathBuf,
+    /// Where the rows are a split of the run's data set, which rows.
+    split: Option<SplitRows>,
+    /// That split's images, read on first use (None where they cannot be).
+    split_images: std::sync::OnceLock<Option<crate::data::Dataset>>,
+}
+
+/// The rows of a split that an output of `eqae embed --split` holds.
+struct SplitRows {
+    /// `train`, `validation` or `test`.
+    split: String,
+    /// The split's index of row 0 (non-zero for shards after the first).
+    offset: usize,
+}
+
+/// The split, and the first row of this shard, that a manifest's source
+/// names (a shard after the first reads the split once to place itself).
+fn split_source(source: &serde_json::Value) -> Option<SplitRows> {
+    let split = source["split"].as_str()?.to_string();
+    let shard = source["shard"].as_array();
+    let (index, count) = match shard.map(|s| (s[0].as_u64(), s[1].as_u64())) {
+        Some((Some(i), Some(c))) if i >= 1 && c >= i => (i as usize - 1, c as usize),
+        _ => (0, 1),
+    };
+    let mut rows = SplitRows { split, offset: 0 };
+    if index > 0 {
+        let run = source["run"].as_str()?;
+        let len = load_split(Path::new(run), &rows.split)?.len();
+        rows.offset = super::embed::shard_range(len, (index, count)).start;
+    }
+    Some(rows)
+}
+
+/// A split of a run's data set, read again through the run's config.
+fn load_split(run: &Path, split: &str) -> Option<crate::data::Dataset> {
+    let config = crate::train::RunDir::new(run).load_config().ok()?;
+    let splits = crate::data::load_splits(&config.data).ok()?;
+    match split {
+        "train" => Some(splits.train),
+        "validation" => Some(splits.validation),
+        "test" => Some(splits.test),
+        _ => None,
+    }
+}
+
+/// The `_files.txt` beside `features`: one line per row.
+fn read_file_list(features: &Path) -> Result<Vec<String>> {
+    let files_path = side_path(features, "_files.txt");
+    Ok(std::fs::read_to_string(&files_path)
+        .with_context(|| {
+            format!(
+                "{} has no file list ({}): an output of `eqae embed --images` has one beside it",
+                features.display(),
+                files_path.display()
+            )
+        })?
+        .lines()
+        .map(String::from)
+        .collect())
 }
 
 /// One neighbour of a query.
@@ -72,29 +130,25 @@ impl Collection {
         check_parts(features, &manifest)?;
         let raw: Array2<f32> = ndarray_npy::read_npy(features)
             .with_context(|| format!("cannot read {} as a float32 matrix", features.display()))?;
-        let files_path = side_path(features, "_files.txt");
-        let files: Vec<String> = std::fs::read_to_string(&files_path)
-            .with_context(|| {
-                format!(
-                    "{} has no file list ({}): search needs the file of each row",
-                    features.display(),
-                    files_path.display()
-                )
-            })?
-            .lines()
-            .map(String::from)
-            .collect();
+        let source = &manifest["source"];
+        let split = split_source(source);
+        let files = match &split {
+            Some(from) => (0..raw.nrows())
+                .map(|i| format!("{}/{}", from.split, from.offset + i))
+                .collect(),
+            None => read_file_list(features)?,
+        };
         if files.len() != raw.nrows() {
             bail!(
                 "{} holds {} rows but {} lists {} files",
                 features.display(),
                 raw.nrows(),
-                files_path.display(),
+                side_path(features, "_files.txt").display(),
                 files.len()
             );
         }
         if raw.nrows() == 0 {
-            bail!("{} holds no rows: nothing to search", features.display());
+            bail!("{} holds no rows", features.display());
         }
         if let Some((i, _)) = raw
             .outer_iter()
@@ -107,7 +161,6 @@ impl Collection {
                 files[i]
             );
         }
-        let source = &manifest["source"];
         let path = |key: &str| source[key].as_str().map(PathBuf::from);
         let (mean, inv_std) = column_scales(&raw);
         let unit = standardise(raw, &mean, &inv_std);
@@ -120,6 +173,8 @@ impl Collection {
             run: path("run"),
             head: source["head"].as_str().map(String::from),
             path: features.to_path_buf(),
+            split,
+            split_images: std::sync::OnceLock::new(),
         })
     }
 
@@ -225,6 +280,13 @@ impl Collection {
 
     /// Row `i`'s image read back from the collection's folder.
     pub(crate) fn try_picture(&self, i: usize, canvas: Canvas) -> Option<Vec<f32>> {
+        if let Some(rows) = &self.split {
+            let data = self
+                .split_images
+                .get_or_init(|| load_split(self.run.as_ref()?, &rows.split)).as_ref()?;
+            let j = rows.offset + i;
+            return (j < data.len() && data.size == canvas.size).then(|| data.image(j).to_vec());
+        }
         let root = self.images.as_ref()?;
         load_image_onto(&root.join(&self.files[i]), canvas).ok()
     }

@@ -1,0 +1,106 @@
+//! `eqae cluster`: the groups in an embedded collection, found without
+//! labels (see [`crate::eval::cluster`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use crate::eval::cluster::{cluster, ClusterRequest, Method};
+
+/// What k-means cuts.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MethodArg {
+    /// The UMAP layout of the whitened features' neighbour graph (the most
+    /// accurate: see docs/clustering.md).
+    Umap,
+    /// The whitened features themselves.
+    Kmeans,
+}
+
+/// Arguments of `eqae cluster`.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// The collection: an output of `eqae embed` (its `.npy`, with
+    /// `_manifest.json` beside it, and `_files.txt` or `_labels.npy` where
+    /// the embedding wrote them).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Folder for `clusters.npy`, `clusters.csv`, `clusters.json`,
+    /// `clusters.md`, `clusters.png`, `sheets/` and `confusion.png`.
+    #[arg(long, default_value = "clusters")]
+    pub out: PathBuf,
+    /// Number of clusters; without it, the k of 2 to --max-k with the best
+    /// mean silhouette.
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Largest k tried when --k is not given.
+    #[arg(long, default_value_t = 30)]
+    pub max_k: usize,
+    /// What k-means cuts.
+    #[arg(long, value_enum, default_value = "umap")]
+    pub method: MethodArg,
+    /// Principal axes kept by the whitening (default: all of them, up to an
+    /// eighth of the rows).
+    #[arg(long)]
+    pub dims: Option<usize>,
+    /// Neighbours of each row in the graph UMAP lays out.
+    #[arg(long, default_value_t = 15)]
+    pub neighbours: usize,
+    /// Dimensions of the UMAP layout.
+    #[arg(long, default_value_t = 10)]
+    pub layout_dims: usize,
+    /// Seed of the layout, the k-means starts and the samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No progress bars or lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Run `eqae cluster`.
+pub fn run(args: ClusterArgs) -> Result<()> {
+    let done = cluster(&ClusterRequest {
+        features: &args.features,
+        out: &args.out,
+        k: args.k,
+        max_k: args.max_k,
+        method: match args.method {
+            MethodArg::Umap => Method::Umap,
+            MethodArg::Kmeans => Method::Kmeans,
+        },
+        dims: args.dims,
+        neighbours: args.neighbours,
+        layout_dims: args.layout_dims,
+        seed: args.seed,
+        quiet: args.quiet,
+    })?;
+    if done.missing_pictures > 0 {
+        eprintln!(
+            "warning: {} picture(s) could not be read back; they are grey in the sheets",
+            done.missing_pictures
+        );
+    }
+    if let Some(how) = &done.chosen {
+        println!("{how}");
+    }
+    let scores = done
+        .scores
+        .map(|s| {
+            format!(
+                "; against the labels: accuracy {:.1}%, NMI {:.3}, ARI {:.3}",
+                s.accuracy * 100.0,
+                s.nmi,
+                s.ari
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "{} rows in {} clusters ({} outliers){scores}: {}",
+        done.rows,
+        done.k,
+        done.outliers,
+        done.report.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,654 @@
+//! Clusters of an embedded collection (`eqae cluster`), found without
+//! labels: the invariant features are whitened by PCA and compared by
+//! cosine distance, their nearest-neighbour graph is laid out by UMAP in
+//! a few dimensions, and k-means cuts that layout into `k` clusters (`k`
+//! given, or chosen by the best silhouette). Labels, where the collection
+//! has them, only score the result.
+//!
+//! This pipeline was chosen by measurement over k-means, Gaussian
+//! mixtures, spectral clustering, HDBSCAN and Leiden on the same features
+//! (`docs/clustering.md`, `scripts/cluster_methods.py`).
+//!
+//! Writes into `--out`: `clusters.npy` (int64, a cluster per row),
+//! `clusters.csv` (row, file, cluster, confidence, outlier),
+//! `clusters.json` and `clusters.md` (how, sizes, scores),
+//! `sheets/cluster_NN.png` (the most central images of each cluster),
+//! `clusters.png` (a line of each cluster) and, with labels,
+//! `confusion.png`. All are written whole under temporary names first and
+//! renamed together, `clusters.npy` first.
+
+mod reduce;
+pub mod score;
+mod sheets;
+pub mod umap;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use linfa::prelude::*;
+use linfa_clustering::KMeans;
+use ndarray::{Array1, Array2, Axis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::search::Collection;
+pub use score::Scores;
+
+/// What k-means cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// The UMAP layout of the whitened features' neighbour graph.
+    Umap,
+    /// The whitened features themselves (the paper's k-means, whitened).
+    Kmeans,
+}
+
+impl Method {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Umap => "umap",
+            Method::Kmeans => "kmeans",
+        }
+    }
+}
+
+/// How to cluster.
+pub struct ClusterRequest<'a> {
+    /// The collection's `.npy` (an output of `eqae embed`).
+    pub features: &'a Path,
+    /// Folder for the outputs.
+    pub out: &'a Path,
+    /// Clusters; None: chosen by the best silhouette in `2..=max_k`.
+    pub k: Option<usize>,
+    /// Largest k tried when choosing.
+    pub max_k: usize,
+    /// What k-means cuts.
+    pub method: Method,
+    /// Principal axes kept by the whitening (None: all, up to an eighth
+    /// of the rows).
+    pub dims: Option<usize>,
+    /// Neighbours per row in the graph.
+    pub neighbours: usize,
+    /// Dimensions of the UMAP layout.
+    pub layout_dims: usize,
+    /// Seed of the layout, the k-means starts and the samples.
+    pub seed: u64,
+    /// No progress bars or lines.
+    pub quiet: bool,
+}
+
+/// What came out, for the command's summary.
+pub struct ClusterDone {
+    /// Rows clustered.
+    pub rows: usize,
+    /// Clusters.
+    pub k: usize,
+    /// How k was chosen, where it was.
+    pub chosen: Option<String>,
+    /// Scores against the labels, where the collection has labels.
+    pub scores: Option<Scores>,
+    /// Rows flagged as outliers.
+    pub outliers: usize,
+    /// `clusters.json`.
+    pub report: PathBuf,
+    /// Pictures left grey because their file could not be read back.
+    pub missing_pictures: usize,
+}
+
+/// The k-means cut of the points.
+struct Cut {
+    /// Each row's cluster, numbered by size (0 the largest).
+    clusters: Vec<usize>,
+    /// Each row's distance to its cluster's centre.
+    near: Vec<f32>,
+    /// Each row's distance to the next nearest centre.
+    second: Vec<f32>,
+}
+
+/// Cluster the collection and write the outputs.
+pub fn cluster(req: &ClusterRequest) -> Result<ClusterDone> {
+    let collection = Collection::open(req.features)?;
+    let n = collection.len();
+    check_request(req, n)?;
+    let outputs = Outputs::in_folder(req.out);
+    outputs.check_writable()?;
+    let started = Instant::now();
+    let say = |line: String| {
+        if !req.quiet {
+            eprintln!("cluster: {line}");
+        }
+    };
+    let axes = reduce::whitened_axes(req.dims, collection.width(), n);
+    say(format!(
+        "{n} rows of {} features, whitened on {axes} principal axes",
+        collection.width(),
+    ));
+    let space = reduce::whiten(collection.unit_rows(), axes, req.seed)?;
+    say(format!("{} nearest neighbours of each row", req.neighbours));
+    let (ids, dist) = reduce::nearest(&space, req.neighbours);
+    let graph = umap::fuzzy_graph(&ids, &dist);
+    drop((ids, dist));
+    let points = match req.method {
+        Method::Umap => umap_layout(&space, &graph, req)?,
+        Method::Kmeans => space.mapv(f64::from),
+    };
+    drop(space);
+    let (k, chosen) = match req.k {
+        Some(k) => (k, None),
+        None => {
+            let (k, how) = choose_k(&points, &graph, req.max_k.min(n - 1), req.seed, req.quiet)?;
+            say(how.clone());
+            (k, Some(how))
+        }
+    };
+    let cut = kmeans_cut(&points, k, req.seed)?;
+    let labels = collection.labels()?;
+    let report = Report::new(req, &collection, &cut, k, chosen.clone(), labels.as_ref(), started);
+    let pictures = outputs.write(req, &collection, &cut, &report, labels.as_ref())?;
+    say(format!(
+        "{k} clusters in {:.1}s{}",
+        started.elapsed().as_secs_f64(),
+        report
+            .scores
+            .as_ref()
+            .map(|s| format!(
+                ": accuracy {:.1}%, NMI {:.3}, ARI {:.3}",
+                s.accuracy * 100.0,
+                s.nmi,
+                s.ari
+            ))
+            .unwrap_or_default()
+    ));
+    Ok(ClusterDone {
+        rows: n,
+        k,
+        chosen,
+        scores: report.scores.clone(),
+        outliers: report.outliers,
+        report: outputs.json,
+        missing_pictures: pictures,
+    })
+}
+
+/// The request fits the collection.
+fn check_request(req: &ClusterRequest, rows: usize) -> Result<()> {
+    if rows < 3 {
+        bail!(
+            "{} holds {rows} rows: clustering needs at least 3",
+            req.features.display()
+        );
+    }
+    match req.k {
+        Some(k) if k < 2 || k > rows - 1 => bail!(
+            "--k {k}: give 2 to {} (one fewer than the collection's {rows} rows)",
+            rows - 1
+        ),
+        _ => {}
+    }
+    if req.k.is_none() && req.max_k < 2 {
+        bail!("--max-k {}: give 2 or more", req.max_k);
+    }
+    if req.neighbours < 2 {
+        bail!("--neighbours {}: give 2 or more", req.neighbours);
+    }
+    if req.dims == Some(0) || req.layout_dims == 0 {
+        bail!("--dims and --layout-dims must be at least 1");
+    }
+    Ok(())
+}
+
+/// The UMAP layout of the whitened rows' neighbour graph.
+///
+/// # Shapes
+/// `space [N, D]` -> `[N, layout_dims]`
+fn umap_layout(
+    space: &Array2<f32>,
+    graph: &umap::FuzzyGraph,
+    req: &ClusterRequest,
+) -> Result<Array2<f64>> {
+    let n = space.nrows();
+    let opts = umap::LayoutOptions {
+        dims: req.layout_dims,
+        epochs: if n <= 10_000 { 500 } else { 200 },
+        seed: req.seed,
+    };
+    let bar = crate::progress::bar(opts.epochs as u64, req.quiet, "UMAP");
+    let y = umap::layout(graph, reduce::start_layout(space, opts.dims), &opts, || bar.inc(1));
+    bar.finish_and_clear();
+    if y.iter().any(|v| !v.is_finite()) {
+        bail!("the UMAP layout diverged (a value is not finite); try another --seed");
+    }
+    Ok(Array2::from_shape_vec((n, opts.dims), y)?.mapv(f64::from))
+}
+
+/// Rows k-means is fitted on while choosing k.
+const CHOOSE_ROWS: usize = 20_000;
+
+/// The k in `2..=max_k` whose k-means cut has the highest modularity on
+/// the neighbour graph (the share of the graph's weight inside clusters
+/// beyond what chance would put there), and a sentence saying so.
+/// Silhouettes were tried first and chose k = 2 on MNIST's UMAP layout,
+/// where groups of digits lie near each other.
+fn choose_k(
+    points: &Array2<f64>,
+    graph: &umap::FuzzyGraph,
+    max_k: usize,
+    seed: u64,
+    quiet: bool,
+) -> Result<(usize, String)> {
+    let n = points.nrows();
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5111));
+    rows.truncate(CHOOSE_ROWS);
+    let fit = points.select(Axis(0), &rows);
+    let bar = crate::progress::bar((max_k - 1) as u64, quiet, "choosing k");
+    let mut best = (2, f64::NEG_INFINITY);
+    for k in 2..=max_k {
+        let centres = kmeans_centres(&fit, k, seed, 3)?;
+        let assigned: Vec<usize> = points
+            .outer_iter()
+            .map(|row| by_distance(row, &centres)[0].1)
+            .collect();
+        let q = modularity(graph, &assigned, k);
+        if q > best.1 {
+            best = (k, q);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((
+        best.0,
+        format!(
+            "k = {} has the highest modularity ({:.3}) on the neighbour graph of k = 2 to {max_k}",
+            best.0, best.1
+        ),
+    ))
+}
+
+/// Newman's modularity of a partition of a weighted graph:
+/// `sum over clusters of (inside / total) - (degree / total)^2`.
+pub fn modularity(graph: &umap::FuzzyGraph, clusters: &[usize], k: usize) -> f64 {
+    let mut inside = vec![0f64; k];
+    let mut degree = vec![0f64; k];
+    let mut total = 0f64;
+    for &(i, j, w) in &graph.edges {
+        let (ci, cj) = (clusters[i as usize], clusters[j as usize]);
+        let w = f64::from(w);
+        total += w;
+        degree[ci] += w;
+        if ci == cj {
+            inside[ci] += w;
+        }
+    }
+    if total <= 0.0 {
+        return 0.0;
+    }
+    (0..k)
+        .map(|c| inside[c] / total - (degree[c] / total).powi(2))
+        .sum()
+}
+
+/// The centres of seeded k-means (linfa-clustering, k-means++ starts),
+/// the best of `runs` starts.
+///
+/// # Shapes
+/// `x [N, D]` -> `[k, D]`
+fn kmeans_centres(x: &Array2<f64>, k: usize, seed: u64, runs: usize) -> Result<Array2<f64>> {
+    let model = KMeans::params_with_rng(k, ChaCha8Rng::seed_from_u64(seed))
+        .n_runs(runs)
+        .max_n_iterations(300)
+        .tolerance(1e-6)
+        .fit(&DatasetBase::from(x.clone()))
+        .with_context(|| format!("k-means with k = {k} did not converge"))?;
+    Ok(model.centroids().clone())
+}
+
+/// Distances from `row` to every centre, nearest first (ties to the
+/// lower centre).
+fn by_distance(row: ndarray::ArrayView1<f64>, centres: &Array2<f64>) -> Vec<(f64, usize)> {
+    let mut d: Vec<(f64, usize)> = centres
+        .outer_iter()
+        .enumerate()
+        .map(|(c, centre)| ((&row - &centre).mapv(|v| v * v).sum().sqrt(), c))
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    d
+}
+
+/// Seeded k-means (best of 10 starts), clusters renumbered by size.
+fn kmeans_cut(points: &Array2<f64>, k: usize, seed: u64) -> Result<Cut> {
+    let centres = kmeans_centres(points, k, seed, 10)?;
+    let n = points.nrows();
+    let (mut raw, mut near, mut second) = (vec![0; n], vec![0f32; n], vec![0f32; n]);
+    for (i, row) in points.outer_iter().enumerate() {
+        let d = by_distance(row, &centres);
+        raw[i] = d[0].1;
+        near[i] = d[0].0 as f32;
+        second[i] = d.get(1).map_or(f64::INFINITY, |v| v.0) as f32;
+    }
+    // largest cluster first, ties by the lower original number
+    let mut sizes: Vec<(usize, usize)> = (0..k).map(|c| (raw.iter().filter(|&&r| r == c).count(), c)).collect();
+    sizes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut renumber = vec![0; k];
+    for (new, &(_, old)) in sizes.iter().enumerate() {
+        renumber[old] = new;
+    }
+    Ok(Cut {
+        clusters: raw.into_iter().map(|c| renumber[c]).collect(),
+        near,
+        second,
+    })
+}
+
+impl Cut {
+    /// How clearly a row belongs to its cluster: 1 - (distance to its
+    /// centre) / (distance to the next), 0 on the border, 1 at the centre.
+    fn confidence(&self, i: usize) -> f32 {
+        if self.second[i] > 0.0 && self.second[i].is_finite() {
+            (1.0 - self.near[i] / self.second[i]).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// Rows farther from their centre than 3 times the median distance
+    /// of their cluster's rows.
+    fn outliers(&self, k: usize) -> Vec<bool> {
+        let mut medians = vec![0f32; k];
+        for (c, m) in medians.iter_mut().enumerate() {
+            let mut d: Vec<f32> = (0..self.clusters.len())
+                .filter(|&i| self.clusters[i] == c)
+                .map(|i| self.near[i])
+                .collect();
+            if !d.is_empty() {
+                let mid = d.len() / 2;
+                d.select_nth_unstable_by(mid, f32::total_cmp);
+                *m = d[mid];
+            }
+        }
+        (0..self.clusters.len())
+            .map(|i| self.near[i] > 3.0 * medians[self.clusters[i]].max(1e-12))
+            .collect()
+    }
+
+    /// Each cluster's rows, nearest to its centre first.
+    fn central(&self, k: usize) -> Vec<Vec<usize>> {
+        let mut by: Vec<Vec<usize>> = vec![Vec::new(); k];
+        for (i, &c) in self.clusters.iter().enumerate() {
+            by[c].push(i);
+        }
+        for rows in &mut by {
+            rows.sort_by(|&a, &b| self.near[a].total_cmp(&self.near[b]).then(a.cmp(&b)));
+        }
+        by
+    }
+}
+
+/// `clusters.json`: how the clusters were found, their sizes and scores.
+#[derive(Serialize)]
+struct Report {
+    features: PathBuf,
+    rows: usize,
+    method: &'static str,
+    pipeline: String,
+    whitened_axes: usize,
+    neighbours: usize,
+    layout_dims: usize,
+    seed: u64,
+    k: usize,
+    k_chosen: Option<String>,
+    sizes: Vec<usize>,
+    outliers: usize,
+    scores: Option<Scores>,
+    classes: Option<Vec<String>>,
+    /// `confusion[c][l]`: rows of cluster c and class l.
+    confusion: Option<Vec<Vec<usize>>>,
+    /// The class each cluster is matched to (accuracy's map).
+    matched_class: Option<Vec<Option<String>>>,
+    seconds: f64,
+    peak_memory_mib: Option<f64>,
+    #[serde(skip)]
+    outlier_flags: Vec<bool>,
+    #[serde(skip)]
+    started: Instant,
+}
+
+impl Report {
+    fn new(
+        req: &ClusterRequest,
+        collection: &Collection,
+        cut: &Cut,
+        k: usize,
+        k_chosen: Option<String>,
+        labels: Option<&(Vec<usize>, Vec<String>)>,
+        started: Instant,
+    ) -> Self {
+        let outlier_flags = cut.outliers(k);
+        let mut sizes = vec![0; k];
+        for &c in &cut.clusters {
+            sizes[c] += 1;
+        }
+        let confusion = labels.map(|(l, names)| score::contingency(&cut.clusters, l, k, names.len()));
+        let matched_class = confusion.as_ref().zip(labels).map(|(counts, (_, names))| {
+            score::cluster_classes(counts)
+                .into_iter()
+                .map(|l| l.map(|l| names[l].clone()))
+                .collect()
+        });
+        Report {
+            features: req.features.to_path_buf(),
+            rows: collection.len(),
+            method: req.method.name(),
+            pipeline: pipeline(req.method),
+            whitened_axes: reduce::whitened_axes(req.dims, collection.width(), collection.len()),
+            neighbours: req.neighbours,
+            layout_dims: req.layout_dims,
+            seed: req.seed,
+            k,
+            k_chosen,
+            sizes,
+            outliers: outlier_flags.iter().filter(|&&o| o).count(),
+            scores: labels.map(|(l, names)| score::scores(&cut.clusters, l, k, names.len())),
+            classes: labels.map(|(_, names)| names.clone()),
+            confusion,
+            matched_class,
+            seconds: 0.0,
+            peak_memory_mib: None,
+            outlier_flags,
+            started,
+        }
+    }
+
+    /// `clusters.md`: the same, to read.
+    fn markdown(&self) -> String {
+        let mut md = format!(
+            "# Clusters of {}\n\n{} rows, {} clusters ({}).\n\n{}\n\n",
+            self.features.display(),
+            self.rows,
+            self.k,
+            self.k_chosen.as_deref().unwrap_or("k given"),
+            self.pipeline
+        );
+        if let Some(s) = &self.scores {
+            md += &format!(
+                "Against the labels (used only to score): accuracy {:.1}% (Hungarian-matched), NMI {:.3}, ARI {:.3}.\n\n",
+                s.accuracy * 100.0,
+                s.nmi,
+                s.ari
+            );
+        }
+        md += "| cluster | rows | matched class |\n|---|---|---|\n";
+        for (c, size) in self.sizes.iter().enumerate() {
+            let class = self
+                .matched_class
+                .as_ref()
+                .and_then(|m| m[c].clone())
+                .unwrap_or_else(|| "-".into());
+            md += &format!("| {c} | {size} | {class} |\n");
+        }
+        md += &format!(
+            "\n{} rows are outliers (farther from their cluster's centre than 3 times its median). {:.1} s, peak memory {}.\n",
+            self.outliers,
+            self.seconds,
+            self.peak_memory_mib
+                .map_or("unknown".into(), |m| format!("{m:.0} MiB"))
+        );
+        md
+    }
+}
+
+/// One sentence on what the method does.
+fn pipeline(method: Method) -> String {
+    match method {
+        Method::Umap => "Features standardised, whitened by PCA and scaled to unit length; their exact nearest-neighbour graph laid out by UMAP (min_dist 0, seeded); k-means (10 starts) on the layout.".into(),
+        Method::Kmeans => "Features standardised, whitened by PCA and scaled to unit length; k-means (10 starts) on them.".into(),
+    }
+}
+
+/// The files a clustering writes.
+struct Outputs {
+    npy: PathBuf,
+    csv: PathBuf,
+    json: PathBuf,
+    md: PathBuf,
+    overview: PathBuf,
+    confusion: PathBuf,
+    sheets: PathBuf,
+}
+
+impl Outputs {
+    fn in_folder(out: &Path) -> Self {
+        Outputs {
+            npy: out.join("clusters.npy"),
+            csv: out.join("clusters.csv"),
+            json: out.join("clusters.json"),
+            md: out.join("clusters.md"),
+            overview: out.join("clusters.png"),
+            confusion: out.join("confusion.png"),
+            sheets: out.join("sheets"),
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        for p in [&self.npy, &self.csv, &self.json, &self.md, &self.overview] {
+            crate::atomic::check_writable(p, "--out")?;
+        }
+        Ok(())
+    }
+
+    /// Everything, written whole first and renamed together; returns the
+    /// pictures that could not be read back.
+    fn write(
+        &self,
+        req: &ClusterRequest,
+        collection: &Collection,
+        cut: &Cut,
+        report: &Report,
+        labels: Option<&(Vec<usize>, Vec<String>)>,
+    ) -> Result<usize> {
+        let k = report.k;
+        let canvas = collection.canvas().ok().flatten();
+        let central = cut.central(k);
+        let mut pictures: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        let mut missing = 0;
+        std::fs::create_dir_all(&self.sheets)
+            .with_context(|| format!("cannot create {}", self.sheets.display()))?;
+        remove_stale_sheets(&self.sheets, k);
+        let bar = crate::progress::bar(k as u64 + 1, req.quiet, "sheets");
+        for (c, rows) in central.iter().enumerate() {
+            let drawn = sheets::sheet(collection, canvas, &rows[..rows.len().min(64)])?;
+            missing += drawn.missing;
+            pictures.push((self.sheets.join(format!("cluster_{c:02}.png")), drawn.png));
+            bar.inc(1);
+        }
+        let overview = sheets::overview(collection, canvas, &central, 16)?;
+        bar.finish_and_clear();
+        if let (Some(counts), Some((_, names))) = (&report.confusion, labels) {
+            let rows: Vec<String> = (0..k).map(|c| c.to_string()).collect();
+            crate::eval::plots::heatmap(
+                counts,
+                (&rows, names),
+                "Clusters against classes",
+                ("cluster", "class"),
+                &self.confusion,
+            )?;
+        }
+        let mut files: Vec<(PathBuf, Vec<u8>)> = vec![
+            (self.npy.clone(), npy_bytes(&cut.clusters)?),
+            (self.csv.clone(), csv_bytes(collection, cut, &report.outlier_flags)?),
+            (self.overview.clone(), overview.png),
+        ];
+        files.extend(pictures);
+        let finished = finish(report);
+        files.push((self.md.clone(), finished.markdown().into_bytes()));
+        files.push((self.json.clone(), serde_json::to_vec_pretty(&finished)?));
+        let borrowed: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+        crate::atomic::write_together(&borrowed)?;
+        Ok(missing + overview.missing)
+    }
+}
+
+/// The report with its time and memory filled in.
+fn finish(report: &Report) -> Report {
+    Report {
+        features: report.features.clone(),
+        method: report.method,
+        pipeline: report.pipeline.clone(),
+        k_chosen: report.k_chosen.clone(),
+        sizes: report.sizes.clone(),
+        scores: report.scores.clone(),
+        classes: report.classes.clone(),
+        confusion: report.confusion.clone(),
+        matched_class: report.matched_class.clone(),
+        seconds: report.started.elapsed().as_secs_f64(),
+        peak_memory_mib: crate::progress::peak_rss_mib(),
+        outlier_flags: Vec::new(),
+        ..*report
+    }
+}
+
+/// Sheets of clusters `k` and above, left by an earlier clustering.
+fn remove_stale_sheets(dir: &Path, k: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let number = name
+            .strip_prefix("cluster_")
+            .and_then(|s| s.strip_suffix(".png"))
+            .and_then(|s| s.parse::<usize>().ok());
+        if number.is_some_and(|c| c >= k) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn npy_bytes(clusters: &[usize]) -> Result<Vec<u8>> {
+    use ndarray_npy::WriteNpyExt;
+    let a: Array1<i64> = clusters.iter().map(|&c| c as i64).collect();
+    let mut bytes = Vec::new();
+    a.write_npy(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `clusters.csv` through a CSV writer (file names may hold commas).
+fn csv_bytes(collection: &Collection, cut: &Cut, outliers: &[bool]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["row", "file", "cluster", "confidence", "outlier"])?;
+    for (i, &c) in cut.clusters.iter().enumerate() {
+        w.write_record([
+            i.to_string().as_str(),
+            collection.files[i].as_str(),
+            c.to_string().as_str(),
+            format!("{:.4}", cut.confidence(i)).as_str(),
+            if outliers[i] { "true" } else { "false" },
+        ])?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,151 @@
+//! The space clustering works in: the collection's standardised unit rows,
+//! whitened by PCA and scaled to unit length again (so that distances are
+//! cosine distances in which every principal direction counts alike), and
+//! each row's nearest neighbours there.
+
+use anyhow::{anyhow, bail, Result};
+use linfa_linalg::eigh::Eigh;
+use ndarray::{s, Array2, Axis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Rows the principal axes are fitted on (a seeded sample of larger
+/// collections: the axes of 20,000 rows of a few hundred features are
+/// already stable, and the covariance of every row would cost minutes).
+const PCA_ROWS: usize = 20_000;
+
+/// Principal axes whitened for `rows` rows of `width` features: `dims`
+/// where given, else every axis, but never more than an eighth of the
+/// rows (whitening as many axes as there are rows would make every row
+/// as far from every other).
+pub fn whitened_axes(dims: Option<usize>, width: usize, rows: usize) -> usize {
+    dims.unwrap_or(width).min(width).min(rows / 8).max(2.min(width))
+}
+
+/// The rows projected on their `dims` leading principal axes, each axis
+/// divided by its deviation, and every row scaled to unit length.
+///
+/// # Shapes
+/// `x [N, F]` -> `[N, dims]` (fewer where axes have no variance)
+pub fn whiten(x: &Array2<f32>, dims: usize, seed: u64) -> Result<Array2<f32>> {
+    let (n, f) = x.dim();
+    let mut rows: Vec<usize> = (0..n).collect();
+    if n > PCA_ROWS {
+        rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        rows.truncate(PCA_ROWS);
+        rows.sort_unstable();
+    }
+    let sample = x.select(Axis(0), &rows).mapv(f64::from);
+    let mean = sample.mean_axis(Axis(0)).expect("at least one row");
+    let centred = &sample - &mean;
+    let covariance = centred.t().dot(&centred) / (rows.len() as f64 - 1.0).max(1.0);
+    let (variances, axes) = covariance
+        .eigh()
+        .map_err(|e| anyhow!("PCA failed: {e}"))?;
+    let mut order: Vec<usize> = (0..variances.len()).collect();
+    order.sort_by(|&a, &b| variances[b].total_cmp(&variances[a]));
+    // axes with no variance carry no direction to whiten
+    let floor = variances[order[0]].max(0.0) * 1e-9;
+    let kept: Vec<usize> = order
+        .into_iter()
+        .take(dims)
+        .filter(|&i| variances[i] > floor)
+        .collect();
+    if kept.is_empty() {
+        bail!("every row is the same: there is nothing to cluster");
+    }
+    // # Shapes: projection [F, D], each axis over its deviation
+    let mut projection = Array2::<f32>::zeros((f, kept.len()));
+    for (c, &i) in kept.iter().enumerate() {
+        let scale = 1.0 / variances[i].sqrt();
+        for r in 0..f {
+            projection[[r, c]] = (axes[[r, i]] * scale) as f32;
+        }
+    }
+    let mean32 = mean.mapv(|v| v as f32);
+    let mut out = Array2::<f32>::zeros((n, kept.len()));
+    out.axis_chunks_iter_mut(Axis(0), 4096)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut block)| {
+            let start = b * 4096;
+            let rows = x.slice(s![start..start + block.nrows(), ..]);
+            // # Shapes: [B, F] x [F, D] -> [B, D]
+            block.assign(&(&rows - &mean32).dot(&projection));
+            for mut row in block.outer_iter_mut() {
+                let norm = row.dot(&row).sqrt().max(1e-12);
+                row.mapv_inplace(|v| v / norm);
+            }
+        });
+    Ok(out)
+}
+
+/// The `k` nearest other rows of every row, exactly (Euclidean distance,
+/// which for unit rows orders as cosine distance), nearest first, ties to
+/// the lower row; one matrix product per block of rows.
+///
+/// # Shapes
+/// `x [N, D]` -> indices `N x k`, distances `N x k`
+pub fn nearest(x: &Array2<f32>, k: usize) -> (Vec<Vec<usize>>, Vec<Vec<f32>>) {
+    let n = x.nrows();
+    let k = k.min(n.saturating_sub(1));
+    let norms: Vec<f32> = x.outer_iter().map(|r| r.dot(&r)).collect();
+    let blocks: Vec<(Vec<Vec<usize>>, Vec<Vec<f32>>)> = (0..n)
+        .step_by(512)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|start| {
+            let end = (start + 512).min(n);
+            // # Shapes: [B, D] x [D, N] -> [B, N]
+            let dots = x.slice(s![start..end, ..]).dot(&x.t());
+            dots.outer_iter()
+                .enumerate()
+                .map(|(b, row)| {
+                    let i = start + b;
+                    let mut order: Vec<(f32, usize)> = row
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(j, d)| ((norms[i] + norms[j] - 2.0 * d).max(0.0), j))
+                        .collect();
+                    let by = |a: &(f32, usize), b: &(f32, usize)| {
+                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                    };
+                    if k > 0 {
+                        order.select_nth_unstable_by(k - 1, by);
+                    }
+                    order.truncate(k);
+                    order.sort_by(by);
+                    let ids = order.iter().map(|p| p.1).collect();
+                    let dist = order.iter().map(|p| p.0.sqrt()).collect();
+                    (ids, dist)
+                })
+                .unzip()
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(n);
+    let mut dist = Vec::with_capacity(n);
+    for (i, d) in blocks {
+        ids.extend(i);
+        dist.extend(d);
+    }
+    (ids, dist)
+}
+
+/// Where UMAP's layout starts: the first `dims` whitened coordinates
+/// (the leading principal axes, as umap-learn's `init="pca"`), scaled
+/// so that the largest is 10.
+///
+/// # Shapes
+/// `x [N, D]` -> `[N * dims]`, row-major
+pub fn start_layout(x: &Array2<f32>, dims: usize) -> Vec<f32> {
+    let mut y = Array2::<f32>::zeros((x.nrows(), dims));
+    let shared = dims.min(x.ncols());
+    y.slice_mut(s![.., ..shared])
+        .assign(&x.slice(s![.., ..shared]));
+    let top = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    y.mapv_inplace(|v| v * 10.0 / top);
+    y.into_raw_vec_and_offset().0
+}

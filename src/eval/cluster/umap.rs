@@ -1,0 +1,254 @@
+//! UMAP (McInnes, Healy and Melville, 2018) from a nearest-neighbour
+//! graph: the fuzzy neighbour graph, then a seeded layout in a few
+//! dimensions where clusters are compact enough for k-means.
+//!
+//! The steps follow umap-learn's defaults (local connectivity 1, fuzzy
+//! union, 5 negative samples per edge sample, learning rate 1 falling to
+//! 0, gradients clipped at 4). Written here rather than taken from the
+//! `umap-rs` crate because that crate's layout draws its negative samples
+//! from an unseeded thread-local generator on several threads at once, so
+//! no two runs give the same clusters; this layout runs on one thread
+//! from one seeded generator and repeats bit for bit.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Parameters of the curve `1 / (1 + a d^(2b))` for `min_dist = 0`,
+/// `spread = 1` (umap-learn's `find_ab_params(1.0, 0.0)`): the layout
+/// packs the members of a cluster together, as clustering wants.
+const CURVE_A: f32 = 1.932_808_4;
+const CURVE_B: f32 = 0.790_495;
+
+/// Negative samples per positive edge sample.
+const NEGATIVE_RATE: usize = 5;
+
+/// The symmetric fuzzy neighbour graph, as edge lists (each undirected
+/// edge listed once per direction).
+pub struct FuzzyGraph {
+    /// Rows.
+    pub n: usize,
+    /// `(from, to, weight)`, sorted by `from` then `to`.
+    pub edges: Vec<(u32, u32, f32)>,
+}
+
+/// The fuzzy graph of a k-nearest-neighbour list.
+///
+/// # Shapes
+/// `neighbours [N, k]` (indices, nearest first, self excluded) and
+/// `distances [N, k]` -> a graph of `N` vertices
+pub fn fuzzy_graph(neighbours: &[Vec<usize>], distances: &[Vec<f32>]) -> FuzzyGraph {
+    let n = neighbours.len();
+    // directed memberships: exp(-(d - rho) / sigma), 1 for the nearest
+    let mut directed: Vec<(u32, u32, f32)> = Vec::with_capacity(n * 16);
+    for (i, (nb, d)) in neighbours.iter().zip(distances).enumerate() {
+        let (rho, sigma) = smooth_distance(d);
+        for (&j, &dj) in nb.iter().zip(d) {
+            if j == i {
+                continue;
+            }
+            let w = if dj <= rho || sigma <= 0.0 {
+                1.0
+            } else {
+                (-(dj - rho) / sigma).exp()
+            };
+            directed.push((i as u32, j as u32, w));
+        }
+    }
+    // fuzzy union: w + w' - w w', over both directions of each pair
+    let mut both: Vec<(u32, u32, f32, f32)> = Vec::with_capacity(directed.len() * 2);
+    for &(i, j, w) in &directed {
+        both.push((i, j, w, 0.0));
+        both.push((j, i, 0.0, w));
+    }
+    both.sort_unstable_by_key(|e| (e.0, e.1));
+    let mut edges: Vec<(u32, u32, f32)> = Vec::with_capacity(both.len());
+    let mut k = 0;
+    while k < both.len() {
+        let (i, j) = (both[k].0, both[k].1);
+        let (mut out, mut back) = (0f32, 0f32);
+        while k < both.len() && (both[k].0, both[k].1) == (i, j) {
+            out = out.max(both[k].2);
+            back = back.max(both[k].3);
+            k += 1;
+        }
+        let w = out + back - out * back;
+        if w > 0.0 {
+            edges.push((i, j, w));
+        }
+    }
+    FuzzyGraph { n, edges }
+}
+
+/// `rho` (distance to the nearest neighbour) and `sigma` such that the
+/// memberships of the `k` neighbours sum to `log2 k` (binary search, as
+/// umap-learn's `smooth_knn_dist`).
+fn smooth_distance(d: &[f32]) -> (f32, f32) {
+    let k = d.len();
+    if k == 0 {
+        return (0.0, 1.0);
+    }
+    let rho = d.iter().copied().find(|&v| v > 0.0).unwrap_or(0.0);
+    let target = (k as f32).log2().max(f32::MIN_POSITIVE);
+    let (mut lo, mut hi, mut mid) = (0f32, f32::INFINITY, 1f32);
+    for _ in 0..64 {
+        let total: f32 = d
+            .iter()
+            .map(|&v| {
+                let x = v - rho;
+                if x > 0.0 {
+                    (-x / mid).exp()
+                } else {
+                    1.0
+                }
+            })
+            .sum();
+        if (total - target).abs() < 1e-5 {
+            break;
+        }
+        if total > target {
+            hi = mid;
+            mid = (lo + hi) / 2.0;
+        } else {
+            lo = mid;
+            mid = if hi.is_infinite() {
+                mid * 2.0
+            } else {
+                (lo + hi) / 2.0
+            };
+        }
+    }
+    // never below a thousandth of the mean distance (umap-learn's floor)
+    let mean = d.iter().sum::<f32>() / k as f32;
+    (rho, mid.max(1e-3 * mean))
+}
+
+/// How to lay out the graph.
+pub struct LayoutOptions {
+    /// Dimensions of the layout.
+    pub dims: usize,
+    /// Passes over the edges (umap-learn: 500 up to 10,000 rows, 200 above).
+    pub epochs: usize,
+    /// Seed of the negative samples.
+    pub seed: u64,
+}
+
+/// Optimise `init` (`[N, dims]`, row-major) so that neighbours in the
+/// graph are near and other rows far (UMAP's cross-entropy by stochastic
+/// gradient descent with negative sampling). `tick` is called once per
+/// epoch (a progress bar).
+///
+/// # Shapes
+/// `init [N * dims]` -> `[N * dims]`
+pub fn layout(
+    graph: &FuzzyGraph,
+    mut y: Vec<f32>,
+    opts: &LayoutOptions,
+    mut tick: impl FnMut(),
+) -> Vec<f32> {
+    let dims = opts.dims;
+    let n_vertices = graph.n;
+    if n_vertices < 2 || graph.edges.is_empty() {
+        return y;
+    }
+    let max_w = graph.edges.iter().map(|e| e.2).fold(0f32, f32::max);
+    // edges too weak to be sampled once in the whole layout are dropped
+    let kept: Vec<(usize, usize, f32)> = graph
+        .edges
+        .iter()
+        .filter(|e| e.2 >= max_w / opts.epochs as f32)
+        .map(|&(i, j, w)| (i as usize, j as usize, max_w / w))
+        .collect();
+    let mut next = vec![0f32; kept.len()];
+    for (e, &(_, _, every)) in kept.iter().enumerate() {
+        next[e] = every;
+    }
+    let mut next_negative: Vec<f32> = kept
+        .iter()
+        .map(|&(_, _, every)| every / NEGATIVE_RATE as f32)
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let (a, b) = (CURVE_A, CURVE_B);
+    let mut diff = vec![0f32; dims];
+    for epoch in 0..opts.epochs {
+        let alpha = 1.0 - epoch as f32 / opts.epochs as f32;
+        let now = epoch as f32;
+        for (e, &(i, j, every)) in kept.iter().enumerate() {
+            if next[e] > now {
+                continue;
+            }
+            // attraction along the edge
+            let d2 = distance2(&y, i, j, dims, &mut diff);
+            let coeff = if d2 > 0.0 {
+                -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0)
+            } else {
+                0.0
+            };
+            for (c, &dc) in diff.iter().enumerate() {
+                let g = (coeff * dc).clamp(-4.0, 4.0) * alpha;
+                y[i * dims + c] += g;
+                y[j * dims + c] -= g;
+            }
+            next[e] += every;
+            // repulsion from random rows
+            let every_negative = every / NEGATIVE_RATE as f32;
+            let draws = ((now - next_negative[e]) / every_negative).floor().max(0.0) as usize;
+            for _ in 0..draws {
+                let k = rng.gen_range(0..n_vertices);
+                if k == i {
+                    continue;
+                }
+                let d2 = distance2(&y, i, k, dims, &mut diff);
+                let coeff = if d2 > 0.0 {
+                    2.0 * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0))
+                } else {
+                    0.0
+                };
+                if coeff > 0.0 {
+                    for (c, &dc) in diff.iter().enumerate() {
+                        y[i * dims + c] += (coeff * dc).clamp(-4.0, 4.0) * alpha;
+                    }
+                }
+            }
+            next_negative[e] += draws as f32 * every_negative;
+        }
+        tick();
+    }
+    y
+}
+
+/// Squared distance between rows `i` and `j` of `y`; `diff` gets `y_i - y_j`.
+fn distance2(y: &[f32], i: usize, j: usize, dims: usize, diff: &mut [f32]) -> f32 {
+    let mut s = 0.0;
+    for c in 0..dims {
+        let d = y[i * dims + c] - y[j * dims + c];
+        diff[c] = d;
+        s += d * d;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memberships_sum_to_log2_k() {
+        let d = [0.5f32, 0.7, 0.9, 1.4, 2.0, 2.2, 3.0, 3.1];
+        let (rho, sigma) = smooth_distance(&d);
+        assert_eq!(rho, 0.5);
+        let total: f32 = d.iter().map(|&v| (-(v - rho).max(0.0) / sigma).exp()).sum();
+        assert!((total - 3.0).abs() < 1e-3, "{total}");
+    }
+
+    #[test]
+    fn fuzzy_union_is_symmetric() {
+        let nb = vec![vec![1, 2], vec![0, 2], vec![1, 0]];
+        let d = vec![vec![1.0, 2.0], vec![1.0, 1.5], vec![1.5, 2.0]];
+        let g = fuzzy_graph(&nb, &d);
+        for &(i, j, w) in &g.edges {
+            let back = g.edges.iter().find(|e| e.0 == j && e.1 == i).unwrap();
+            assert!((back.2 - w).abs() < 1e-7);
+            assert!(w > 0.0 && w <= 1.0);
+        }
+    }
+}
