@@ -17,7 +17,9 @@ use common::{fails_with, grey_png, succeeds, trained_syn_d4};
 fn features(d: &Path, name: &str, x: &Array2<f32>, labels: &[usize]) {
     let npy = d.join(format!("{name}.npy"));
     ndarray_npy::write_npy(&npy, x).unwrap();
-    let files: String = (0..x.nrows()).map(|i| format!("img_{i:04}.png\n")).collect();
+    let files: String = (0..x.nrows())
+        .map(|i| format!("img_{i:04}.png\n"))
+        .collect();
     std::fs::write(d.join(format!("{name}_files.txt")), files).unwrap();
     let l: Array1<i64> = labels.iter().map(|&c| c as i64).collect();
     ndarray_npy::write_npy(d.join(format!("{name}_labels.npy")), &l).unwrap();
@@ -54,7 +56,9 @@ fn blobs(k: usize, per: usize, dims: usize, seed: u64) -> (Array2<f32>, Vec<usiz
         let (u, v): (f32, f32) = (rng.gen_range(1e-7..1.0), rng.gen());
         (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
     };
-    let centres: Vec<Vec<f32>> = (0..k).map(|_| (0..dims).map(|_| 4.0 * normal()).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..k)
+        .map(|_| (0..dims).map(|_| 4.0 * normal()).collect())
+        .collect();
     let mut order: Vec<usize> = (0..k * per).collect();
     order.sort_by_key(|&i| (i * 7919) % (k * per));
     let labels: Vec<usize> = order.iter().map(|&i| i / per).collect();
@@ -74,22 +78,59 @@ fn planted_clusters_are_found_and_a_set_without_them_scores_at_chance() {
     // directions that whitening gives equal weight
     let (x, labels) = blobs(12, 40, 16, 1);
     features(d, "planted", &x, &labels);
-    succeeds(d, &["cluster", "--features", "planted.npy", "--out", "p", "--k", "12", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "planted.npy",
+            "--out",
+            "p",
+            "--k",
+            "12",
+            "--quiet",
+        ],
+    );
     let r = report(d, "p");
     assert!(r["scores"]["accuracy"].as_f64().unwrap() >= 0.99, "{r}");
     assert!(r["scores"]["nmi"].as_f64().unwrap() >= 0.97, "{r}");
     assert_eq!(r["sizes"].as_array().unwrap().len(), 12);
     // the same rows with the same seed: the same clusters, bit for bit
-    succeeds(d, &["cluster", "--features", "planted.npy", "--out", "p2", "--k", "12", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "planted.npy",
+            "--out",
+            "p2",
+            "--k",
+            "12",
+            "--quiet",
+        ],
+    );
     assert_eq!(
         std::fs::read(d.join("p/clusters.npy")).unwrap(),
         std::fs::read(d.join("p2/clusters.npy")).unwrap()
     );
     // without --k, the number is chosen, and it is the planted one
-    succeeds(d, &["cluster", "--features", "planted.npy", "--out", "auto", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "planted.npy",
+            "--out",
+            "auto",
+            "--quiet",
+        ],
+    );
     let r = report(d, "auto");
     assert_eq!(r["k"], 12, "{r}");
-    assert!(r["k_chosen"].as_str().unwrap().contains("modularity"), "{r}");
+    assert!(
+        r["k_chosen"].as_str().unwrap().contains("modularity"),
+        "{r}"
+    );
     // negative control: one blob, labels drawn at random; the scoring
     // must not find what is not there (NMI's own bias for 12 clusters of
     // 40 rows is about 0.05; ARI corrects for chance)
@@ -97,7 +138,19 @@ fn planted_clusters_are_found_and_a_set_without_them_scores_at_chance() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let random: Vec<usize> = (0..480).map(|_| rng.gen_range(0..12)).collect();
     features(d, "noise", &noise, &random);
-    succeeds(d, &["cluster", "--features", "noise.npy", "--out", "n", "--k", "12", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "noise.npy",
+            "--out",
+            "n",
+            "--k",
+            "12",
+            "--quiet",
+        ],
+    );
     let r = report(d, "n");
     assert!(r["scores"]["nmi"].as_f64().unwrap() < 0.1, "{r}");
     assert!(r["scores"]["ari"].as_f64().unwrap().abs() < 0.02, "{r}");
@@ -109,7 +162,21 @@ fn every_row_gets_a_cluster_a_confidence_and_a_flag() {
     let d = dir.path();
     let (x, labels) = blobs(3, 40, 16, 4);
     features(d, "c", &x, &labels);
-    succeeds(d, &["cluster", "--features", "c.npy", "--out", "o", "--k", "3", "--method", "kmeans", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "c.npy",
+            "--out",
+            "o",
+            "--k",
+            "3",
+            "--method",
+            "kmeans",
+            "--quiet",
+        ],
+    );
     let clusters: Array1<i64> = ndarray_npy::read_npy(d.join("o/clusters.npy")).unwrap();
     assert_eq!(clusters.len(), 120);
     let mut rows = csv::Reader::from_path(d.join("o/clusters.csv")).unwrap();
@@ -130,7 +197,19 @@ fn every_row_gets_a_cluster_a_confidence_and_a_flag() {
     }
     assert!(d.join("o/confusion.png").exists() && d.join("o/clusters.md").exists());
     // fewer clusters the second time: the sheets of the old ones go
-    succeeds(d, &["cluster", "--features", "c.npy", "--out", "o", "--k", "2", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "c.npy",
+            "--out",
+            "o",
+            "--k",
+            "2",
+            "--quiet",
+        ],
+    );
     assert!(!d.join("o/sheets/cluster_02.png").exists());
 }
 
@@ -143,11 +222,35 @@ fn contact_sheets_show_the_collections_own_images() {
     for i in 0..40u32 {
         grey_png(&d.join(format!("imgs/{i:03}.png")), 16, 16, i + 1);
     }
-    succeeds(d, &["embed", "--run", "runs/syn", "--images", "imgs", "--head", "gram", "--quiet", "--out", "c.npy"]);
-    let out = common::run(d, &["cluster", "--features", "c.npy", "--out", "o", "--k", "3", "--quiet"]);
+    succeeds(
+        d,
+        &[
+            "embed", "--run", "runs/syn", "--images", "imgs", "--head", "gram", "--quiet", "--out",
+            "c.npy",
+        ],
+    );
+    let out = common::run(
+        d,
+        &[
+            "cluster",
+            "--features",
+            "c.npy",
+            "--out",
+            "o",
+            "--k",
+            "3",
+            "--quiet",
+        ],
+    );
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    assert!(!common::text(&out.stderr).contains("could not be read"), "{}", common::text(&out.stderr));
-    let sheet = image::open(d.join("o/sheets/cluster_00.png")).unwrap().to_luma8();
+    assert!(
+        !common::text(&out.stderr).contains("could not be read"),
+        "{}",
+        common::text(&out.stderr)
+    );
+    let sheet = image::open(d.join("o/sheets/cluster_00.png"))
+        .unwrap()
+        .to_luma8();
     // drawn from the images, not left white or grey
     let distinct: std::collections::BTreeSet<u8> = sheet.pixels().map(|p| p.0[0]).collect();
     assert!(distinct.len() > 20, "{} grey levels", distinct.len());
@@ -166,7 +269,12 @@ fn bad_input_gets_one_line_and_writes_nothing() {
         args.extend(extra);
         args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
-    let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join("\u{0}");
+    let strs = |v: &[String]| {
+        v.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{0}")
+    };
     let check = |extra: &[&str], needles: &[&str]| {
         let args = cluster(extra);
         let joined = strs(&args);
@@ -185,13 +293,25 @@ fn bad_input_gets_one_line_and_writes_nothing() {
     features(d, "c", &x, &labels);
     // side files that disagree with the rows, or are gone
     let files = std::fs::read_to_string(d.join("c_files.txt")).unwrap();
-    std::fs::write(d.join("c_files.txt"), files.replacen("img_0000.png\n", "", 1)).unwrap();
+    std::fs::write(
+        d.join("c_files.txt"),
+        files.replacen("img_0000.png\n", "", 1),
+    )
+    .unwrap();
     check(&[], &["c_files.txt", "manifest"]);
     std::fs::remove_file(d.join("c_manifest.json")).unwrap();
     check(&[], &["no manifest"]);
     // an empty file, and one that is not there
     std::fs::write(d.join("e.npy"), b"").unwrap();
-    fails_with(d, &["cluster", "--features", "e.npy", "--out", "o"], &["e.npy"]);
-    fails_with(d, &["cluster", "--features", "nowhere.npy", "--out", "o"], &["nowhere"]);
+    fails_with(
+        d,
+        &["cluster", "--features", "e.npy", "--out", "o"],
+        &["e.npy"],
+    );
+    fails_with(
+        d,
+        &["cluster", "--features", "nowhere.npy", "--out", "o"],
+        &["nowhere"],
+    );
     assert!(!d.join("o/clusters.npy").exists());
 }

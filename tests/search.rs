@@ -143,6 +143,64 @@ fn file_names_with_commas_and_quotes_survive_the_csv() {
 }
 
 #[test]
+fn an_index_beside_the_features_is_used_and_a_stale_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    collection(d);
+    let search = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "--features",
+            "c.npy",
+            "--k",
+            "8",
+            "--row",
+            "17",
+            "3",
+            "--out",
+            out,
+        ];
+        args.extend(extra);
+        common::run(d, &args)
+    };
+    assert!(search("exact", &[]).status.success());
+    let built = succeeds(
+        d,
+        &["index", "--features", "c.npy", "--dims", "16", "--quiet"],
+    );
+    assert!(built.contains("indexed 60 rows on 16"), "{built}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("c_index/index.json")).unwrap()).unwrap();
+    assert_eq!(meta["rows"], 60);
+    let out = search("indexed", &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        ranked(&d.join("indexed/search.csv")),
+        ranked(&d.join("exact/search.csv"))
+    );
+    let json = std::fs::read_to_string(d.join("indexed/search.json")).unwrap();
+    assert!(json.contains("approximate: an HNSW graph"), "{json}");
+    // the features embedded again (another manifest): the index is stale
+    succeeds(
+        d,
+        &[
+            "embed", "--run", "runs/syn", "--images", "imgs", "--head", "average", "--quiet",
+            "--out", "c.npy",
+        ],
+    );
+    let out = search("stale", &[]);
+    assert!(out.status.success());
+    let err = common::text(&out.stderr);
+    assert!(
+        err.contains("another version of c.npy") && err.contains("eqae index"),
+        "{err}"
+    );
+    let json = std::fs::read_to_string(d.join("stale/search.json")).unwrap();
+    assert!(json.contains("exact: every row compared"), "{json}");
+    fails_with(d, &["index", "--features", "nowhere.npy"], &["nowhere"]);
+}
+
+#[test]
 fn bad_input_gets_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

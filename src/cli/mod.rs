@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod index;
 pub mod map;
 pub mod search;
 pub mod train;
@@ -60,6 +61,9 @@ pub enum Command {
     /// cluster per row (.npy, CSV), a report (sizes; accuracy, NMI and ARI
     /// where there are labels) and a contact sheet per cluster.
     Cluster(cluster::ClusterArgs),
+    /// An approximate neighbour index (HNSW) beside an embedded collection,
+    /// which `eqae search` then uses: for collections of millions of rows.
+    Index(index::IndexArgs),
 }
 
 /// Dispatch a parsed command line.
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search::run(args),
         Command::Map(args) => map::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Index(args) => index::run(args),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct SearchArgs {
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
+    /// Compare every row, even where `eqae index` has built an index
+    /// beside the features.
+    #[arg(long)]
+    pub exact: bool,
     /// Folder for `search.csv`, `search.json` and `search.png`.
     #[arg(long, default_value = "search")]
     pub out: PathBuf,
@@ -49,6 +53,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         features: &args.features,
         queries,
         k: args.k,
+        exact: args.exact,
         out: &args.out,
         run: args.run.as_deref(),
         device: &device,

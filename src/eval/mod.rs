@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod embed;
 pub mod features;
 pub mod figures;
+pub mod index;
 pub mod map;
 pub mod npy;
 pub mod plots;

@@ -43,7 +43,12 @@ pub struct Collection {
     split: Option<SplitRows>,
     /// That split's images, read on first use (None where they cannot be).
     split_images: std::sync::OnceLock<Option<crate::data::Dataset>>,
+    /// The approximate index beside the features, where one is used.
+    index: Option<super::index::Index>,
 }
+
+/// Candidates the index is asked for, per neighbour wanted (at least 100).
+const CANDIDATES_PER_HIT: usize = 10;
 
 /// The rows of a split that an output of `eqae embed --split` holds.
 struct SplitRows {
@@ -175,7 +180,32 @@ impl Collection {
             path: features.to_path_buf(),
             split,
             split_images: std::sync::OnceLock::new(),
+            index: None,
         })
+    }
+
+    /// Search through the index beside the features (`eqae index`) where
+    /// there is one; a stale or unreadable one is named in a warning and
+    /// the search is exact.
+    pub fn with_index(mut self) -> Self {
+        match super::index::Index::open(&self.path) {
+            Ok(index) => self.index = index,
+            Err(e) => eprintln!("warning: {e:#}; searching every row instead"),
+        }
+        self
+    }
+
+    /// How the rows are searched, for reports.
+    pub fn search_kind(&self) -> String {
+        match &self.index {
+            Some(i) => format!(
+                "approximate: an HNSW graph over {} principal coordinates ({}) proposes {} candidates per neighbour wanted (at least 100), ranked by the exact distance",
+                i.meta.dims,
+                super::index::folder(&self.path).display(),
+                CANDIDATES_PER_HIT
+            ),
+            None => "exact: every row compared".into(),
+        }
     }
 
     /// Rows in the collection.
@@ -223,9 +253,37 @@ impl Collection {
                 self.len()
             );
         }
+        if let Some(index) = &self.index {
+            let wanted = (k * CANDIDATES_PER_HIT).max(100).min(self.len());
+            return Ok(q
+                .outer_iter()
+                .map(|row| self.ranked_among(row, &index.candidates(row, wanted), k))
+                .collect());
+        }
         // # Shapes: [Q, F] x [F, N] -> [Q, N]
         let cos = q.dot(&self.unit.t());
         Ok(cos.outer_iter().map(|row| self.ranked(row, k)).collect())
+    }
+
+    /// The `k` nearest of `candidates` to the unit row `q`, by the exact
+    /// distance.
+    fn ranked_among(&self, q: ArrayView1<f32>, candidates: &[usize], k: usize) -> Vec<Hit> {
+        let mut scored: Vec<(f32, usize)> = candidates
+            .iter()
+            .map(|&i| (-q.dot(&self.unit.row(i)), i))
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored
+            .into_iter()
+            .take(k)
+            .enumerate()
+            .map(|(r, (neg, i))| Hit {
+                rank: r + 1,
+                row: i,
+                file: self.files[i].clone(),
+                distance: (1.0 + neg).max(0.0),
+            })
+            .collect()
     }
 
     /// Row `i`'s image read back from the collection's folder, or a grey
@@ -283,7 +341,8 @@ impl Collection {
         if let Some(rows) = &self.split {
             let data = self
                 .split_images
-                .get_or_init(|| load_split(self.run.as_ref()?, &rows.split)).as_ref()?;
+                .get_or_init(|| load_split(self.run.as_ref()?, &rows.split))
+                .as_ref()?;
             let j = rows.offset + i;
             return (j < data.len() && data.size == canvas.size).then(|| data.image(j).to_vec());
         }
@@ -491,6 +550,8 @@ pub struct SearchRequest<'a> {
     pub run: Option<&'a Path>,
     /// Where the queries are embedded.
     pub device: &'a burn::tensor::Device,
+    /// Compare every row even where an index is beside the features.
+    pub exact: bool,
 }
 
 /// What a search found and wrote.
@@ -508,6 +569,11 @@ pub struct SearchDone {
 /// Run a search and write its files (checked writable before the work).
 pub fn search(req: &SearchRequest) -> Result<SearchDone> {
     let collection = Collection::open(req.features)?;
+    let collection = if req.exact {
+        collection
+    } else {
+        collection.with_index()
+    };
     let (csv, json, png) = (
         req.out.join("search.csv"),
         req.out.join("search.json"),
@@ -561,6 +627,7 @@ pub fn search(req: &SearchRequest) -> Result<SearchDone> {
         "run": run,
         "k": req.k,
         "distance": "cosine distance between rows standardised by the collection's column means and deviations",
+        "search": collection.search_kind(),
         "queries": names.iter().zip(&hits).map(|(q, h)| serde_json::json!({"query": q, "neighbours": h})).collect::<Vec<_>>(),
     });
     crate::atomic::write(&json, serde_json::to_string_pretty(&report)?.as_bytes())?;

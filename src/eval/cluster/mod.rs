@@ -148,7 +148,15 @@ pub fn cluster(req: &ClusterRequest) -> Result<ClusterDone> {
     };
     let cut = kmeans_cut(&points, k, req.seed)?;
     let labels = collection.labels()?;
-    let report = Report::new(req, &collection, &cut, k, chosen.clone(), labels.as_ref(), started);
+    let report = Report::new(
+        req,
+        &collection,
+        &cut,
+        k,
+        chosen.clone(),
+        labels.as_ref(),
+        started,
+    );
     let pictures = outputs.write(req, &collection, &cut, &report, labels.as_ref())?;
     say(format!(
         "{k} clusters in {:.1}s{}",
@@ -218,7 +226,9 @@ fn umap_layout(
         seed: req.seed,
     };
     let bar = crate::progress::bar(opts.epochs as u64, req.quiet, "UMAP");
-    let y = umap::layout(graph, reduce::start_layout(space, opts.dims), &opts, || bar.inc(1));
+    let y = umap::layout(graph, reduce::start_layout(space, opts.dims), &opts, || {
+        bar.inc(1)
+    });
     bar.finish_and_clear();
     if y.iter().any(|v| !v.is_finite()) {
         bail!("the UMAP layout diverged (a value is not finite); try another --seed");
@@ -332,7 +342,9 @@ fn kmeans_cut(points: &Array2<f64>, k: usize, seed: u64) -> Result<Cut> {
         second[i] = d.get(1).map_or(f64::INFINITY, |v| v.0) as f32;
     }
     // largest cluster first, ties by the lower original number
-    let mut sizes: Vec<(usize, usize)> = (0..k).map(|c| (raw.iter().filter(|&&r| r == c).count(), c)).collect();
+    let mut sizes: Vec<(usize, usize)> = (0..k)
+        .map(|c| (raw.iter().filter(|&&r| r == c).count(), c))
+        .collect();
     sizes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut renumber = vec![0; k];
     for (new, &(_, old)) in sizes.iter().enumerate() {
@@ -433,7 +445,8 @@ impl Report {
         for &c in &cut.clusters {
             sizes[c] += 1;
         }
-        let confusion = labels.map(|(l, names)| score::contingency(&cut.clusters, l, k, names.len()));
+        let confusion =
+            labels.map(|(l, names)| score::contingency(&cut.clusters, l, k, names.len()));
         let matched_class = confusion.as_ref().zip(labels).map(|(counts, (_, names))| {
             score::cluster_classes(counts)
                 .into_iter()
@@ -569,25 +582,38 @@ impl Outputs {
         let overview = sheets::overview(collection, canvas, &central, 16)?;
         bar.finish_and_clear();
         if let (Some(counts), Some((_, names))) = (&report.confusion, labels) {
-            let rows: Vec<String> = (0..k).map(|c| c.to_string()).collect();
+            // each cluster named with the class it is matched to
+            let matched = report.matched_class.clone().unwrap_or_default();
+            let rows: Vec<String> = (0..k)
+                .map(|c| match matched.get(c).cloned().flatten() {
+                    Some(class) => format!("{c}={class}"),
+                    None => c.to_string(),
+                })
+                .collect();
             crate::eval::plots::heatmap(
                 counts,
                 (&rows, names),
-                "Clusters against classes",
-                ("cluster", "class"),
+                "Clusters (rows) against classes",
+                ("class", "cluster = matched class"),
                 &self.confusion,
             )?;
         }
         let mut files: Vec<(PathBuf, Vec<u8>)> = vec![
             (self.npy.clone(), npy_bytes(&cut.clusters)?),
-            (self.csv.clone(), csv_bytes(collection, cut, &report.outlier_flags)?),
+            (
+                self.csv.clone(),
+                csv_bytes(collection, cut, &report.outlier_flags)?,
+            ),
             (self.overview.clone(), overview.png),
         ];
         files.extend(pictures);
         let finished = finish(report);
         files.push((self.md.clone(), finished.markdown().into_bytes()));
         files.push((self.json.clone(), serde_json::to_vec_pretty(&finished)?));
-        let borrowed: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+        let borrowed: Vec<(&Path, &[u8])> = files
+            .iter()
+            .map(|(p, b)| (p.as_path(), b.as_slice()))
+            .collect();
         crate::atomic::write_together(&borrowed)?;
         Ok(missing + overview.missing)
     }

@@ -21,7 +21,10 @@ const PCA_ROWS: usize = 20_000;
 /// rows (whitening as many axes as there are rows would make every row
 /// as far from every other).
 pub fn whitened_axes(dims: Option<usize>, width: usize, rows: usize) -> usize {
-    dims.unwrap_or(width).min(width).min(rows / 8).max(2.min(width))
+    dims.unwrap_or(width)
+        .min(width)
+        .min(rows / 8)
+        .max(2.min(width))
 }
 
 /// The rows projected on their `dims` leading principal axes, each axis
@@ -41,9 +44,7 @@ pub fn whiten(x: &Array2<f32>, dims: usize, seed: u64) -> Result<Array2<f32>> {
     let mean = sample.mean_axis(Axis(0)).expect("at least one row");
     let centred = &sample - &mean;
     let covariance = centred.t().dot(&centred) / (rows.len() as f64 - 1.0).max(1.0);
-    let (variances, axes) = covariance
-        .eigh()
-        .map_err(|e| anyhow!("PCA failed: {e}"))?;
+    let (variances, axes) = covariance.eigh().map_err(|e| anyhow!("PCA failed: {e}"))?;
     let mut order: Vec<usize> = (0..variances.len()).collect();
     order.sort_by(|&a, &b| variances[b].total_cmp(&variances[a]));
     // axes with no variance carry no direction to whiten

@@ -18,7 +18,12 @@ pub struct Scores {
 }
 
 /// `counts[c][l]`: rows of cluster `c` and class `l`.
-pub fn contingency(clusters: &[usize], labels: &[usize], k: usize, classes: usize) -> Vec<Vec<usize>> {
+pub fn contingency(
+    clusters: &[usize],
+    labels: &[usize],
+    k: usize,
+    classes: usize,
+) -> Vec<Vec<usize>> {
     let mut counts = vec![vec![0usize; classes]; k];
     for (&c, &l) in clusters.iter().zip(labels) {
         counts[c][l] += 1;
@@ -74,7 +79,10 @@ fn nmi(counts: &[Vec<usize>]) -> f64 {
         return 0.0;
     }
     let n = n as f64;
-    let rows: Vec<f64> = counts.iter().map(|r| r.iter().sum::<usize>() as f64).collect();
+    let rows: Vec<f64> = counts
+        .iter()
+        .map(|r| r.iter().sum::<usize>() as f64)
+        .collect();
     let cols: Vec<f64> = (0..counts[0].len())
         .map(|l| counts.iter().map(|r| r[l]).sum::<usize>() as f64)
         .collect();
@@ -112,7 +120,11 @@ fn ari(counts: &[Vec<usize>]) -> f64 {
     let expected = rows * cols / pairs(n).max(1.0);
     let top = (rows + cols) / 2.0;
     if (top - expected).abs() < 1e-12 {
-        return if (index - expected).abs() < 1e-12 { 1.0 } else { 0.0 };
+        return if (index - expected).abs() < 1e-12 {
+            1.0
+        } else {
+            0.0
+        };
     }
     (index - expected) / (top - expected)
 }

@@ -97,10 +97,8 @@ fn draw(
         }
     }
     let mut png = Vec::new();
-    image::DynamicImage::ImageLuma8(img).write_to(
-        &mut std::io::Cursor::new(&mut png),
-        image::ImageFormat::Png,
-    )?;
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     Ok(Drawn { png, missing })
 }
 
