@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use crate::eval::cluster::{cluster, ClusterRequest, Method};
+use crate::eval::cluster::{cluster, Assign, ClusterRequest, Method};
 
 /// What k-means cuts.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -15,6 +15,15 @@ pub enum MethodArg {
     /// accurate: see docs/clustering.md).
     Umap,
     /// The whitened features themselves.
+    Kmeans,
+}
+
+/// How the layout is cut into clusters.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AssignArg {
+    /// A Gaussian mixture with full covariances, started from k-means.
+    Mixture,
+    /// k-means.
     Kmeans,
 }
 
@@ -40,6 +49,9 @@ pub struct ClusterArgs {
     /// What k-means cuts.
     #[arg(long, value_enum, default_value = "umap")]
     pub method: MethodArg,
+    /// How the UMAP layout is cut into clusters.
+    #[arg(long, value_enum, default_value = "mixture")]
+    pub assign: AssignArg,
     /// Principal axes kept by the whitening (default: all of them, up to an
     /// eighth of the rows).
     #[arg(long)]
@@ -68,6 +80,10 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         method: match args.method {
             MethodArg::Umap => Method::Umap,
             MethodArg::Kmeans => Method::Kmeans,
+        },
+        assign: match args.assign {
+            AssignArg::Mixture => Assign::Mixture,
+            AssignArg::Kmeans => Assign::Kmeans,
         },
         dims: args.dims,
         neighbours: args.neighbours,

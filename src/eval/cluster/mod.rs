@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use linfa::prelude::*;
-use linfa_clustering::KMeans;
+use linfa_clustering::{GaussianMixtureModel, KMeans};
 use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -57,6 +57,16 @@ impl Method {
     }
 }
 
+/// How the rows are put into clusters once laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assign {
+    /// A Gaussian mixture with full covariances, started from k-means
+    /// (on the UMAP layout; with `Method::Kmeans`, k-means alone).
+    Mixture,
+    /// k-means.
+    Kmeans,
+}
+
 /// How to cluster.
 pub struct ClusterRequest<'a> {
     /// The collection's `.npy` (an output of `eqae embed`).
@@ -67,8 +77,10 @@ pub struct ClusterRequest<'a> {
     pub k: Option<usize>,
     /// Largest k tried when choosing.
     pub max_k: usize,
-    /// What k-means cuts.
+    /// What is cut into clusters.
     pub method: Method,
+    /// How it is cut.
+    pub assign: Assign,
     /// Principal axes kept by the whitening (None: all, up to an eighth
     /// of the rows).
     pub dims: Option<usize>,
@@ -100,14 +112,14 @@ pub struct ClusterDone {
     pub missing_pictures: usize,
 }
 
-/// The k-means cut of the points.
+/// The cut of the points into clusters.
 struct Cut {
     /// Each row's cluster, numbered by size (0 the largest).
     clusters: Vec<usize>,
     /// Each row's distance to its cluster's centre.
     near: Vec<f32>,
-    /// Each row's distance to the next nearest centre.
-    second: Vec<f32>,
+    /// How clearly each row belongs to its cluster, 0 to 1.
+    confidence: Vec<f32>,
 }
 
 /// Cluster the collection and write the outputs.
@@ -146,7 +158,10 @@ pub fn cluster(req: &ClusterRequest) -> Result<ClusterDone> {
             (k, Some(how))
         }
     };
-    let cut = kmeans_cut(&points, k, req.seed)?;
+    let cut = match (req.method, req.assign) {
+        (Method::Umap, Assign::Mixture) => mixture_cut(&points, k, req.seed)?,
+        _ => kmeans_cut(&points, k, req.seed)?,
+    };
     let labels = collection.labels()?;
     let report = Report::new(
         req,
@@ -330,18 +345,61 @@ fn by_distance(row: ndarray::ArrayView1<f64>, centres: &Array2<f64>) -> Vec<(f64
     d
 }
 
-/// Seeded k-means (best of 10 starts), clusters renumbered by size.
+/// Seeded k-means (best of 10 starts), clusters renumbered by size; a
+/// row's confidence is 1 - (distance to its centre) / (distance to the
+/// next centre).
 fn kmeans_cut(points: &Array2<f64>, k: usize, seed: u64) -> Result<Cut> {
     let centres = kmeans_centres(points, k, seed, 10)?;
     let n = points.nrows();
-    let (mut raw, mut near, mut second) = (vec![0; n], vec![0f32; n], vec![0f32; n]);
+    let (mut raw, mut near, mut confidence) = (vec![0; n], vec![0f32; n], vec![0f32; n]);
     for (i, row) in points.outer_iter().enumerate() {
         let d = by_distance(row, &centres);
         raw[i] = d[0].1;
         near[i] = d[0].0 as f32;
-        second[i] = d.get(1).map_or(f64::INFINITY, |v| v.0) as f32;
+        let second = d.get(1).map_or(f64::INFINITY, |v| v.0);
+        confidence[i] = if second > 0.0 && second.is_finite() {
+            (1.0 - d[0].0 / second).clamp(0.0, 1.0) as f32
+        } else {
+            1.0
+        };
     }
-    // largest cluster first, ties by the lower original number
+    Ok(renumbered(raw, near, confidence, k))
+}
+
+/// A Gaussian mixture with full covariances (linfa-clustering, seeded,
+/// started from k-means, best of 3 starts): each row in the component of
+/// highest posterior probability, which is its confidence.
+fn mixture_cut(points: &Array2<f64>, k: usize, seed: u64) -> Result<Cut> {
+    let model = GaussianMixtureModel::params_with_rng(k, ChaCha8Rng::seed_from_u64(seed))
+        .n_runs(3)
+        .tolerance(1e-4)
+        .max_n_iterations(300)
+        .reg_covariance(1e-6)
+        .fit(&DatasetBase::from(points.clone()))
+        .with_context(|| format!("the Gaussian mixture with k = {k} did not converge"))?;
+    let proba = model.predict_proba(points);
+    let means = model.means();
+    let n = points.nrows();
+    let (mut raw, mut near, mut confidence) = (vec![0; n], vec![0f32; n], vec![0f32; n]);
+    for (i, p) in proba.outer_iter().enumerate() {
+        let (best, &pb) = p
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .expect("k >= 2");
+        raw[i] = best;
+        confidence[i] = pb.clamp(0.0, 1.0) as f32;
+        near[i] = (&points.row(i) - &means.row(best))
+            .mapv(|v| v * v)
+            .sum()
+            .sqrt() as f32;
+    }
+    Ok(renumbered(raw, near, confidence, k))
+}
+
+/// The cut with its clusters numbered by size, largest first (ties by
+/// the lower original number).
+fn renumbered(raw: Vec<usize>, near: Vec<f32>, confidence: Vec<f32>, k: usize) -> Cut {
     let mut sizes: Vec<(usize, usize)> = (0..k)
         .map(|c| (raw.iter().filter(|&&r| r == c).count(), c))
         .collect();
@@ -350,24 +408,14 @@ fn kmeans_cut(points: &Array2<f64>, k: usize, seed: u64) -> Result<Cut> {
     for (new, &(_, old)) in sizes.iter().enumerate() {
         renumber[old] = new;
     }
-    Ok(Cut {
+    Cut {
         clusters: raw.into_iter().map(|c| renumber[c]).collect(),
         near,
-        second,
-    })
+        confidence,
+    }
 }
 
 impl Cut {
-    /// How clearly a row belongs to its cluster: 1 - (distance to its
-    /// centre) / (distance to the next), 0 on the border, 1 at the centre.
-    fn confidence(&self, i: usize) -> f32 {
-        if self.second[i] > 0.0 && self.second[i].is_finite() {
-            (1.0 - self.near[i] / self.second[i]).clamp(0.0, 1.0)
-        } else {
-            1.0
-        }
-    }
-
     /// Rows farther from their centre than 3 times the median distance
     /// of their cluster's rows.
     fn outliers(&self, k: usize) -> Vec<bool> {
@@ -457,7 +505,7 @@ impl Report {
             features: req.features.to_path_buf(),
             rows: collection.len(),
             method: req.method.name(),
-            pipeline: pipeline(req.method),
+            pipeline: pipeline(req.method, req.assign),
             whitened_axes: reduce::whitened_axes(req.dims, collection.width(), collection.len()),
             neighbours: req.neighbours,
             layout_dims: req.layout_dims,
@@ -516,10 +564,12 @@ impl Report {
 }
 
 /// One sentence on what the method does.
-fn pipeline(method: Method) -> String {
-    match method {
-        Method::Umap => "Features standardised, whitened by PCA and scaled to unit length; their exact nearest-neighbour graph laid out by UMAP (min_dist 0, seeded); k-means (10 starts) on the layout.".into(),
-        Method::Kmeans => "Features standardised, whitened by PCA and scaled to unit length; k-means (10 starts) on them.".into(),
+fn pipeline(method: Method, assign: Assign) -> String {
+    let start = "Features standardised, whitened by PCA and scaled to unit length";
+    match (method, assign) {
+        (Method::Umap, Assign::Mixture) => format!("{start}; their exact nearest-neighbour graph laid out by UMAP (min_dist 0, seeded); a Gaussian mixture (full covariances, started from k-means) on the layout."),
+        (Method::Umap, Assign::Kmeans) => format!("{start}; their exact nearest-neighbour graph laid out by UMAP (min_dist 0, seeded); k-means (10 starts) on the layout."),
+        (Method::Kmeans, _) => format!("{start}; k-means (10 starts) on them."),
     }
 }
 
@@ -672,7 +722,7 @@ fn csv_bytes(collection: &Collection, cut: &Cut, outliers: &[bool]) -> Result<Ve
             i.to_string().as_str(),
             collection.files[i].as_str(),
             c.to_string().as_str(),
-            format!("{:.4}", cut.confidence(i)).as_str(),
+            format!("{:.4}", cut.confidence[i]).as_str(),
             if outliers[i] { "true" } else { "false" },
         ])?;
     }
