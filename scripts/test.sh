@@ -2,7 +2,8 @@
 # The test suite, on a fresh machine as on CI: prepares what the tests need,
 # then runs cargo's tests. Some tests are checked by Python clients: numpy
 # reads `eqae embed`'s .npy files, and ONNX Runtime and onnx run and check
-# `eqae export`'s files. When the system Python lacks them, they are
+# `eqae export`'s files, and faiss-cpu loads embedded shards by the recipe
+# of scripts/faiss_load.py. When the system Python lacks them, they are
 # installed into a virtual environment under target/ (not system-wide).
 # The kill tests stop eqae at chosen system calls with strace, and the map
 # test opens a page in headless Chromium (Debian's packages, installed when
@@ -17,11 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${EQAE_PYTHON:-python3}
-needs="import numpy, onnx, onnxruntime, PIL"
+needs="import numpy, onnx, onnxruntime, PIL, faiss"
 if ! "$python" -c "$needs" 2>/dev/null; then
     venv=target/pyenv
     if ! "$venv/bin/python" -c "$needs" 2>/dev/null; then
-        echo "test.sh: numpy, onnx, onnxruntime or Pillow not found; installing them into $venv" >&2
+        echo "test.sh: numpy, onnx, onnxruntime, Pillow or faiss-cpu not found; installing them into $venv" >&2
         command -v python3 >/dev/null || { echo "error: python3 is needed by the tests (apt-get install python3)" >&2; exit 1; }
         mkdir -p target
         if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -32,7 +33,7 @@ if ! "$python" -c "$needs" 2>/dev/null; then
             fi
             python3 -m venv "$venv"
         fi
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime pillow
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime pillow faiss-cpu
     fi
     python=$PWD/$venv/bin/python
 fi
