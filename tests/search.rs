@@ -209,13 +209,40 @@ fn shards_loaded_into_faiss_find_the_neighbours_eqae_finds() {
         succeeds(
             d,
             &[
-                "embed", "--run", "runs/syn", "--images", "imgs", "--head", "gram", "--quiet",
-                "--shard", &format!("{i}/3"), "--out", &format!("part{i}.npy"),
+                "embed",
+                "--run",
+                "runs/syn",
+                "--images",
+                "imgs",
+                "--head",
+                "gram",
+                "--quiet",
+                "--shard",
+                &format!("{i}/3"),
+                "--out",
+                &format!("part{i}.npy"),
             ],
         );
     }
-    succeeds(d, &["search", "--features", "c.npy", "--k", "8", "--row", "17", "--out", "s", "--exact"]);
-    let eqae: Vec<String> = ranked(&d.join("s/search.csv")).into_iter().map(|(_, f)| f).collect();
+    succeeds(
+        d,
+        &[
+            "search",
+            "--features",
+            "c.npy",
+            "--k",
+            "8",
+            "--row",
+            "17",
+            "--out",
+            "s",
+            "--exact",
+        ],
+    );
+    let eqae: Vec<String> = ranked(&d.join("s/search.csv"))
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
     // scripts/test.sh points EQAE_PYTHON at a Python with numpy and faiss-cpu
     let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/faiss_load.py");
@@ -226,10 +253,21 @@ fn shards_loaded_into_faiss_find_the_neighbours_eqae_finds() {
             .current_dir(d)
             .output()
             .expect("python");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
-    let built = run(&["build", "--out", "fx", "part1.npy", "part2.npy", "part3.npy"]);
+    let built = run(&[
+        "build",
+        "--out",
+        "fx",
+        "part1.npy",
+        "part2.npy",
+        "part3.npy",
+    ]);
     assert!(built.starts_with("60 rows"), "{built}");
     let found = run(&["query", "--index", "fx", "--file", "017.png", "--k", "8"]);
     let faiss: Vec<String> = csv::Reader::from_reader(found.as_bytes())
@@ -238,7 +276,16 @@ fn shards_loaded_into_faiss_find_the_neighbours_eqae_finds() {
         .collect();
     assert_eq!(faiss, eqae);
     // the approximate HNSW variant of the recipe, on so few rows, too
-    run(&["build", "--out", "fh", "--hnsw", "16", "part1.npy", "part2.npy", "part3.npy"]);
+    run(&[
+        "build",
+        "--out",
+        "fh",
+        "--hnsw",
+        "16",
+        "part1.npy",
+        "part2.npy",
+        "part3.npy",
+    ]);
     let found = run(&["query", "--index", "fh", "--file", "017.png", "--k", "8"]);
     assert_eq!(found.lines().count(), 9);
 }

@@ -83,17 +83,20 @@ pub fn whiten(x: &Array2<f32>, dims: usize, seed: u64) -> Result<Array2<f32>> {
     Ok(out)
 }
 
+/// Each row's neighbours (indices) and their distances, nearest first.
+pub type Neighbours = (Vec<Vec<usize>>, Vec<Vec<f32>>);
+
 /// The `k` nearest other rows of every row, exactly (Euclidean distance,
 /// which for unit rows orders as cosine distance), nearest first, ties to
 /// the lower row; one matrix product per block of rows.
 ///
 /// # Shapes
 /// `x [N, D]` -> indices `N x k`, distances `N x k`
-pub fn nearest(x: &Array2<f32>, k: usize) -> (Vec<Vec<usize>>, Vec<Vec<f32>>) {
+pub fn nearest(x: &Array2<f32>, k: usize) -> Neighbours {
     let n = x.nrows();
     let k = k.min(n.saturating_sub(1));
     let norms: Vec<f32> = x.outer_iter().map(|r| r.dot(&r)).collect();
-    let blocks: Vec<(Vec<Vec<usize>>, Vec<Vec<f32>>)> = (0..n)
+    let blocks: Vec<Neighbours> = (0..n)
         .step_by(512)
         .collect::<Vec<_>>()
         .into_par_iter()
