@@ -494,14 +494,14 @@ pub fn draw_strip(
     let mut missing = 0;
     for (r, (query, list)) in queries.iter().zip(hits).enumerate() {
         let y = gap + r as u32 * (CELL + gap);
-        paste(&mut img, query, canvas.size, (gap, y));
+        paste(&mut img, query, canvas.size, CELL, (gap, y));
         for (c, hit) in list.iter().enumerate() {
             let x = gap * 3 + (c as u32 + 1) * (CELL + gap);
             let pixels = collection.try_picture(hit.row, canvas).unwrap_or_else(|| {
                 missing += 1;
                 vec![0.5; canvas.size * canvas.size]
             });
-            paste(&mut img, &pixels, canvas.size, (x, y));
+            paste(&mut img, &pixels, canvas.size, CELL, (x, y));
         }
     }
     crate::atomic::with_temp(path, ".png", |tmp| {
@@ -512,13 +512,19 @@ pub fn draw_strip(
 }
 
 /// One `size x size` image in [0, 1] (dark background, drawn as it is),
-/// scaled to a cell at `(x, y)`.
-fn paste(img: &mut image::GrayImage, pixels: &[f32], size: usize, (x, y): (u32, u32)) {
-    for cy in 0..CELL {
-        for cx in 0..CELL {
+/// scaled to a `cell x cell` square at `(x, y)`.
+pub(crate) fn paste(
+    img: &mut image::GrayImage,
+    pixels: &[f32],
+    size: usize,
+    cell: u32,
+    (x, y): (u32, u32),
+) {
+    for cy in 0..cell {
+        for cx in 0..cell {
             let (sy, sx) = (
-                cy as usize * size / CELL as usize,
-                cx as usize * size / CELL as usize,
+                cy as usize * size / cell as usize,
+                cx as usize * size / cell as usize,
             );
             let v = (pixels[sy * size + sx].clamp(0.0, 1.0) * 255.0).round() as u8;
             img.put_pixel(x + cx, y + cy, image::Luma([v]));

@@ -16,7 +16,7 @@ const GAP: u32 = 4;
 /// Pictures per row of a cluster's sheet.
 const SHEET_COLUMNS: usize = 8;
 
-/// A grey picture, and how many rows could not be read back.
+/// A drawn sheet, and how many of its pictures could not be read back.
 pub struct Drawn {
     /// The PNG file's bytes.
     pub png: Vec<u8>,
@@ -85,16 +85,7 @@ fn draw(
             fill(&mut img, (x, y), 160);
             continue;
         };
-        for cy in 0..CELL {
-            for cx in 0..CELL {
-                let (sy, sx) = (
-                    cy as usize * size / CELL as usize,
-                    cx as usize * size / CELL as usize,
-                );
-                let v = (pixels[sy * size + sx].clamp(0.0, 1.0) * 255.0).round() as u8;
-                img.put_pixel(x + cx, y + cy, image::Luma([v]));
-            }
-        }
+        crate::eval::search::paste(&mut img, &pixels, size, CELL, (x, y));
     }
     let mut png = Vec::new();
     image::DynamicImage::ImageLuma8(img)
