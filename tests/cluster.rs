@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{fails_with, grey_png, succeeds, trained_syn_d4};
+use common::{fails_with, grey_png, killed_at_rename, renames, succeeds, trained_syn_d4};
 
 /// Write `x` as an output of `eqae embed` named `name.npy`: its file
 /// list, labels, class names and a manifest that records their sizes.
@@ -314,4 +314,47 @@ fn bad_input_gets_one_line_and_writes_nothing() {
         &["nowhere"],
     );
     assert!(!d.join("o/clusters.npy").exists());
+}
+
+/// The clusters that `clusters.json` describes agree with `clusters.npy`.
+fn whole(out: &Path) -> Option<usize> {
+    let json = std::fs::read(out.join("clusters.json")).ok()?;
+    let r: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let clusters: Array1<i64> = ndarray_npy::read_npy(out.join("clusters.npy")).unwrap();
+    let k = r["k"].as_u64().unwrap() as usize;
+    let mut sizes = vec![0u64; k];
+    for &c in &clusters {
+        sizes[c as usize] += 1;
+    }
+    let recorded: Vec<u64> = r["sizes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(sizes, recorded, "clusters.json does not describe clusters.npy");
+    let csv_rows = csv::Reader::from_path(out.join("clusters.csv")).unwrap().records().count();
+    assert_eq!(csv_rows, clusters.len());
+    for c in 0..k {
+        assert!(out.join(format!("sheets/cluster_{c:02}.png")).exists());
+    }
+    assert!(out.join("confusion.png").exists());
+    Some(k)
+}
+
+#[test]
+fn a_kill_at_any_rename_leaves_one_whole_clustering_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, labels) = blobs(3, 30, 12, 6);
+    features(d, "c", &x, &labels);
+    let args = ["cluster", "--features", "c.npy", "--out", "o", "--k", "2", "--quiet"];
+    let n = renames(d, &args);
+    assert!(n >= 7, "{n} renames");
+    for at in 1..=n {
+        let _ = std::fs::remove_dir_all(d.join("o"));
+        succeeds(d, &["cluster", "--features", "c.npy", "--out", "o", "--k", "3", "--quiet"]);
+        let out = killed_at_rename(d, &args, at);
+        assert!(!out.status.success(), "rename {at}: not killed");
+        // the earlier clustering whole, the new one whole, or no report
+        match whole(&d.join("o")) {
+            Some(k) => assert!(k == 2 || k == 3),
+            None => assert!(!d.join("o/clusters.json").exists()),
+        }
+    }
 }

@@ -621,7 +621,6 @@ impl Outputs {
         let mut missing = 0;
         std::fs::create_dir_all(&self.sheets)
             .with_context(|| format!("cannot create {}", self.sheets.display()))?;
-        remove_stale_sheets(&self.sheets, k);
         let bar = crate::progress::bar(k as u64 + 1, req.quiet, "sheets");
         for (c, rows) in central.iter().enumerate() {
             let drawn = sheets::sheet(collection, canvas, &rows[..rows.len().min(64)])?;
@@ -631,23 +630,10 @@ impl Outputs {
         }
         let overview = sheets::overview(collection, canvas, &central, 16)?;
         bar.finish_and_clear();
-        if let (Some(counts), Some((_, names))) = (&report.confusion, labels) {
-            // each cluster named with the class it is matched to
-            let matched = report.matched_class.clone().unwrap_or_default();
-            let rows: Vec<String> = (0..k)
-                .map(|c| match matched.get(c).cloned().flatten() {
-                    Some(class) => format!("{c}={class}"),
-                    None => c.to_string(),
-                })
-                .collect();
-            crate::eval::plots::heatmap(
-                counts,
-                (&rows, names),
-                "Clusters (rows) against classes",
-                ("class", "cluster = matched class"),
-                &self.confusion,
-            )?;
-        }
+        let confusion = match (&report.confusion, labels) {
+            (Some(counts), Some((_, names))) => Some(confusion_png(counts, names, report, &self.confusion)?),
+            _ => None,
+        };
         let mut files: Vec<(PathBuf, Vec<u8>)> = vec![
             (self.npy.clone(), npy_bytes(&cut.clusters)?),
             (
@@ -657,6 +643,11 @@ impl Outputs {
             (self.overview.clone(), overview.png),
         ];
         files.extend(pictures);
+        match confusion {
+            Some(png) => files.push((self.confusion.clone(), png)),
+            // an earlier run's, with labels, does not describe these clusters
+            None => crate::atomic::remove_stale(&self.confusion),
+        }
         let finished = finish(report);
         files.push((self.md.clone(), finished.markdown().into_bytes()));
         files.push((self.json.clone(), serde_json::to_vec_pretty(&finished)?));
@@ -665,8 +656,40 @@ impl Outputs {
             .map(|(p, b)| (p.as_path(), b.as_slice()))
             .collect();
         crate::atomic::write_together(&borrowed)?;
+        // only once the new clusters are published: until then the old
+        // ones keep their sheets
+        remove_stale_sheets(&self.sheets, k);
         Ok(missing + overview.missing)
     }
+}
+
+/// `confusion.png`'s bytes: clusters (named by their matched class)
+/// against classes, drawn beside `path` and read back, so that it is
+/// published with the other files.
+fn confusion_png(
+    counts: &[Vec<usize>],
+    names: &[String],
+    report: &Report,
+    path: &Path,
+) -> Result<Vec<u8>> {
+    let matched = report.matched_class.clone().unwrap_or_default();
+    let rows: Vec<String> = (0..counts.len())
+        .map(|c| match matched.get(c).cloned().flatten() {
+            Some(class) => format!("{c}={class}"),
+            None => c.to_string(),
+        })
+        .collect();
+    let drawn = crate::atomic::temp_path(path, ".drawn.png");
+    crate::eval::plots::heatmap(
+        counts,
+        (&rows, names),
+        "Clusters (rows) against classes",
+        ("class", "cluster = matched class"),
+        &drawn,
+    )?;
+    let bytes = std::fs::read(&drawn).with_context(|| format!("cannot read {}", drawn.display()));
+    let _ = std::fs::remove_file(&drawn);
+    bytes
 }
 
 /// The report with its time and memory filled in.
