@@ -17,7 +17,7 @@
 //! `confusion.png`. All are written whole under temporary names first and
 //! renamed together, `clusters.npy` first.
 
-mod reduce;
+pub mod reduce;
 pub mod score;
 mod sheets;
 pub mod umap;
