@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ndarray::Array2;
 
-use super::cluster::reduce::{nearest, start_layout};
+use super::cluster::reduce::{nearest, start_layout, whiten};
 use super::cluster::umap;
 use super::plots;
 use super::search::Collection;
@@ -34,6 +34,9 @@ const NEIGHBOURS: usize = 8;
 
 /// Neighbours of each row in the graph UMAP lays out.
 const LAYOUT_NEIGHBOURS: usize = 15;
+
+/// Principal axes whitened for the neighbours of a large map.
+const WHITENED_AXES: usize = 100;
 
 /// Above this many rows the map is laid out by UMAP (Barnes-Hut t-SNE
 /// takes minutes at 50,000 rows on 2 cores, UMAP seconds).
@@ -84,7 +87,12 @@ pub fn map(req: &MapRequest) -> Result<MapDone> {
     say(&format!("map: {n} rows, reducing to 50 PCA dimensions"));
     let reduced = plots::pca(&collection.unit_rows().mapv(f64::from), 50.min(n), 50)?.0;
     say("map: nearest neighbours");
-    let reduced32 = reduced.mapv(|v| v as f32);
+    // large maps: neighbours in the whitened space that `eqae cluster` uses
+    let reduced32 = if n > UMAP_FROM_ROWS {
+        whiten(collection.unit_rows(), WHITENED_AXES.min(collection.width()), req.seed)?
+    } else {
+        reduced.mapv(|v| v as f32)
+    };
     let (ids, dist) = nearest(&reduced32, LAYOUT_NEIGHBOURS.max(NEIGHBOURS));
     let k = NEIGHBOURS.min(n.saturating_sub(1)).max(1);
     let neighbours = Array2::from_shape_fn((n, k), |(i, c)| ids[i].get(c).copied().unwrap_or(i));
