@@ -106,26 +106,7 @@ pub fn nearest(x: &Array2<f32>, k: usize) -> Neighbours {
             let dots = x.slice(s![start..end, ..]).dot(&x.t());
             dots.outer_iter()
                 .enumerate()
-                .map(|(b, row)| {
-                    let i = start + b;
-                    let mut order: Vec<(f32, usize)> = row
-                        .iter()
-                        .enumerate()
-                        .filter(|&(j, _)| j != i)
-                        .map(|(j, d)| ((norms[i] + norms[j] - 2.0 * d).max(0.0), j))
-                        .collect();
-                    let by = |a: &(f32, usize), b: &(f32, usize)| {
-                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
-                    };
-                    if k > 0 {
-                        order.select_nth_unstable_by(k - 1, by);
-                    }
-                    order.truncate(k);
-                    order.sort_by(by);
-                    let ids = order.iter().map(|p| p.1).collect();
-                    let dist = order.iter().map(|p| p.0.sqrt()).collect();
-                    (ids, dist)
-                })
+                .map(|(b, row)| k_smallest(row, start + b, &norms, k))
                 .unzip()
         })
         .collect();
@@ -136,6 +117,54 @@ pub fn nearest(x: &Array2<f32>, k: usize) -> Neighbours {
         dist.extend(d);
     }
     (ids, dist)
+}
+
+/// A squared distance and a row, ordered by distance, then row.
+#[derive(PartialEq)]
+struct Near(f32, usize);
+
+impl Eq for Near {}
+
+impl PartialOrd for Near {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Near {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// The `k` rows other than `i` nearest to row `i`, from its dot products
+/// with every row, in one pass that keeps the `k` best in a heap.
+fn k_smallest(
+    dots: ndarray::ArrayView1<f32>,
+    i: usize,
+    norms: &[f32],
+    k: usize,
+) -> (Vec<usize>, Vec<f32>) {
+    let mut best: std::collections::BinaryHeap<Near> = std::collections::BinaryHeap::with_capacity(k + 1);
+    if k > 0 {
+        for (j, &d) in dots.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let near = Near((norms[i] + norms[j] - 2.0 * d).max(0.0), j);
+            if best.len() < k {
+                best.push(near);
+            } else if near < *best.peek().expect("k > 0") {
+                best.pop();
+                best.push(near);
+            }
+        }
+    }
+    let sorted = best.into_sorted_vec();
+    (
+        sorted.iter().map(|p| p.1).collect(),
+        sorted.iter().map(|p| p.0.sqrt()).collect(),
+    )
 }
 
 /// Where UMAP's layout starts: the first `dims` whitened coordinates
