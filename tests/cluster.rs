@@ -326,9 +326,20 @@ fn whole(out: &Path) -> Option<usize> {
     for &c in &clusters {
         sizes[c as usize] += 1;
     }
-    let recorded: Vec<u64> = r["sizes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    assert_eq!(sizes, recorded, "clusters.json does not describe clusters.npy");
-    let csv_rows = csv::Reader::from_path(out.join("clusters.csv")).unwrap().records().count();
+    let recorded: Vec<u64> = r["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        sizes, recorded,
+        "clusters.json does not describe clusters.npy"
+    );
+    let csv_rows = csv::Reader::from_path(out.join("clusters.csv"))
+        .unwrap()
+        .records()
+        .count();
     assert_eq!(csv_rows, clusters.len());
     for c in 0..k {
         assert!(out.join(format!("sheets/cluster_{c:02}.png")).exists());
@@ -343,12 +354,33 @@ fn a_kill_at_any_rename_leaves_one_whole_clustering_or_none() {
     let d = dir.path();
     let (x, labels) = blobs(3, 30, 12, 6);
     features(d, "c", &x, &labels);
-    let args = ["cluster", "--features", "c.npy", "--out", "o", "--k", "2", "--quiet"];
+    let args = [
+        "cluster",
+        "--features",
+        "c.npy",
+        "--out",
+        "o",
+        "--k",
+        "2",
+        "--quiet",
+    ];
     let n = renames(d, &args);
     assert!(n >= 7, "{n} renames");
     for at in 1..=n {
         let _ = std::fs::remove_dir_all(d.join("o"));
-        succeeds(d, &["cluster", "--features", "c.npy", "--out", "o", "--k", "3", "--quiet"]);
+        succeeds(
+            d,
+            &[
+                "cluster",
+                "--features",
+                "c.npy",
+                "--out",
+                "o",
+                "--k",
+                "3",
+                "--quiet",
+            ],
+        );
         let out = killed_at_rename(d, &args, at);
         assert!(!out.status.success(), "rename {at}: not killed");
         // the earlier clustering whole, the new one whole, or no report

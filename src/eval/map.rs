@@ -89,7 +89,11 @@ pub fn map(req: &MapRequest) -> Result<MapDone> {
     say("map: nearest neighbours");
     // large maps: neighbours in the whitened space that `eqae cluster` uses
     let reduced32 = if n > UMAP_FROM_ROWS {
-        whiten(collection.unit_rows(), WHITENED_AXES.min(collection.width()), req.seed)?
+        whiten(
+            collection.unit_rows(),
+            WHITENED_AXES.min(collection.width()),
+            req.seed,
+        )?
     } else {
         reduced.mapv(|v| v as f32)
     };

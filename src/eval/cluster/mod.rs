@@ -631,7 +631,9 @@ impl Outputs {
         let overview = sheets::overview(collection, canvas, &central, 16)?;
         bar.finish_and_clear();
         let confusion = match (&report.confusion, labels) {
-            (Some(counts), Some((_, names))) => Some(confusion_png(counts, names, report, &self.confusion)?),
+            (Some(counts), Some((_, names))) => {
+                Some(confusion_png(counts, names, report, &self.confusion)?)
+            }
             _ => None,
         };
         let mut files: Vec<(PathBuf, Vec<u8>)> = vec![

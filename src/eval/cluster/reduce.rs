@@ -145,7 +145,8 @@ fn k_smallest(
     norms: &[f32],
     k: usize,
 ) -> (Vec<usize>, Vec<f32>) {
-    let mut best: std::collections::BinaryHeap<Near> = std::collections::BinaryHeap::with_capacity(k + 1);
+    let mut best: std::collections::BinaryHeap<Near> =
+        std::collections::BinaryHeap::with_capacity(k + 1);
     if k > 0 {
         for (j, &d) in dots.iter().enumerate() {
             if j == i {
