@@ -257,8 +257,8 @@ const CHOOSE_ROWS: usize = 20_000;
 /// The k in `2..=max_k` whose k-means cut has the highest modularity on
 /// the neighbour graph (the share of the graph's weight inside clusters
 /// beyond what chance would put there), and a sentence saying so.
-/// Silhouettes were tried first and chose k = 2 on MNIST's UMAP layout,
-/// where groups of digits lie near each other.
+/// (The mean silhouette chooses k = 2 on MNIST's UMAP layout, where
+/// groups of digits lie near each other.)
 fn choose_k(
     points: &Array2<f64>,
     graph: &umap::FuzzyGraph,
