@@ -256,6 +256,19 @@ fn contact_sheets_show_the_collections_own_images() {
     assert!(distinct.len() > 20, "{} grey levels", distinct.len());
     let overview = image::open(d.join("o/clusters.png")).unwrap();
     assert!(overview.height() > overview.width() / 16 * 2);
+    // the same from the run and the folder, embedded on the way
+    succeeds(
+        d,
+        &[
+            "cluster", "--run", "runs/syn", "--images", "imgs", "--head", "gram", "--out", "r",
+            "--k", "3", "--quiet",
+        ],
+    );
+    assert!(d.join("r/features_manifest.json").exists());
+    assert_eq!(
+        std::fs::read(d.join("r/clusters.npy")).unwrap(),
+        std::fs::read(d.join("o/clusters.npy")).unwrap()
+    );
 }
 
 #[test]

@@ -8,12 +8,20 @@ use clap::{Args, ValueEnum};
 use crate::eval::features::Head;
 use crate::experiment::Preset;
 
-/// `--device`, the same for every subcommand.
+/// `--device`, the same for every subcommand (the CPU by default).
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
     /// The compute device.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+}
+
+impl Default for DeviceArgs {
+    fn default() -> Self {
+        DeviceArgs {
+            device: DeviceArg::Cpu,
+        }
+    }
 }
 
 /// The compute devices.

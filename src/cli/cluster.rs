@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
+use super::args::{DeviceArgs, HeadArg};
+use super::embed::{EmbedArgs, Split};
 use crate::eval::cluster::{cluster, Assign, ClusterRequest, Method};
 
 /// What k-means cuts.
@@ -33,8 +35,28 @@ pub struct ClusterArgs {
     /// The collection: an output of `eqae embed` (its `.npy`, with
     /// `_manifest.json` beside it, and `_files.txt` or `_labels.npy` where
     /// the embedding wrote them).
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    pub features: Option<PathBuf>,
+    /// Or a trained run: its features of --split or --images are written
+    /// to `<out>/features.npy` first (as `eqae embed` writes them), then
+    /// clustered.
     #[arg(long)]
-    pub features: PathBuf,
+    pub run: Option<PathBuf>,
+    /// With --run: the split of the run's data set.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "test",
+        requires = "run",
+        conflicts_with = "images"
+    )]
+    pub split: Split,
+    /// With --run: a folder of images instead.
+    #[arg(long, requires = "run")]
+    pub images: Option<PathBuf>,
+    /// With --run: which features (default: the model's first head).
+    #[arg(long, value_enum, requires = "run")]
+    pub head: Option<HeadArg>,
     /// Folder for `clusters.npy`, `clusters.csv`, `clusters.json`,
     /// `clusters.md`, `clusters.png`, `sheets/` and `confusion.png`.
     #[arg(long, default_value = "clusters")]
@@ -72,8 +94,29 @@ pub struct ClusterArgs {
 
 /// Run `eqae cluster`.
 pub fn run(args: ClusterArgs) -> Result<()> {
+    let features = match (&args.features, &args.run) {
+        (Some(f), _) => f.clone(),
+        (None, Some(run)) => {
+            let out = args.out.join("features.npy");
+            std::fs::create_dir_all(&args.out)?;
+            super::embed::run(EmbedArgs {
+                run: run.clone(),
+                split: args.split,
+                images: args.images.clone(),
+                head: args.head,
+                out: out.clone(),
+                skip_bad: false,
+                shard: None,
+                resume: false,
+                quiet: args.quiet,
+                device: DeviceArgs::default(),
+            })?;
+            out
+        }
+        (None, None) => anyhow::bail!("give --features, or --run with --split or --images"),
+    };
     let done = cluster(&ClusterRequest {
-        features: &args.features,
+        features: &features,
         out: &args.out,
         k: args.k,
         max_k: args.max_k,
