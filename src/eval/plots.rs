@@ -264,31 +264,7 @@ fn draw_lines(
     root.fill(&WHITE)?;
     let (plot_area, legend_area) = root.split_horizontally(chart_w);
     let looks = series_looks(series);
-    for (i, (name, _)) in series.iter().enumerate() {
-        let (colour, dashed) = looks[i];
-        let y = 60 + 20 * i as i32;
-        if dashed {
-            legend_area.draw(&PathElement::new(
-                vec![(4, y), (10, y)],
-                colour.stroke_width(2),
-            ))?;
-            legend_area.draw(&PathElement::new(
-                vec![(22, y), (28, y)],
-                colour.stroke_width(2),
-            ))?;
-        } else {
-            legend_area.draw(&PathElement::new(
-                vec![(4, y), (28, y)],
-                colour.stroke_width(2),
-            ))?;
-        }
-        legend_area.draw(&Circle::new((16, y), 3, colour.filled()))?;
-        legend_area.draw(&Text::new(
-            name.clone(),
-            (36, y),
-            TextStyle::from(font.clone()).pos(Pos::new(HPos::Left, VPos::Center)),
-        ))?;
-    }
+    draw_legend(&legend_area, series, &looks, &font)?;
     let mut builder = ChartBuilder::on(&plot_area);
     builder
         .caption(title, ("sans-serif", 20))
@@ -333,6 +309,38 @@ fn draw_lines(
     }
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The legend panel of a line chart: each series' line (dashed where its
+/// curve is), marker and name, one a line.
+fn draw_legend(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    series: &[(String, Vec<(f64, f64)>)],
+    looks: &[(RGBAColor, bool)],
+    font: &FontDesc<'_>,
+) -> Result<()> {
+    for (i, (name, _)) in series.iter().enumerate() {
+        let (colour, dashed) = looks[i];
+        let y = 60 + 20 * i as i32;
+        let strokes: &[(i32, i32)] = if dashed {
+            &[(4, 10), (22, 28)]
+        } else {
+            &[(4, 28)]
+        };
+        for &(from, to) in strokes {
+            area.draw(&PathElement::new(
+                vec![(from, y), (to, y)],
+                colour.stroke_width(2),
+            ))?;
+        }
+        area.draw(&Circle::new((16, y), 3, colour.filled()))?;
+        area.draw(&Text::new(
+            name.clone(),
+            (36, y),
+            TextStyle::from(font.clone()).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
     Ok(())
 }
 

@@ -96,6 +96,22 @@ pub fn augment_draws(augment_seed: u64, images: usize) -> Vec<Draw> {
     (0..images).map(|i| draw(augment_seed, i)).collect()
 }
 
+/// One image's attention weights over the group: the element of the
+/// largest weight, that weight, and the weights' entropy.
+fn weight_stats(row: &[f32]) -> (usize, f32, f64) {
+    let (argmax, top) = row
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::MIN), |a, (g, v)| if v > a.1 { (g, v) } else { a });
+    let entropy = -row
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| f64::from(p) * f64::from(p).ln())
+        .sum::<f64>();
+    (argmax, top, entropy)
+}
+
 /// Measure the attention of `model` on `test`, whose image `i` was made
 /// from an upright one by `draws[i]`.
 pub fn pose_study(
@@ -135,16 +151,8 @@ pub fn pose_study(
             .try_into_vec()
             .map_err(|e| anyhow::anyhow!("attention weights: {e:?}"))?;
         for (row, &i) in w.chunks(n).zip(chunk) {
-            let (argmax, top) = row
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::MIN), |a, (g, v)| if v > a.1 { (g, v) } else { a });
-            entropy -= row
-                .iter()
-                .filter(|&&p| p > 0.0)
-                .map(|&p| f64::from(p) * f64::from(p).ln())
-                .sum::<f64>();
+            let (argmax, top, h) = weight_stats(row);
+            entropy += h;
             max_weight += f64::from(top);
             let d = draws[i];
             if let Some(t) = nearest_element(&group, d.degrees, d.mirror) {

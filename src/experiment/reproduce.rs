@@ -11,7 +11,7 @@ use super::evaluate::group_column;
 use super::pipeline::{evaluate_head, Extras, HeadResult, Studies, StudyFiles};
 use super::report::{markdown, write_reports, RowResult};
 use super::row_cache::{row_key, stable_key, RowCache};
-use super::tables::{PaperTable, Preset};
+use super::tables::{PaperRow, PaperTable, Preset};
 use crate::config::Config;
 use crate::data::{load_splits, Splits};
 use crate::eval::features::Head;
@@ -96,87 +96,28 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut data_cache: BTreeMap<String, Splits> = BTreeMap::new();
     let mut results = Vec::new();
-    // seed 0's test features of every row, for the figures, and each
-    // one's logistic accuracy (the best row is drawn beside the baseline)
-    let mut figure_rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)> = Vec::new();
-    let mut figure_logistic: Vec<f64> = Vec::new();
+    let mut figure_rows = FigureRows::default();
     let mut seed_studies = StudyFiles::new(&opts.out.join(format!("{}_studies", opts.stem())));
-    let no_studies = Studies::default();
     let cache = RowCache::new(&opts.out, &opts.stem());
     for seed in opts.first_seed..opts.seeds {
         // each row config's trained model and run, or None where it is
         // not trained and --skip-untrained leaves it out
-        let mut trained: BTreeMap<&str, Option<(Config, Autoencoder, RunDir)>> = BTreeMap::new();
+        let mut trained: BTreeMap<&str, Option<Trained>> = BTreeMap::new();
         for row in &rows {
             if !trained.contains_key(row.config) {
-                let path = opts.configs.join(format!("{}.toml", row.config));
-                let mut config = Config::load(&path)?;
-                opts.preset.apply(&mut config);
-                config.train.seed = seed;
-                config.name = format!("{}-s{seed}", row.config);
-                let run = row_run(opts, &config);
-                if opts.skip_untrained && !run.model().exists() {
-                    eprintln!(
-                        "table {} seed {seed}: {} is not trained yet; its rows are left out (--skip-untrained)",
-                        opts.table.number(),
-                        config.name
-                    );
-                    trained.insert(row.config, None);
-                    continue;
-                }
-                let key = stable_key(&config.data)?;
-                if !data_cache.contains_key(&key) {
-                    data_cache.insert(key.clone(), load_splits(&config.data)?);
-                }
-                let model = trained_model(&config, &run, &data_cache[&key], device, opts.quiet)
-                    .with_context(|| format!("row config {}", path.display()))?;
-                trained.insert(row.config, Some((config, model, run)));
+                let model = train_row_config(opts, row.config, seed, &mut data_cache, device)?;
+                trained.insert(row.config, model);
             }
             if opts.train_only {
                 continue;
             }
-            let Some((config, model, run)) = &trained[row.config] else {
+            let Some(model) = &trained[row.config] else {
                 continue;
             };
+            let config = &model.0;
             let data = &data_cache[&stable_key(&config.data)?];
-            // seed 0's rows carry the studies asked for, with their
-            // confusion matrices; the attention head its pose
-            let with_studies = seed == 0 && opts.studies.any();
-            let extras = Extras {
-                studies: if with_studies {
-                    &opts.studies
-                } else {
-                    &no_studies
-                },
-                pose: with_studies && opts.studies.pose && row.head == Head::Attention,
-                confusions: with_studies,
-            };
-            let name = format!("{}_{}", config.name, row.head.name());
-            let key = row_key(&run.model(), config, row.head, &extras)?;
-            let kept = cache.load::<HeadResult>(&name, &key).and_then(|done| {
-                if seed > 0 {
-                    return Some((done, None));
-                }
-                cache.load_features(&name).map(|f| (done, Some(f)))
-            });
-            let (done, f_test) = match kept {
-                Some(kept) => {
-                    eprintln!(
-                        "table {} seed {seed}: {name}: evaluated before, read from {}",
-                        opts.table.number(),
-                        cache.dir().display()
-                    );
-                    kept
-                }
-                None => {
-                    let (done, f_test) =
-                        evaluate_head((model, config), row.head, data, extras, device, opts.quiet)?;
-                    // seed 0's test features are kept for the figures
-                    let f_test = (seed == 0).then_some(f_test);
-                    cache.store(&name, &key, &done, f_test.as_ref())?;
-                    (done, f_test)
-                }
-            };
+            let (done, f_test, with_studies) =
+                evaluate_row(opts, &cache, row, seed, model, data, device)?;
             if with_studies {
                 for w in seed_studies.add(&done)? {
                     eprintln!("warning: {w}");
@@ -185,12 +126,12 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
             let group = group_column(config);
             if let Some(f_test) = f_test {
                 let suffix = row.group.map(|_| format!(" {group}")).unwrap_or_default();
-                figure_rows.push((
+                figure_rows.push(
                     format!("{}{suffix}", row.head.label()),
                     f_test,
                     data.test.labels.clone(),
-                ));
-                figure_logistic.push(done.scores.logistic);
+                    done.scores.logistic,
+                );
             }
             let result = RowResult::new(
                 (row.config, row.head),
@@ -218,7 +159,115 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
     if opts.train_only {
         return Ok(results);
     }
-    let results = merged(opts, &earlier, &results);
+    finish(opts, merged(opts, &earlier, &results), &figure_rows)
+}
+
+/// A row config's trained model: its config (this seed's), the model and its run.
+type Trained = (Config, Autoencoder, RunDir);
+
+/// Seed 0's test features of every row, for the figures, and each one's
+/// logistic accuracy (the best row is drawn beside the baseline).
+#[derive(Default)]
+struct FigureRows {
+    rows: Vec<(String, ndarray::Array2<f32>, Vec<usize>)>,
+    logistic: Vec<f64>,
+}
+
+impl FigureRows {
+    fn push(&mut self, label: String, f: ndarray::Array2<f32>, labels: Vec<usize>, logistic: f64) {
+        self.rows.push((label, f, labels));
+        self.logistic.push(logistic);
+    }
+}
+
+/// Train (or load) the model of row config `name` for `seed`; None where
+/// it is not trained and --skip-untrained leaves it out.
+fn train_row_config(
+    opts: &TableOptions,
+    name: &str,
+    seed: u64,
+    data_cache: &mut BTreeMap<String, Splits>,
+    device: &Device,
+) -> Result<Option<Trained>> {
+    let path = opts.configs.join(format!("{name}.toml"));
+    let mut config = Config::load(&path)?;
+    opts.preset.apply(&mut config);
+    config.train.seed = seed;
+    config.name = format!("{name}-s{seed}");
+    let run = row_run(opts, &config);
+    if opts.skip_untrained && !run.model().exists() {
+        eprintln!(
+            "table {} seed {seed}: {} is not trained yet; its rows are left out (--skip-untrained)",
+            opts.table.number(),
+            config.name
+        );
+        return Ok(None);
+    }
+    let key = stable_key(&config.data)?;
+    if !data_cache.contains_key(&key) {
+        data_cache.insert(key.clone(), load_splits(&config.data)?);
+    }
+    let model = trained_model(&config, &run, &data_cache[&key], device, opts.quiet)
+        .with_context(|| format!("row config {}", path.display()))?;
+    Ok(Some((config, model, run)))
+}
+
+/// One row's scores for `seed`: read from the row cache where they were
+/// computed before with the same inputs, else evaluated and stored. Also
+/// seed 0's test features (for the figures), and whether the row carries
+/// the studies.
+fn evaluate_row(
+    opts: &TableOptions,
+    cache: &RowCache,
+    row: &PaperRow,
+    seed: u64,
+    (config, model, run): &Trained,
+    data: &Splits,
+    device: &Device,
+) -> Result<(HeadResult, Option<ndarray::Array2<f32>>, bool)> {
+    // seed 0's rows carry the studies asked for, with their confusion
+    // matrices; the attention head its pose
+    let with_studies = seed == 0 && opts.studies.any();
+    let no_studies = Studies::default();
+    let extras = Extras {
+        studies: if with_studies {
+            &opts.studies
+        } else {
+            &no_studies
+        },
+        pose: with_studies && opts.studies.pose && row.head == Head::Attention,
+        confusions: with_studies,
+    };
+    let name = format!("{}_{}", config.name, row.head.name());
+    let key = row_key(&run.model(), config, row.head, &extras)?;
+    let kept = cache.load::<HeadResult>(&name, &key).and_then(|done| {
+        if seed > 0 {
+            return Some((done, None));
+        }
+        cache.load_features(&name).map(|f| (done, Some(f)))
+    });
+    if let Some((done, f_test)) = kept {
+        eprintln!(
+            "table {} seed {seed}: {name}: evaluated before, read from {}",
+            opts.table.number(),
+            cache.dir().display()
+        );
+        return Ok((done, f_test, with_studies));
+    }
+    let (done, f_test) =
+        evaluate_head((model, config), row.head, data, extras, device, opts.quiet)?;
+    // seed 0's test features are kept for the figures
+    let f_test = (seed == 0).then_some(f_test);
+    cache.store(&name, &key, &done, f_test.as_ref())?;
+    Ok((done, f_test, with_studies))
+}
+
+/// The final reports, and seed 0's figures where this run evaluated it.
+fn finish(
+    opts: &TableOptions,
+    results: Vec<RowResult>,
+    figure_rows: &FigureRows,
+) -> Result<Vec<RowResult>> {
     if results.is_empty() {
         bail!(
             "table {}: no row evaluated (no model trained, and no --with-rows report)",
@@ -226,15 +275,16 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
         );
     }
     write_reports(&opts.out, &opts.stem(), &opts.title(), &results)?;
-    if figure_rows.is_empty() {
+    if figure_rows.rows.is_empty() {
         // seed 0 was evaluated elsewhere (--first-seed, --with-rows): its
         // figures are that run's
         return Ok(results);
     }
-    let best = (0..figure_logistic.len())
-        .max_by(|&a, &b| figure_logistic[a].total_cmp(&figure_logistic[b]))
+    let logistic = &figure_rows.logistic;
+    let best = (0..logistic.len())
+        .max_by(|&a, &b| logistic[a].total_cmp(&logistic[b]))
         .unwrap_or(0);
-    for warning in figures(&figure_rows, best, &opts.out, &opts.stem()) {
+    for warning in figures(&figure_rows.rows, best, &opts.out, &opts.stem()) {
         eprintln!("warning: {warning}");
     }
     Ok(results)

@@ -21,6 +21,7 @@ use crate::config::{changes_text, Config, ConfigChange, Section};
 use crate::data::{load_splits, Splits};
 use crate::eval::features::{self, Head};
 use crate::eval::probes::{FittedProbes, ProbeScores};
+use crate::model::Autoencoder;
 use crate::train::{trained_model, RunDir};
 
 /// The name of the base variant.
@@ -112,22 +113,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
     let cache = RowCache::new(&opts.out, &format!("tune_{}", opts.base.name));
     let mut rows = Vec::new();
     for (variant, config) in &variants {
-        let reads_base = opts
-            .base
-            .diff(config)
-            .iter()
-            .all(|d| d.section == Section::Features);
-        let slug = if reads_base {
-            BASE.to_string()
-        } else {
-            variant_slug(variant)
-        };
-        let mut model_config = if reads_base {
-            opts.base.clone()
-        } else {
-            config.clone()
-        };
-        model_config.name = format!("{}-{slug}", opts.base.name);
+        let (slug, model_config) = variant_model_config(opts, variant, config);
         // the variant's own data settings (a smaller train_limit, say)
         let own_data;
         let split: &Splits = if config.data == opts.base.data {
@@ -171,14 +157,8 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
                 write_tune_reports(opts, &data, &rows)?;
                 continue;
             }
-            let f_train =
-                features::extract(&model, config, head, &split.train, device, opts.quiet)?;
-            let f_val =
-                features::extract(&model, config, head, &split.validation, device, opts.quiet)?;
-            let classes = split.train.class_names.len();
-            let seed = config.train.seed;
-            let probes = FittedProbes::fit(&f_train, &split.train.labels, classes, seed)?;
-            let (scores, _) = probes.score_all(&f_val, &split.validation.labels, seed)?;
+            let (scores, features) =
+                validation_scores((&model, config), head, split, device, opts.quiet)?;
             let row = TuneRow {
                 variant: variant.clone(),
                 head: head.name().to_string(),
@@ -186,7 +166,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
                 epochs,
                 validation_mse,
                 train_seconds,
-                features: f_val.ncols(),
+                features,
                 scores,
             };
             eprintln!(
@@ -201,6 +181,42 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
         }
     }
     Ok(rows)
+}
+
+/// The run name and config a variant trains: the base's, under the name
+/// `base`, where the variant changes only `features.*` (its model is the
+/// base model), else its own.
+fn variant_model_config(opts: &TuneOptions, variant: &str, config: &Config) -> (String, Config) {
+    let reads_base = opts
+        .base
+        .diff(config)
+        .iter()
+        .all(|d| d.section == Section::Features);
+    let (slug, mut model_config) = if reads_base {
+        (BASE.to_string(), opts.base.clone())
+    } else {
+        (variant_slug(variant), config.clone())
+    };
+    model_config.name = format!("{}-{slug}", opts.base.name);
+    (slug, model_config)
+}
+
+/// The probes fitted on the training split's features of `head` and
+/// scored on the validation split's; and the number of features.
+fn validation_scores(
+    (model, config): (&Autoencoder, &Config),
+    head: Head,
+    split: &Splits,
+    device: &Device,
+    quiet: bool,
+) -> Result<(ProbeScores, usize)> {
+    let f_train = features::extract(model, config, head, &split.train, device, quiet)?;
+    let f_val = features::extract(model, config, head, &split.validation, device, quiet)?;
+    let classes = split.train.class_names.len();
+    let seed = config.train.seed;
+    let probes = FittedProbes::fit(&f_train, &split.train.labels, classes, seed)?;
+    let (scores, _) = probes.score_all(&f_val, &split.validation.labels, seed)?;
+    Ok((scores, f_val.ncols()))
 }
 
 /// The report files' common path without extension.

@@ -132,60 +132,15 @@ pub fn backward(
         assert_eq!(a.len(), g.batch * a_len);
     }
 
-    // Per-chunk work; returns this chunk's (dW, dbias) contributions.
-    let chunk_work = |i: usize, da_chunk: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
-        let b0 = i * c;
-        let c = c.min(g.batch - b0);
-        let n = c * p;
-        let dz_chunk = &dz[b0 * cz * p..][..n * cz];
-        // # Shapes: [c, Cz, P] -> [Cz, c*P]
-        let mut gathered = Vec::new();
-        if c > 1 {
-            gathered = scratch(cz * n);
-            for b in 0..c {
-                for o in 0..cz {
-                    gathered[o * n + b * p..][..p]
-                        .copy_from_slice(&dz_chunk[(b * cz + o) * p..][..p]);
-                }
-            }
-        }
-        let gm: &[f32] = if c == 1 { dz_chunk } else { &gathered };
-        let mut dw = Vec::new();
-        if let Some(a) = a {
-            let mut cols = scratch(kk * n);
-            im2col(g, &a[b0 * a_len..][..c * a_len], c, &mut cols);
-            dw = vec![0.0f32; cz * kk];
-            // dW [Cz, K] = G [Cz, n] . cols^T [n, K], stored column-major
-            // (as dW^T [K, Cz]): gemm then reads cols in place and packs only
-            // the smaller G (rows of cols had been repacked per chunk).
-            let dw_t = (1, cz);
-            matmul_strided(
-                (cz, kk, n),
-                &mut dw,
-                dw_t,
-                false,
-                gm,
-                (n, 1),
-                &cols,
-                (1, n),
-                par,
-            );
-            release(cols);
-        }
-        let mut db = Vec::new();
-        if want_bias {
-            db = (0..cz).map(|o| sum(&gm[o * n..][..n])).collect();
-        }
-        if let (Some(w), Some(da_chunk)) = (w, da_chunk) {
-            // cols' [K, n] = W^T [K, Cz] . G [Cz, n]
-            let mut cols = scratch(kk * n);
-            matmul((kk, n, cz), &mut cols, false, w, (1, kk), gm, (n, 1), par);
-            col2im(g, &mut cols, c, da_chunk);
-            release(cols);
-        }
-        release(gathered);
-        (dw, db)
+    let inputs = BackwardInputs {
+        g,
+        a,
+        w,
+        dz,
+        want_bias,
+        par,
     };
+    let chunk_work = |i: usize, da_chunk: Option<&mut [f32]>| chunk_grads(&inputs, i, da_chunk);
 
     // Per-chunk sums are added in chunk order, so results do not depend on
     // how rayon split the work (resumed training must equal uninterrupted).
@@ -224,6 +179,85 @@ pub fn backward(
         w: dw,
         bias: db,
     }
+}
+
+/// What every chunk of a backward pass reads.
+struct BackwardInputs<'a> {
+    g: &'a ConvGeometry,
+    a: Option<&'a [f32]>,
+    w: Option<&'a [f32]>,
+    dz: &'a [f32],
+    want_bias: bool,
+    par: gemm::Parallelism,
+}
+
+/// One chunk of images' part of the backward pass: its (dW^T, d bias)
+/// contributions, and its dA written into `da_chunk` where asked.
+fn chunk_grads(
+    inputs: &BackwardInputs,
+    i: usize,
+    da_chunk: Option<&mut [f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let BackwardInputs {
+        g,
+        a,
+        w,
+        dz,
+        want_bias,
+        par,
+    } = *inputs;
+    let (p, kk, cz, a_len) = (g.p(), g.k(), g.cz, g.a_len());
+    let c = g.chunk();
+    let b0 = i * c;
+    let c = c.min(g.batch - b0);
+    let n = c * p;
+    let dz_chunk = &dz[b0 * cz * p..][..n * cz];
+    // # Shapes: [c, Cz, P] -> [Cz, c*P]
+    let mut gathered = Vec::new();
+    if c > 1 {
+        gathered = scratch(cz * n);
+        for b in 0..c {
+            for o in 0..cz {
+                gathered[o * n + b * p..][..p].copy_from_slice(&dz_chunk[(b * cz + o) * p..][..p]);
+            }
+        }
+    }
+    let gm: &[f32] = if c == 1 { dz_chunk } else { &gathered };
+    let mut dw = Vec::new();
+    if let Some(a) = a {
+        let mut cols = scratch(kk * n);
+        im2col(g, &a[b0 * a_len..][..c * a_len], c, &mut cols);
+        dw = vec![0.0f32; cz * kk];
+        // dW [Cz, K] = G [Cz, n] . cols^T [n, K], stored column-major
+        // (as dW^T [K, Cz]): gemm then reads cols in place and packs only
+        // the smaller G (rows of cols had been repacked per chunk).
+        let dw_t = (1, cz);
+        matmul_strided(
+            (cz, kk, n),
+            &mut dw,
+            dw_t,
+            false,
+            gm,
+            (n, 1),
+            &cols,
+            (1, n),
+            par,
+        );
+        release(cols);
+    }
+    let mut db = Vec::new();
+    if want_bias {
+        db = (0..cz).map(|o| sum(&gm[o * n..][..n])).collect();
+    }
+    if let (Some(w), Some(da_chunk)) = (w, da_chunk) {
+        // cols' [K, n] = W^T [K, Cz] . G [Cz, n]
+        let mut cols = scratch(kk * n);
+        matmul((kk, n, cz), &mut cols, false, w, (1, kk), gm, (n, 1), par);
+        col2im(g, &mut cols, c, da_chunk);
+        release(cols);
+    }
+    release(gathered);
+    (dw, db)
 }
 
 /// A stride-1 convolution with fewer output than input channels runs as
