@@ -224,23 +224,10 @@ impl Index {
 /// at most [`PCA_ROWS`], evenly spaced), as the columns of a `[F, dims]`
 /// matrix.
 fn principal_axes(unit: &Array2<f32>, dims: usize) -> Result<Array2<f32>> {
-    use linfa_linalg::eigh::Eigh;
-    let n = unit.nrows();
-    let step = n.div_ceil(PCA_ROWS).max(1);
+    let step = unit.nrows().div_ceil(PCA_ROWS).max(1);
     let sample = unit.slice(s![..;step, ..]).mapv(f64::from);
-    let mean = sample.mean_axis(Axis(0)).expect("rows");
-    let centred = &sample - &mean;
-    let covariance = centred.t().dot(&centred) / (sample.nrows().max(2) - 1) as f64;
-    let (values, axes) = covariance
-        .eigh()
-        .map_err(|e| anyhow::anyhow!("PCA failed: {e}"))?;
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
-    let mut out = Array2::<f32>::zeros((unit.ncols(), dims));
-    for (c, &i) in order.iter().take(dims).enumerate() {
-        out.column_mut(c).assign(&axes.column(i).mapv(|v| v as f32));
-    }
-    Ok(out)
+    let (_, axes) = crate::eval::cluster::reduce::principal_axes(&sample)?;
+    Ok(axes.slice(s![.., ..dims]).mapv(|v| v as f32))
 }
 
 /// # Shapes

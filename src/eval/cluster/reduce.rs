@@ -16,6 +16,20 @@ use rayon::prelude::*;
 /// already stable, and the covariance of every row would cost minutes).
 const PCA_ROWS: usize = 20_000;
 
+/// The principal axes of the rows of `sample`, largest variance first:
+/// each axis's variance, and the axes as the columns of `[F, F]`
+/// (the covariance's eigendecomposition, linfa-linalg).
+pub fn principal_axes(sample: &Array2<f64>) -> Result<(Vec<f64>, Array2<f64>)> {
+    let mean = sample.mean_axis(Axis(0)).expect("at least one row");
+    let centred = sample - &mean;
+    let covariance = centred.t().dot(&centred) / (sample.nrows() as f64 - 1.0).max(1.0);
+    let (values, vectors) = covariance.eigh().map_err(|e| anyhow!("PCA failed: {e}"))?;
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let variances = order.iter().map(|&i| values[i]).collect();
+    Ok((variances, vectors.select(Axis(1), &order)))
+}
+
 /// Principal axes whitened for `rows` rows of `width` features: `dims`
 /// where given, else every axis, but never more than an eighth of the
 /// rows (whitening as many axes as there are rows would make every row
@@ -42,15 +56,10 @@ pub fn whiten(x: &Array2<f32>, dims: usize, seed: u64) -> Result<Array2<f32>> {
     }
     let sample = x.select(Axis(0), &rows).mapv(f64::from);
     let mean = sample.mean_axis(Axis(0)).expect("at least one row");
-    let centred = &sample - &mean;
-    let covariance = centred.t().dot(&centred) / (rows.len() as f64 - 1.0).max(1.0);
-    let (variances, axes) = covariance.eigh().map_err(|e| anyhow!("PCA failed: {e}"))?;
-    let mut order: Vec<usize> = (0..variances.len()).collect();
-    order.sort_by(|&a, &b| variances[b].total_cmp(&variances[a]));
+    let (variances, axes) = principal_axes(&sample)?;
     // axes with no variance carry no direction to whiten
-    let floor = variances[order[0]].max(0.0) * 1e-9;
-    let kept: Vec<usize> = order
-        .into_iter()
+    let floor = variances[0].max(0.0) * 1e-9;
+    let kept: Vec<usize> = (0..variances.len())
         .take(dims)
         .filter(|&i| variances[i] > floor)
         .collect();
