@@ -2,22 +2,44 @@
 //! wgpu backend (Vulkan, Metal, DX12) when built with `--features wgpu`,
 //! and the same backend pinned to Vulkan and SPIR-V with `--features vulkan`.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::tensor::Device;
 
-/// The device named on the command line (`cpu`, `wgpu` or `vulkan`).
-pub fn select(name: &str) -> Result<Device> {
-    match name {
-        "cpu" | "flex" => Ok(Device::flex()),
+/// The compute backends eqae can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// burn's flex CPU backend.
+    Cpu,
+    /// burn's wgpu backend (Vulkan, Metal, DX12); needs `--features wgpu`.
+    Wgpu,
+    /// burn's wgpu backend pinned to Vulkan with kernels in SPIR-V;
+    /// needs `--features vulkan`.
+    Vulkan,
+}
+
+impl Backend {
+    /// The name `--device` takes, and run reports record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+            Backend::Vulkan => "vulkan",
+        }
+    }
+}
+
+/// The device of a backend, or why this build has none.
+pub fn select(backend: Backend) -> Result<Device> {
+    match backend {
+        Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        "wgpu" | "gpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(not(feature = "wgpu"))]
-        "wgpu" | "gpu" => bail!("--device {name}: this binary was built without GPU support; rebuild with `cargo build --release --features wgpu`"),
+        Backend::Wgpu => anyhow::bail!("--device wgpu: this binary was built without GPU support; rebuild with `cargo build --release --features wgpu`"),
         #[cfg(feature = "vulkan")]
-        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+        Backend::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(not(feature = "vulkan"))]
-        "vulkan" => bail!("--device vulkan: this binary was built without Vulkan support; rebuild with `cargo build --release --features vulkan`"),
-        other => bail!("--device {other}: unknown device (expected cpu, wgpu or vulkan)"),
+        Backend::Vulkan => anyhow::bail!("--device vulkan: this binary was built without Vulkan support; rebuild with `cargo build --release --features vulkan`"),
     }
 }
 
@@ -78,7 +100,7 @@ pub fn available_bytes() -> Option<f64> {
 pub fn ensure_fits(bytes: f64, what: &str) -> Result<()> {
     if let Some(free) = available_bytes() {
         if bytes > free {
-            bail!(
+            anyhow::bail!(
                 "{what} needs about {:.1} GiB of memory, {:.1} GiB is available; lower it",
                 bytes / f64::from(1u32 << 30),
                 free / f64::from(1u32 << 30)

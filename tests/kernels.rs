@@ -124,7 +124,9 @@ fn our_kernels_match_burn_in_loss_and_every_parameter_gradient() {
 #[test]
 fn the_gpu_path_matches_the_cpu_kernels_in_loss_and_every_gradient() {
     let cpu = Device::flex().autodiff();
-    let gpu = eqae::device::select("wgpu").unwrap().autodiff();
+    let gpu = eqae::device::select(eqae::device::Backend::Wgpu)
+        .unwrap()
+        .autodiff();
     cpu.seed(5);
     let x = Tensor::<4>::random([4, 1, 32, 32], Distribution::Uniform(0.1, 1.0), &cpu);
     let x_gpu = Tensor::<4>::from_data(x.to_data(), &gpu);

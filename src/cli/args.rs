@@ -5,6 +5,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 
+use crate::device::Backend;
 use crate::eval::features::Head;
 use crate::experiment::Preset;
 
@@ -38,21 +39,25 @@ pub enum DeviceArg {
     Vulkan,
 }
 
-impl DeviceArg {
-    /// The name `--device` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceArg::Cpu => "cpu",
-            DeviceArg::Wgpu => "wgpu",
-            DeviceArg::Vulkan => "vulkan",
+impl From<DeviceArg> for Backend {
+    fn from(arg: DeviceArg) -> Backend {
+        match arg {
+            DeviceArg::Cpu => Backend::Cpu,
+            DeviceArg::Wgpu => Backend::Wgpu,
+            DeviceArg::Vulkan => Backend::Vulkan,
         }
     }
 }
 
 impl DeviceArgs {
+    /// The backend named.
+    pub fn backend(&self) -> Backend {
+        self.device.into()
+    }
+
     /// The device named.
     pub fn select(&self) -> Result<Device> {
-        crate::device::select(self.device.name())
+        crate::device::select(self.backend())
     }
 }
 

@@ -32,7 +32,7 @@ pub struct ExportArgs {
 /// Run `eqae export`.
 pub fn run(args: ExportArgs) -> Result<()> {
     // export is fixed linear algebra on the host: always the CPU
-    let device = crate::device::select("cpu")?;
+    let device = crate::device::select(crate::device::Backend::Cpu)?;
     let TrainedHead {
         run,
         config,

@@ -7,9 +7,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// backend when built with `--features wgpu` and `EQAE_TEST_DEVICE=wgpu`.
 pub fn device() -> Device {
     match std::env::var("EQAE_TEST_DEVICE").as_deref() {
-        Ok("wgpu") => {
-            eqae::device::select("wgpu").expect("EQAE_TEST_DEVICE=wgpu needs --features wgpu")
-        }
+        Ok("wgpu") => eqae::device::select(eqae::device::Backend::Wgpu)
+            .expect("EQAE_TEST_DEVICE=wgpu needs --features wgpu"),
         _ => Device::flex(),
     }
 }
