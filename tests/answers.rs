@@ -276,7 +276,10 @@ fn config_answers_name_their_keys() {
     // one Gram element may stand alone, as docs/configs.md writes it
     let text = toy("g", "", "", "") + "[features]\ngram_elements = \"all\"\n";
     let config = eqae::config::Config::from_toml(&text, Path::new("g.toml")).unwrap();
-    assert_eq!(config.features.gram_elements, vec!["all".to_string()]);
+    assert_eq!(
+        config.features.gram_elements,
+        eqae::invariant::GramElements::All
+    );
     // a key written only when set (model.smoothing) can be varied
     let varied = config.with_setting("model.smoothing=1.0").unwrap();
     assert_eq!(varied.model.smoothing, 1.0);

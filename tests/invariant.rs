@@ -3,7 +3,7 @@
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use eqae::group::GroupKind;
-use eqae::invariant::{average_pooling, parse_elements, GramPooling};
+use eqae::invariant::{average_pooling, GramElements, GramPooling};
 use eqae::nn::field::{check_equivariance, relative_error, Field};
 use eqae::nn::transform::to_vec;
 
@@ -98,17 +98,32 @@ fn gram_features_match_a_direct_computation() {
 #[test]
 fn element_names_parse_and_errors_are_clear() {
     let d4 = GroupKind::D4.group();
-    let names = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let parse = |names: &[&str]| GramElements::from_names(names).unwrap();
     assert_eq!(
-        parse_elements(&d4, &names(&["e", "R^1", "M"])).unwrap(),
+        parse(&["e", "R^1", "M"]).resolve(&d4).unwrap(),
         vec![0, 1, 4]
     );
-    assert_eq!(parse_elements(&d4, &[]).unwrap(), vec![0, 1, 4]);
-    assert_eq!(parse_elements(&d4, &names(&["all"])).unwrap().len(), 8);
+    // R is R^1, and a repeated element counts once
+    assert_eq!(
+        parse(&["R", "R^1", "R^3 M"]).resolve(&d4).unwrap(),
+        vec![1, 7]
+    );
+    assert_eq!(parse(&[]).resolve(&d4).unwrap(), vec![0, 1, 4]);
+    assert_eq!(parse(&["all"]).resolve(&d4).unwrap().len(), 8);
     let c4 = GroupKind::C4.group();
-    assert_eq!(parse_elements(&c4, &[]).unwrap(), vec![0, 1]);
-    let err = parse_elements(&c4, &names(&["M"])).unwrap_err();
+    assert_eq!(parse(&[]).resolve(&c4).unwrap(), vec![0, 1]);
+    let err = parse(&["M"]).resolve(&c4).unwrap_err().to_string();
     assert!(err.contains("'M' is not an element"), "{err}");
+    let err = parse(&["R^4"]).resolve(&c4).unwrap_err().to_string();
+    assert!(err.contains("'R^4' is not an element"), "{err}");
+    let err = GramElements::from_names(&["x"]).unwrap_err().to_string();
+    assert!(err.contains("'x' is not a group element"), "{err}");
+    // every element's name reads back as itself
+    let d12 = GroupKind::D12.group();
+    for a in 0..d12.order() {
+        let e: eqae::group::Element = d12.element_name(a).parse().unwrap();
+        assert_eq!(d12.find(e).unwrap(), a);
+    }
 }
 
 /// Both heads of an attention model (its code, and Q before the

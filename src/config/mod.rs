@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::group::resample::Resampling;
 use crate::group::GroupKind;
+use crate::invariant::GramElements;
 
 mod validate;
 pub use validate::{MAX_BATCH, MAX_EPOCHS, MAX_KERNEL, MAX_WEIGHTS};
@@ -338,32 +339,17 @@ pub struct FeatureConfig {
     /// by name: "e", "R^k", "M", "R^k M", or "all". Empty: e, R^1, and M
     /// when the group has reflections. One name may stand alone
     /// (`gram_elements = "all"`).
-    #[serde(deserialize_with = "one_or_many")]
-    pub gram_elements: Vec<String>,
+    pub gram_elements: GramElements,
     /// Diagonals of each Gram matrix to keep (|i - j| < band); 0 keeps all.
     pub gram_band: usize,
     /// Add the rotation autocorrelations `<u_i, lambda(R^j) u_i>`, j = 1..=n/2.
     pub autocorrelation: bool,
 }
 
-/// A list of names, or one name alone.
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
-}
-
 impl Default for FeatureConfig {
     fn default() -> Self {
         FeatureConfig {
-            gram_elements: Vec::new(),
+            gram_elements: GramElements::Default,
             gram_band: 8,
             autocorrelation: true,
         }

@@ -181,10 +181,8 @@ fn validate_model(d: &DataConfig, m: &ModelConfig) -> Result<(), ConfigError> {
 fn validate_features(config: &Config) -> Result<(), ConfigError> {
     let m = &config.model;
     if m.kind != ModelKind::Baseline {
-        if let Err(e) =
-            crate::invariant::parse_elements(&m.group.group(), &config.features.gram_elements)
-        {
-            return bad("features.gram_elements", e);
+        if let Err(e) = config.features.gram_elements.resolve(&m.group.group()) {
+            return bad("features.gram_elements", e.to_string());
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ModelKind};
 use crate::data::Dataset;
-use crate::invariant::{average_pooling, parse_elements, GramPooling};
+use crate::invariant::{average_pooling, GramPooling};
 use crate::model::Autoencoder;
 use crate::nn::transform::to_vec;
 use crate::progress;
@@ -140,8 +140,7 @@ impl FeatureReader {
         let gram = match (&model, head) {
             (Autoencoder::Equivariant(m), Head::Gram) => {
                 let g = m.group().group();
-                let elements = parse_elements(&g, &config.features.gram_elements)
-                    .map_err(anyhow::Error::msg)?;
+                let elements = config.features.gram_elements.resolve(&g)?;
                 Some(GramPooling::new(
                     g,
                     elements,

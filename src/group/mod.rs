@@ -131,8 +131,36 @@ impl fmt::Display for GroupKind {
     }
 }
 
+/// A group or element name that was not understood.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not one of the groups [`GroupKind::ALL`] (or p4, p4m).
+    #[error("unknown group '{0}' (expected one of p4, p4m, {names})", names = GroupKind::ALL.map(|k| k.name()).join(", "))]
+    UnknownGroup(String),
+    /// Not of the form e, R, R^k, M or R^k M.
+    #[error("'{0}' is not a group element (expected e, R^k, M, R^k M, or all)")]
+    NotAnElement(String),
+    /// A well-formed element the group lacks: `R^k` with k >= n, or a
+    /// reflection in a cyclic group.
+    #[error("'{name}' is not an element of this group (expected e, R^k with k < {n}{mirrors}, or all)", mirrors = reflection_names(.dihedral))]
+    NotInGroup {
+        name: String,
+        n: usize,
+        dihedral: bool,
+    },
+}
+
+/// The reflections' names in [`NameError::NotInGroup`]'s message.
+fn reflection_names(dihedral: &bool) -> &'static str {
+    if *dihedral {
+        ", M, R^k M"
+    } else {
+        ""
+    }
+}
+
 impl FromStr for GroupKind {
-    type Err = String;
+    type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.to_ascii_lowercase();
         match s.as_str() {
@@ -143,13 +171,7 @@ impl FromStr for GroupKind {
         GroupKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = GroupKind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown group '{s}' (expected one of p4, p4m, {})",
-                    names.join(", ")
-                )
-            })
+            .ok_or(NameError::UnknownGroup(s))
     }
 }
 
@@ -160,6 +182,44 @@ pub struct Element {
     pub rotation: usize,
     /// Whether the mirror M is applied (first, before the rotation).
     pub reflection: bool,
+}
+
+impl fmt::Display for Element {
+    /// `e`, `M`, `R^k` or `R^k M`, as configs and reports write elements.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.rotation, self.reflection) {
+            (0, false) => f.write_str("e"),
+            (0, true) => f.write_str("M"),
+            (k, false) => write!(f, "R^{k}"),
+            (k, true) => write!(f, "R^{k} M"),
+        }
+    }
+}
+
+impl FromStr for Element {
+    type Err = NameError;
+    /// `e`, `R` (= `R^1`), `R^k`, `M`, `R M` or `R^k M`, whatever the group;
+    /// [`Group::find`] says whether a group holds it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || NameError::NotAnElement(s.to_string());
+        let (rotation, reflection) = match s.trim().strip_suffix('M').map(str::trim_end) {
+            Some(rest) => (rest, true),
+            None => (s.trim(), false),
+        };
+        let rotation = match rotation {
+            "" if reflection => 0,
+            "e" if !reflection => 0,
+            "R" => 1,
+            r => r
+                .strip_prefix("R^")
+                .and_then(|k| k.parse().ok())
+                .ok_or_else(bad)?,
+        };
+        Ok(Element {
+            rotation,
+            reflection,
+        })
+    }
 }
 
 /// A cyclic group `C_n` or dihedral group `D_n`.
@@ -295,12 +355,20 @@ impl Group {
 
     /// Human-readable name such as `R^3 M`.
     pub fn element_name(&self, a: usize) -> String {
-        let e = self.element(a);
-        match (e.rotation, e.reflection) {
-            (0, false) => "e".to_string(),
-            (0, true) => "M".to_string(),
-            (k, false) => format!("R^{k}"),
-            (k, true) => format!("R^{k} M"),
+        self.element(a).to_string()
+    }
+
+    /// The index of `e`, or why this group lacks it (`R^k` with k >= n, or
+    /// a reflection in a cyclic group).
+    pub fn find(&self, e: Element) -> Result<usize, NameError> {
+        if e.rotation < self.n && (self.dihedral || !e.reflection) {
+            Ok(self.index(e))
+        } else {
+            Err(NameError::NotInGroup {
+                name: e.to_string(),
+                n: self.n,
+                dihedral: self.dihedral,
+            })
         }
     }
 }
@@ -403,7 +471,7 @@ mod tests {
             assert_eq!(kind.name().parse::<GroupKind>().unwrap(), kind);
             assert_eq!(kind.group().n, kind.rotations());
         }
-        let err = "d5".parse::<GroupKind>().unwrap_err();
+        let err = "d5".parse::<GroupKind>().unwrap_err().to_string();
         assert!(
             err.contains("unknown group 'd5'") && err.contains("d24"),
             "{err}"

@@ -19,36 +19,95 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::group::Group;
+use serde::{Deserialize, Serialize};
 
-/// Parse element names ("e", "R^k", "M", "R^k M", or "all").
-pub fn parse_elements(group: &Group, names: &[String]) -> Result<Vec<usize>, String> {
-    if names.is_empty() {
-        let mut default = vec![group.identity(), group.rotation(1)];
-        default.extend(group.mirror());
-        return Ok(default);
-    }
-    if names.iter().any(|n| n == "all") {
-        return Ok((0..group.order()).collect());
-    }
-    let mut out = Vec::new();
-    for name in names {
-        let found = (0..group.order()).find(|&a| {
-            group.element_name(a) == *name || (name == "R" && a == group.rotation(1) && group.n > 1)
-        });
-        match found {
-            Some(a) if !out.contains(&a) => out.push(a),
-            Some(_) => {}
-            None => {
-                return Err(format!(
-                "'{name}' is not an element of this group (expected e, R^k with k < {}{}, or all)",
-                group.n,
-                if group.dihedral { ", M, R^k M" } else { "" }
-            ))
+use crate::group::{Element, Group, NameError};
+
+/// The right-regular elements h of the Gram features, as a config names
+/// them (`features.gram_elements`): the default set, every element, or a
+/// list of elements. Written as a list of names (`[]`, `["all"]`,
+/// `["e", "R^1", "M"]`); one name may stand alone (`"all"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum GramElements {
+    /// e, R^1, and M when the group has reflections.
+    #[default]
+    Default,
+    /// Every element of the group.
+    All,
+    /// These elements, in this order (a repeated one counts once).
+    Listed(Vec<Element>),
+}
+
+impl GramElements {
+    /// The elements' indices in `group`, or the first one it lacks.
+    pub fn resolve(&self, group: &Group) -> Result<Vec<usize>, NameError> {
+        match self {
+            GramElements::Default => {
+                let mut default = vec![group.identity(), group.rotation(1)];
+                default.extend(group.mirror());
+                Ok(default)
+            }
+            GramElements::All => Ok((0..group.order()).collect()),
+            GramElements::Listed(elements) => {
+                let mut out = Vec::new();
+                for &e in elements {
+                    let a = group.find(e)?;
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+                Ok(out)
             }
         }
     }
-    Ok(out)
+
+    /// The names a config writes.
+    fn names(&self) -> Vec<String> {
+        match self {
+            GramElements::Default => Vec::new(),
+            GramElements::All => vec!["all".to_string()],
+            GramElements::Listed(elements) => elements.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+}
+
+impl GramElements {
+    /// From a config's list of names.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, NameError> {
+        if names.is_empty() {
+            return Ok(GramElements::Default);
+        }
+        if names.iter().any(|n| n.as_ref() == "all") {
+            return Ok(GramElements::All);
+        }
+        let elements = names
+            .iter()
+            .map(|n| n.as_ref().parse())
+            .collect::<Result<_, _>>()?;
+        Ok(GramElements::Listed(elements))
+    }
+}
+
+impl Serialize for GramElements {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for GramElements {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let names = match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        GramElements::from_names(&names).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Average pooling: the mean row of V.
