@@ -36,20 +36,34 @@ pub struct FilterBank {
     frozen: Option<Tensor<4>>,
 }
 
+/// The shape and initialisation of a [`FilterBank`], named field by field
+/// (as burn's `Conv2dConfig` does) so that no call site is a row of bare
+/// numbers and bools.
+struct BankConfig {
+    /// The input is an image (a lifting convolution, Nin = 1), not maps over H.
+    lifting: bool,
+    /// Channels per group element in and out (`Ci`, `Co`).
+    c_in: usize,
+    c_out: usize,
+    /// Kernel size k.
+    kernel: usize,
+    /// Whether the bank has a bias (one per output channel).
+    bias: bool,
+    /// The number of inputs each output sums over, for He initialisation
+    /// (variance 2 / fan_in, right for ReLU networks).
+    fan_in: usize,
+}
+
 impl FilterBank {
-    /// `fan_in` is the number of inputs each output sums over, for He
-    /// initialisation (variance 2 / fan_in, right for ReLU networks).
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        group: &Group,
-        lifting: bool,
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        bias: bool,
-        fan_in: usize,
-        device: &Device,
-    ) -> Self {
+    fn new(group: &Group, config: BankConfig, device: &Device) -> Self {
+        let BankConfig {
+            lifting,
+            c_in,
+            c_out,
+            kernel,
+            bias,
+            fan_in,
+        } = config;
         let n = group.order();
         let n_in = if lifting { 1 } else { n };
         let init = Initializer::KaimingUniform {
@@ -113,6 +127,27 @@ impl FilterBank {
             }
         }
     }
+
+    /// The bank applied as one convolution, with its bias and an optional
+    /// fused leaky ReLU of this slope.
+    ///
+    /// # Shapes
+    /// `[B, Ci * Nin, S, S] -> [B, Co * N, S', S']`
+    fn conv(&self, x: Tensor<4>, geometry: (usize, usize), activation: Option<f32>) -> Tensor<4> {
+        let (stride, padding) = geometry;
+        let (w, b) = (self.expanded_weight(), self.expanded_bias());
+        conv2d(x, w, b, stride, padding, activation)
+    }
+
+    /// The bank as an ordinary convolution with this (stride, padding).
+    fn plain(&self, (stride, padding): (usize, usize)) -> PlainConv {
+        PlainConv {
+            weight: self.expanded_weight(),
+            bias: self.expanded_bias(),
+            stride,
+            padding,
+        }
+    }
 }
 
 /// One bias per channel, shared by the channel's N group copies.
@@ -155,17 +190,16 @@ impl LiftingConv {
             kernel % 2 == 1,
             "same-padded group convolutions need an odd kernel"
         );
+        let bank = BankConfig {
+            lifting: true,
+            c_in,
+            c_out,
+            kernel,
+            bias: true,
+            fan_in: c_in * kernel * kernel,
+        };
         LiftingConv {
-            bank: FilterBank::new(
-                group,
-                true,
-                c_in,
-                c_out,
-                kernel,
-                true,
-                c_in * kernel * kernel,
-                device,
-            ),
+            bank: FilterBank::new(group, bank, device),
             padding: kernel / 2,
         }
     }
@@ -181,27 +215,17 @@ impl LiftingConv {
     /// # Shapes
     /// `[B, Ci, S, S] -> [B, Co * N, S, S]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, None)
+        self.bank.conv(x, (1, self.padding), None)
     }
 
     /// `activation(self.forward(x))`, fused on the CPU.
     pub fn forward_activated(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, Some(LEAKY_SLOPE))
-    }
-
-    fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
-        let (w, b) = (self.bank.expanded_weight(), self.bank.expanded_bias());
-        conv2d(x, w, b, 1, self.padding, activation)
+        self.bank.conv(x, (1, self.padding), Some(LEAKY_SLOPE))
     }
 
     /// The layer as an ordinary convolution.
     pub fn plain(&self) -> PlainConv {
-        PlainConv {
-            weight: self.bank.expanded_weight(),
-            bias: self.bank.expanded_bias(),
-            stride: 1,
-            padding: self.padding,
-        }
+        self.bank.plain((1, self.padding))
     }
 }
 
@@ -250,9 +274,16 @@ impl GroupConv {
         stride: usize,
         device: &Device,
     ) -> Self {
-        let fan_in = c_in * group.order() * kernel * kernel;
+        let bank = BankConfig {
+            lifting: false,
+            c_in,
+            c_out,
+            kernel,
+            bias: true,
+            fan_in: c_in * group.order() * kernel * kernel,
+        };
         GroupConv {
-            bank: FilterBank::new(group, false, c_in, c_out, kernel, true, fan_in, device),
+            bank: FilterBank::new(group, bank, device),
             padding,
             stride,
         }
@@ -269,27 +300,18 @@ impl GroupConv {
     /// # Shapes
     /// `[B, Ci * N, S, S] -> [B, Co * N, S', S']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, None)
+        self.bank.conv(x, (self.stride, self.padding), None)
     }
 
     /// `activation(self.forward(x))`, fused on the CPU.
     pub fn forward_activated(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, Some(LEAKY_SLOPE))
-    }
-
-    fn run(&self, x: Tensor<4>, activation: Option<f32>) -> Tensor<4> {
-        let (w, b) = (self.bank.expanded_weight(), self.bank.expanded_bias());
-        conv2d(x, w, b, self.stride, self.padding, activation)
+        self.bank
+            .conv(x, (self.stride, self.padding), Some(LEAKY_SLOPE))
     }
 
     /// The layer as an ordinary convolution.
     pub fn plain(&self) -> PlainConv {
-        PlainConv {
-            weight: self.bank.expanded_weight(),
-            bias: self.bank.expanded_bias(),
-            stride: self.stride,
-            padding: self.padding,
-        }
+        self.bank.plain((self.stride, self.padding))
     }
 }
 
@@ -312,19 +334,19 @@ impl GroupConvTranspose {
 
     /// Upsample by `kernel` with a `kernel x kernel` transposed group convolution.
     pub fn new(group: &Group, c_in: usize, c_out: usize, kernel: usize, device: &Device) -> Self {
-        GroupConvTranspose {
+        let bank = BankConfig {
+            lifting: false,
+            c_in: c_out,
+            c_out: c_in,
+            kernel,
+            // the layer's own bias is over its output (the bank's input)
+            bias: false,
             // With stride == kernel every output pixel sees one tap of each
             // input channel: the fan-in is Ci * N, not Ci * N * k * k.
-            bank: FilterBank::new(
-                group,
-                false,
-                c_out,
-                c_in,
-                kernel,
-                false,
-                c_in * group.order(),
-                device,
-            ),
+            fan_in: c_in * group.order(),
+        };
+        GroupConvTranspose {
+            bank: FilterBank::new(group, bank, device),
             bias: Initializer::Zeros.init([c_out], device),
             n: group.order(),
             stride: kernel,
