@@ -11,18 +11,18 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, AutodiffBackend, Backend, TensorMetadata};
 
-use super::extension::SquareConvBackend;
+use super::extension::{SquareConv, SquareConvBackend};
 
 /// The three gradients `(dx, dweight, dbias)` of a convolution.
 type Triple<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
 #[derive(Debug)]
-struct SquareConvBackward(bool);
+struct SquareConvBackward;
 
 /// What the backward pass of a convolution keeps: the checkpointed input
 /// and weight, the output when an activation was fused (its sign is the
-/// activation's mask), stride, padding, slope.
-type ConvState<B> = (NodeId, NodeId, Option<FloatTensor<B>>, usize, usize, f32);
+/// activation's mask), and the convolution's settings.
+type ConvState<B> = (NodeId, NodeId, Option<FloatTensor<B>>, SquareConv);
 
 impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
     type State = ConvState<B>;
@@ -30,13 +30,12 @@ impl<B: Backend + SquareConvBackend> Backward<B, 3> for SquareConvBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, cp: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, w_state, output, stride, padding, slope) = ops.state;
+        let (x_state, w_state, output, conv) = ops.state;
         let x = cp.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let w = cp.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
         let need_x = node_x.is_some();
         let output = output.unwrap_or_else(|| grad.clone());
-        let (dx, dw, db) =
-            B::square_conv_backward(x, w, output, grad, stride, padding, self.0, need_x, slope);
+        let (dx, dw, db) = B::square_conv_backward(x, w, output, grad, conv, need_x);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
         }
@@ -54,18 +53,15 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        transposed: bool,
-        slope: f32,
+        conv: SquareConv,
     ) -> FloatTensor<Self> {
-        let prep = SquareConvBackward(transposed)
+        let prep = SquareConvBackward
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()
             .stateful();
         let run = |x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>| {
             let (x, w, b) = (x.into_primitive(), w.into_primitive(), b.into_primitive());
-            B::square_conv(x, w, b, stride, padding, transposed, slope)
+            B::square_conv(x, w, b, conv)
         };
         match prep {
             OpsKind::Tracked(mut prep) => {
@@ -73,8 +69,8 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
                 let w_state = prep.checkpoint(&weight);
                 let y = run(x, weight, bias);
                 // The output shares its buffer with the next layer's input.
-                let output = (slope != 1.0).then(|| y.clone());
-                let state = (x_state, w_state, output, stride, padding, slope);
+                let output = (conv.slope != 1.0).then(|| y.clone());
+                let state = (x_state, w_state, output, conv);
                 prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(run(x, weight, bias)),
@@ -88,22 +84,16 @@ impl<B: Backend + SquareConvBackend, C: CheckpointStrategy> SquareConvBackend fo
         weight: FloatTensor<Self>,
         output: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        transposed: bool,
+        conv: SquareConv,
         need_x: bool,
-        slope: f32,
     ) -> Triple<Self> {
         let (dx, dw, db) = B::square_conv_backward(
             x.into_primitive(),
             weight.into_primitive(),
             output.into_primitive(),
             grad.into_primitive(),
-            stride,
-            padding,
-            transposed,
+            conv,
             need_x,
-            slope,
         );
         (
             Self::from_inner(dx),

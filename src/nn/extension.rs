@@ -8,38 +8,44 @@
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{backend_extension, Backend};
 
+/// How a square convolution steps over its input, and what it fuses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SquareConv {
+    /// Stride of both axes.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// `conv_transpose2d` instead of `conv2d` (the same weight read the
+    /// other way).
+    pub transposed: bool,
+    /// Slope of the leaky ReLU fused after the bias (1: none).
+    pub slope: f32,
+}
+
 /// Square convolutions with equal stride and padding in both directions,
 /// dilation 1, one group: all the group layers need.
 #[backend_extension(Flex, Autodiff)]
 pub trait SquareConvBackend: Backend {
-    /// `conv2d(x, weight) + bias`, or with `transposed`
+    /// `conv2d(x, weight) + bias`, or with `conv.transposed`
     /// `conv_transpose2d(x, weight) + bias` (no output padding), followed
-    /// by leaky ReLU with `slope` in the same pass (`slope = 1`: none).
-    #[allow(clippy::too_many_arguments)]
+    /// by leaky ReLU with `conv.slope` in the same pass (`slope = 1`: none).
     fn square_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        transposed: bool,
-        slope: f32,
+        conv: SquareConv,
     ) -> FloatTensor<Self>;
 
     /// Gradients `(dx, dweight, dbias)` of [`Self::square_conv`] from the
     /// gradient `grad` of its output `output` (read only when `slope != 1`);
     /// `dx` is all zeros when `need_x` is false.
-    #[allow(clippy::too_many_arguments)]
     fn square_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         output: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        transposed: bool,
+        conv: SquareConv,
         need_x: bool,
-        slope: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `x` where positive, `slope * x` elsewhere.

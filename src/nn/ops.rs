@@ -10,7 +10,7 @@ use burn::tensor::module::{conv2d as burn_conv2d, conv_transpose2d as burn_conv_
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Int, Tensor};
 
-use super::extension::SquareConvBackend;
+use super::extension::{SquareConv, SquareConvBackend};
 use super::profile;
 
 thread_local! {
@@ -191,7 +191,7 @@ fn conv2d_unrecorded(
         let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
         return stock_activation(burn_conv2d(x, weight, Some(bias), options), activation);
     }
-    square_conv(x, weight, bias, stride, padding, false, activation)
+    square_conv(x, weight, bias, (stride, padding), false, activation)
 }
 
 /// `conv_transpose2d(x, weight) + bias` with square stride and padding,
@@ -235,7 +235,7 @@ fn conv_transpose2d_unrecorded(
         };
         return stock_activation(y, activation);
     }
-    square_conv(x, weight, bias, stride, padding, true, activation)
+    square_conv(x, weight, bias, (stride, padding), true, activation)
 }
 
 /// A transposed convolution whose stride equals its kernel, without
@@ -317,19 +317,21 @@ fn square_conv(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Tensor<1>,
-    stride: usize,
-    padding: usize,
+    (stride, padding): (usize, usize),
     transposed: bool,
     activation: Option<f32>,
 ) -> Tensor<4> {
+    let conv = SquareConv {
+        stride,
+        padding,
+        transposed,
+        slope: activation.unwrap_or(1.0),
+    };
     Tensor::from_dispatch(<Dispatch as SquareConvBackend>::square_conv(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-        stride,
-        padding,
-        transposed,
-        activation.unwrap_or(1.0),
+        conv,
     ))
 }
 #[cfg(test)]

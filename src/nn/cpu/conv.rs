@@ -24,8 +24,10 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm_parallelism, matmul, matmul_strided, release, scratch};
-use super::geometry::ConvGeometry;
+use super::gemm::{
+    column_major, gemm_parallelism, matmul, matmul_strided, release, row_major, scratch,
+};
+use super::geometry::{ConvGeometry, Window};
 use super::im2col::{col2im, im2col};
 use super::pointwise::{bias_and_activation, bias_and_activation_par, channel_sums, sum};
 
@@ -65,11 +67,25 @@ pub fn forward(
             let mut cols = scratch(kk * n);
             im2col(g, a_chunk, c, &mut cols);
             if c == 1 {
-                matmul((cz, n, kk), z_chunk, false, w, (kk, 1), &cols, (n, 1), par);
+                matmul(
+                    (cz, n, kk),
+                    z_chunk,
+                    false,
+                    row_major(w, kk),
+                    row_major(&cols, n),
+                    par,
+                );
             } else {
                 // # Shapes: [Cz, c*P] -> [c, Cz, P]
                 let mut y = scratch(cz * n);
-                matmul((cz, n, kk), &mut y, false, w, (kk, 1), &cols, (n, 1), par);
+                matmul(
+                    (cz, n, kk),
+                    &mut y,
+                    false,
+                    row_major(w, kk),
+                    row_major(&cols, n),
+                    par,
+                );
                 for b in 0..c {
                     for o in 0..cz {
                         z_chunk[(b * cz + o) * p..][..p].copy_from_slice(&y[o * n + b * p..][..p]);
@@ -232,17 +248,8 @@ fn chunk_grads(
         // (as dW^T [K, Cz]): gemm then reads cols in place and packs only
         // the smaller G (rows of cols had been repacked per chunk).
         let dw_t = (1, cz);
-        matmul_strided(
-            (cz, kk, n),
-            &mut dw,
-            dw_t,
-            false,
-            gm,
-            (n, 1),
-            &cols,
-            (1, n),
-            par,
-        );
+        let (g_rows, cols_t) = (row_major(gm, n), column_major(&cols, n));
+        matmul_strided((cz, kk, n), (&mut dw, dw_t), false, g_rows, cols_t, par);
         release(cols);
     }
     let mut db = Vec::new();
@@ -252,7 +259,14 @@ fn chunk_grads(
     if let (Some(w), Some(da_chunk)) = (w, da_chunk) {
         // cols' [K, n] = W^T [K, Cz] . G [Cz, n]
         let mut cols = scratch(kk * n);
-        matmul((kk, n, cz), &mut cols, false, w, (1, kk), gm, (n, 1), par);
+        matmul(
+            (kk, n, cz),
+            &mut cols,
+            false,
+            column_major(w, kk),
+            row_major(gm, n),
+            par,
+        );
         col2im(g, &mut cols, c, da_chunk);
         release(cols);
     }
@@ -272,16 +286,12 @@ fn prefers_reversed(g: &ConvGeometry) -> bool {
 }
 
 fn reversed(g: &ConvGeometry) -> ConvGeometry {
-    let r = ConvGeometry::conv(
-        g.batch,
-        g.cz,
-        g.hz,
-        g.wz,
-        g.ca,
-        g.kernel,
-        1,
-        g.kernel - 1 - g.padding,
-    );
+    let window = Window {
+        kernel: g.kernel,
+        stride: 1,
+        padding: g.kernel - 1 - g.padding,
+    };
+    let r = ConvGeometry::conv([g.batch, g.cz, g.hz, g.wz], g.ca, window);
     debug_assert_eq!((r.hz, r.wz), (g.ha, g.wa));
     r
 }

@@ -5,9 +5,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{DType, TensorData};
 
-use super::geometry::ConvGeometry;
+use super::geometry::{ConvGeometry, Window};
 use super::{conv, gather, pointwise};
-use crate::nn::extension::SquareConvBackend;
+use crate::nn::extension::{SquareConv, SquareConvBackend};
 
 /// A contiguous f32 view of a flex tensor (copies only when strided).
 fn contiguous(t: FlexTensor) -> FlexTensor {
@@ -56,10 +56,11 @@ fn geometry(
         w.shape(),
         x.shape()
     );
+    let window = Window::new(k, stride, padding);
     if transposed {
-        ConvGeometry::transposed(b, cz, hx, wx, ca, k, stride, padding)
+        ConvGeometry::transposed([b, cz, hx, wx], ca, window)
     } else {
-        ConvGeometry::conv(b, ca, hx, wx, cz, k, stride, padding)
+        ConvGeometry::conv([b, ca, hx, wx], cz, window)
     }
 }
 
@@ -156,12 +157,15 @@ impl SquareConvBackend for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
-        stride: usize,
-        padding: usize,
-        transposed: bool,
-        slope: f32,
+        conv: SquareConv,
     ) -> FlexTensor {
-        if transposed {
+        let SquareConv {
+            stride,
+            padding,
+            slope,
+            ..
+        } = conv;
+        if conv.transposed {
             transposed_forward(x, weight, bias, stride, padding, slope)
         } else {
             conv_forward(x, weight, bias, stride, padding, slope)
@@ -173,12 +177,15 @@ impl SquareConvBackend for Flex {
         weight: FlexTensor,
         output: FlexTensor,
         grad: FlexTensor,
-        stride: usize,
-        padding: usize,
-        transposed: bool,
+        conv: SquareConv,
         need_x: bool,
-        slope: f32,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let SquareConv {
+            stride,
+            padding,
+            slope,
+            transposed,
+        } = conv;
         let grad = if slope == 1.0 {
             grad
         } else {

@@ -38,31 +38,41 @@ pub(super) fn release(v: Vec<f32>) {
     });
 }
 
-/// `dst[m x n] (+)= lhs[m x k] . rhs[k x n]` with explicit strides
-/// (row stride, column stride) for each operand; `dst` is row-major.
-#[allow(clippy::too_many_arguments)]
+/// One operand of a matrix product: its values and its (row stride,
+/// column stride) in elements.
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a> {
+    pub values: &'a [f32],
+    pub strides: (usize, usize),
+}
+
+/// A row-major matrix with `columns` columns.
+pub(super) fn row_major(values: &[f32], columns: usize) -> Operand<'_> {
+    Operand {
+        values,
+        strides: (columns, 1),
+    }
+}
+
+/// A column-major matrix with `rows` rows (the transpose of a row-major one).
+pub(super) fn column_major(values: &[f32], rows: usize) -> Operand<'_> {
+    Operand {
+        values,
+        strides: (1, rows),
+    }
+}
+
+/// `dst[m x n] (+)= lhs[m x k] . rhs[k x n]`; `dst` is row-major.
 pub(super) fn matmul(
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,
-    lhs: &[f32],
-    lhs_strides: (usize, usize),
-    rhs: &[f32],
-    rhs_strides: (usize, usize),
+    lhs: Operand,
+    rhs: Operand,
     parallelism: gemm::Parallelism,
 ) {
-    let dst_strides = (n, 1);
-    matmul_strided(
-        (m, n, k),
-        dst,
-        dst_strides,
-        accumulate,
-        lhs,
-        lhs_strides,
-        rhs,
-        rhs_strides,
-        parallelism,
-    )
+    let dst_strides = (mnk.1, 1);
+    matmul_strided(mnk, (dst, dst_strides), accumulate, lhs, rhs, parallelism)
 }
 
 /// [`matmul`] with `dst` strides too. The gemm crate packs the operands
@@ -70,18 +80,16 @@ pub(super) fn matmul(
 /// orientation of `dst` (it transposes the problem when `dst` is
 /// row-major), so the caller picks the orientation that leaves its biggest
 /// operand unpacked.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn matmul_strided(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    (dst_rs, dst_cs): (usize, usize),
+    (dst, (dst_rs, dst_cs)): (&mut [f32], (usize, usize)),
     accumulate: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
+    lhs: Operand,
+    rhs: Operand,
     parallelism: gemm::Parallelism,
 ) {
+    let (lhs, (lhs_rs, lhs_cs)) = (lhs.values, lhs.strides);
+    let (rhs, (rhs_rs, rhs_cs)) = (rhs.values, rhs.strides);
     if m == 0 || n == 0 {
         return;
     }

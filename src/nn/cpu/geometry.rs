@@ -18,19 +18,34 @@ pub struct ConvGeometry {
     pub padding: usize,
 }
 
+/// A kernel's size and how it steps over the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Window {
+    /// A `kernel x kernel` window moved by `stride`, over an input padded
+    /// by `padding` zeros on every side.
+    pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
+        Window {
+            kernel,
+            stride,
+            padding,
+        }
+    }
+}
+
 impl ConvGeometry {
     /// Geometry of a conv2d from `[B, Ca, Ha, Wa]` with `Cz` output channels.
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv(
-        batch: usize,
-        ca: usize,
-        ha: usize,
-        wa: usize,
-        cz: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Self {
+    pub fn conv([batch, ca, ha, wa]: [usize; 4], cz: usize, window: Window) -> Self {
+        let Window {
+            kernel,
+            stride,
+            padding,
+        } = window;
         let out = |s: usize| (s + 2 * padding - kernel) / stride + 1;
         ConvGeometry {
             batch,
@@ -48,17 +63,12 @@ impl ConvGeometry {
 
     /// Geometry of a transposed conv2d from Z-shaped `[B, Cz, Hz, Wz]` to
     /// `Ca` output channels (no output padding).
-    #[allow(clippy::too_many_arguments)]
-    pub fn transposed(
-        batch: usize,
-        cz: usize,
-        hz: usize,
-        wz: usize,
-        ca: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Self {
+    pub fn transposed([batch, cz, hz, wz]: [usize; 4], ca: usize, window: Window) -> Self {
+        let Window {
+            kernel,
+            stride,
+            padding,
+        } = window;
         let out = |s: usize| (s - 1) * stride + kernel - 2 * padding;
         ConvGeometry {
             batch,
@@ -99,8 +109,8 @@ mod tests {
 
     #[test]
     fn transposed_geometry_inverts_the_conv_geometry() {
-        let g = ConvGeometry::conv(2, 3, 8, 8, 4, 2, 2, 0);
-        let t = ConvGeometry::transposed(2, 4, g.hz, g.wz, 3, 2, 2, 0);
+        let g = ConvGeometry::conv([2, 3, 8, 8], 4, Window::new(2, 2, 0));
+        let t = ConvGeometry::transposed([2, 4, g.hz, g.wz], 3, Window::new(2, 2, 0));
         assert_eq!(g, t);
     }
 }

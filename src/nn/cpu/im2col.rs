@@ -234,16 +234,17 @@ pub(super) fn col2im_same(g: &ConvGeometry, cols: &mut [f32], c: usize, a: &mut 
 mod tests {
     use super::*;
     use crate::nn::cpu::test_util::{max_diff, pseudo_random};
+    use crate::nn::cpu::Window;
 
     /// The block-copy im2col and col2im of same-size convolutions agree
     /// with the row-by-row ones, including images smaller than the kernel.
     #[test]
     fn same_size_im2col_and_col2im_match_the_general_ones() {
         for (i, g) in [
-            ConvGeometry::conv(3, 2, 7, 5, 4, 3, 1, 1),
-            ConvGeometry::conv(2, 3, 6, 6, 2, 5, 1, 2),
-            ConvGeometry::conv(2, 2, 1, 1, 2, 3, 1, 1),
-            ConvGeometry::conv(2, 1, 2, 3, 2, 5, 1, 2),
+            ConvGeometry::conv([3, 2, 7, 5], 4, Window::new(3, 1, 1)),
+            ConvGeometry::conv([2, 3, 6, 6], 2, Window::new(5, 1, 2)),
+            ConvGeometry::conv([2, 2, 1, 1], 2, Window::new(3, 1, 1)),
+            ConvGeometry::conv([2, 1, 2, 3], 2, Window::new(5, 1, 2)),
         ]
         .into_iter()
         .enumerate()

@@ -22,12 +22,12 @@ pub mod geometry;
 pub mod im2col;
 pub mod pointwise;
 
-pub use geometry::ConvGeometry;
+pub use geometry::{ConvGeometry, Window};
 
 /// Reference implementations and inputs for the kernels' tests.
 #[cfg(test)]
 pub(crate) mod test_util {
-    use super::geometry::ConvGeometry;
+    use super::geometry::{ConvGeometry, Window};
 
     /// Direct convolution, the reference.
     pub(crate) fn naive_forward(g: &ConvGeometry, a: &[f32], w: &[f32]) -> Vec<f32> {
@@ -93,15 +93,15 @@ pub(crate) mod test_util {
 
     pub(crate) fn geometries() -> Vec<ConvGeometry> {
         vec![
-            ConvGeometry::conv(3, 2, 7, 7, 4, 3, 1, 1),
-            ConvGeometry::conv(5, 3, 6, 6, 2, 3, 2, 1),
-            ConvGeometry::conv(4, 3, 4, 4, 5, 2, 2, 0),
-            ConvGeometry::conv(2, 1, 5, 5, 3, 1, 1, 0),
-            ConvGeometry::conv(70, 2, 2, 2, 3, 2, 2, 0),
+            ConvGeometry::conv([3, 2, 7, 7], 4, Window::new(3, 1, 1)),
+            ConvGeometry::conv([5, 3, 6, 6], 2, Window::new(3, 2, 1)),
+            ConvGeometry::conv([4, 3, 4, 4], 5, Window::new(2, 2, 0)),
+            ConvGeometry::conv([2, 1, 5, 5], 3, Window::new(1, 1, 0)),
+            ConvGeometry::conv([70, 2, 2, 2], 3, Window::new(2, 2, 0)),
             // Fewer output than input channels: dA through the flipped conv.
-            ConvGeometry::conv(3, 6, 9, 9, 2, 5, 1, 2),
-            ConvGeometry::conv(2, 5, 8, 7, 3, 3, 1, 0),
-            ConvGeometry::conv(2, 2, 10, 10, 3, 3, 3, 1),
+            ConvGeometry::conv([3, 6, 9, 9], 2, Window::new(5, 1, 2)),
+            ConvGeometry::conv([2, 5, 8, 7], 3, Window::new(3, 1, 0)),
+            ConvGeometry::conv([2, 2, 10, 10], 3, Window::new(3, 3, 1)),
         ]
     }
 }
