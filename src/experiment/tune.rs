@@ -53,8 +53,9 @@ pub struct TuneOptions {
 pub struct TuneRow {
     /// `default` or the setting that makes the variant.
     pub variant: String,
-    /// Head name.
-    pub head: String,
+    /// The head (written by its name).
+    #[serde(with = "super::report::spelled::head_name")]
+    pub head: Head,
     /// Trainable parameters of the model.
     pub parameters: usize,
     /// Epochs trained.
@@ -87,12 +88,14 @@ pub fn variant_slug(variant: &str) -> String {
 /// (epochs, last validation MSE, total seconds) from a run's metrics.csv.
 fn metrics_summary(run: &RunDir) -> (usize, f64, f64) {
     let text = std::fs::read_to_string(run.metrics()).unwrap_or_default();
-    let mse = crate::train::run_dir::metric_values(&text, "validation_loss");
-    let seconds = crate::train::run_dir::metric_values(&text, "seconds");
+    let rows = crate::train::run_dir::read_metrics(&text).unwrap_or_default();
     (
-        seconds.len(),
-        mse.last().copied().flatten().unwrap_or(f64::NAN),
-        seconds.iter().flatten().sum(),
+        rows.len(),
+        rows.last().map_or(f64::NAN, |m| m.validation_loss),
+        rows.iter()
+            .map(|m| m.seconds)
+            .filter(|s| s.is_finite())
+            .sum(),
     )
 }
 
@@ -150,7 +153,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
                 eprintln!(
                     "tune {}: {variant} ({}): scored before, read from {}",
                     opts.base.name,
-                    row.head,
+                    row.head.name(),
                     cache.dir().display()
                 );
                 rows.push(row);
@@ -161,7 +164,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
                 validation_scores((&model, config), head, split, device, opts.quiet)?;
             let row = TuneRow {
                 variant: variant.clone(),
-                head: head.name().to_string(),
+                head,
                 parameters: model.parameter_count(),
                 epochs,
                 validation_mse,
@@ -172,7 +175,7 @@ pub fn tune(opts: &TuneOptions, device: &Device) -> Result<Vec<TuneRow>> {
             eprintln!(
                 "tune {}: {variant} ({}): validation {}",
                 opts.base.name,
-                row.head,
+                row.head.name(),
                 row.scores.summary()
             );
             cache.store(&name, &key, &row, None)?;
@@ -286,7 +289,7 @@ fn write_tune_reports(opts: &TuneOptions, data: &Splits, rows: &[TuneRow]) -> Re
         .map(|r| {
             vec![
                 r.variant.clone(),
-                r.head.to_string(),
+                r.head.name().to_string(),
                 r.parameters.to_string(),
                 r.epochs.to_string(),
                 format!("{:.6}", r.validation_mse),
@@ -352,7 +355,7 @@ pub fn tune_markdown(name: &str, data: &Splits, rows: &[TuneRow]) -> String {
             out,
             "| `{}` | {} | {} | {} | {:.5} | {:.1} | {} | {} | {} | {} | {:.3} |",
             r.variant,
-            r.head,
+            r.head.name(),
             r.parameters,
             r.epochs,
             r.validation_mse,

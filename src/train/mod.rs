@@ -20,7 +20,7 @@ use crate::config::{changes_text, Config, TrainConfig};
 use crate::data::{Dataset, Splits};
 use crate::model::Autoencoder;
 use crate::progress;
-pub use run_dir::{load_weights, RunDir, METRICS_HEADER};
+pub use run_dir::{load_weights, EpochMetrics, RunDir};
 use start::{append_history, begin, Begin, TrainState};
 
 /// How to run a training.
@@ -100,20 +100,27 @@ pub struct StepStats {
     pub entropy: Option<f64>,
 }
 
+/// Why a training step stopped before any weight changed.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum StepError {
+    /// The batch's loss is NaN or infinite.
+    #[error("the loss became {}", loss_text(*.0))]
+    NonFiniteLoss(f64),
+}
+
 /// One optimisation step on the batch `x` at learning rate `lr`: objective,
-/// backward, Adam. A non-finite loss is returned as `Err(loss)` before any
-/// weight changes.
+/// backward, Adam. A non-finite loss stops it before any weight changes.
 pub fn train_step(
     model: Autoencoder,
     optim: &mut ModuleOptimizer,
     x: Tensor<4>,
     t: &TrainConfig,
     lr: f64,
-) -> std::result::Result<(Autoencoder, StepStats), f64> {
+) -> std::result::Result<(Autoencoder, StepStats), StepError> {
     let objective = objective(&model, x, t.entropy_weight);
     let loss = objective.loss.clone().into_scalar::<f32>() as f64;
     if !loss.is_finite() {
-        return Err(loss);
+        return Err(StepError::NonFiniteLoss(loss));
     }
     let entropy = objective.entropy.map(|h| h.into_scalar::<f32>() as f64);
     let grads = GradientsParams::from_grads(objective.loss.backward(), &model);
@@ -324,7 +331,7 @@ fn train_epoch(
                     state.model = next;
                     stats
                 }
-                Err(value) => {
+                Err(StepError::NonFiniteLoss(value)) => {
                     bar.abandon();
                     let kept = match run.latest_checkpoint()? {
                         Some((e, dir)) => format!(
@@ -392,11 +399,7 @@ fn end_epoch(
             epoch + 1
         );
     }
-    let entropy = if stats.entropy_sum > 0.0 {
-        format!("{:.6}", stats.entropy_sum / stats.steps as f64)
-    } else {
-        String::new()
-    };
+    let entropy = (stats.entropy_sum > 0.0).then(|| stats.entropy_sum / stats.steps as f64);
     state.trained_now += 1;
     state.epoch = epoch + 1;
     let summary = TrainSummary {
@@ -406,15 +409,14 @@ fn end_epoch(
         validation_loss: val,
         images_per_second: stats.images as f64 / stats.seconds,
     };
-    state.metrics.push_str(&format!(
-        "{},{:.6},{:.6},{:.2},{:.1},{}\n",
-        epoch + 1,
-        summary.train_loss,
-        val,
-        stats.seconds,
-        summary.images_per_second,
-        entropy
-    ));
+    state.metrics.push(EpochMetrics {
+        epoch: epoch + 1,
+        train_loss: summary.train_loss,
+        validation_loss: val,
+        seconds: stats.seconds,
+        images_per_second: summary.images_per_second,
+        attention_entropy: entropy,
+    });
     // checkpoint (with the metrics) first: a kill between the two writes
     // leaves a metrics.csv one row short, which the resume restores
     run.save_checkpoint(
@@ -424,7 +426,10 @@ fn end_epoch(
         &state.optim,
         &state.metrics,
     )?;
-    crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
+    crate::atomic::write(
+        &run.metrics(),
+        run_dir::metrics_csv(&state.metrics)?.as_bytes(),
+    )?;
     if let Some(line) = state.pending_history.take() {
         append_history(run, &line)?;
     }
@@ -467,11 +472,11 @@ pub fn loss_text(v: f64) -> String {
 /// A validation MSE this many times the best of the run so far stops it.
 pub const DIVERGED: f64 = 10.0;
 
-/// The lowest finite validation MSE in a metrics.csv text.
-fn best_validation(metrics: &str) -> Option<f64> {
-    run_dir::metric_values(metrics, "validation_loss")
-        .into_iter()
-        .flatten()
+/// The lowest finite validation MSE of the epochs so far.
+fn best_validation(metrics: &[EpochMetrics]) -> Option<f64> {
+    metrics
+        .iter()
+        .map(|m| m.validation_loss)
         .filter(|v| v.is_finite())
         .reduce(f64::min)
 }
@@ -494,14 +499,23 @@ mod tests {
 
     #[test]
     fn metrics_are_read_by_column_name() {
+        use super::run_dir::{metrics_csv, read_metrics};
         let text = "epoch,train_loss,validation_loss,seconds\n1,0.5,0.25,3\n2,0.4,nan,4\n";
-        assert_eq!(super::best_validation(text), Some(0.25));
+        let rows = read_metrics(text).unwrap();
+        assert_eq!(super::best_validation(&rows), Some(0.25));
+        assert_eq!(rows[1].seconds, 4.0);
+        assert!(rows[0].images_per_second.is_nan() && rows[0].attention_entropy.is_none());
         // another column order reads the same
         let moved = "validation_loss,epoch\n0.5,1\n0.125,2\n";
-        assert_eq!(super::best_validation(moved), Some(0.125));
-        assert_eq!(
-            super::run_dir::metric_values(text, "seconds"),
-            vec![Some(3.0), Some(4.0)]
-        );
+        let rows = read_metrics(moved).unwrap();
+        assert_eq!(super::best_validation(&rows), Some(0.125));
+        assert_eq!(rows[1].epoch, 2);
+        // written and read back: the same rows at the written precision
+        let mut written = read_metrics(text).unwrap();
+        written[0].attention_entropy = Some(1.25);
+        let again = read_metrics(&metrics_csv(&written).unwrap()).unwrap();
+        assert_eq!(again[0].attention_entropy, Some(1.25));
+        assert_eq!(again[0].validation_loss, 0.25);
+        assert!(read_metrics("epoch,train_loss\nx,1\n").is_err());
     }
 }

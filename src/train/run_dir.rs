@@ -30,25 +30,70 @@ use serde::{Deserialize, Serialize};
 use crate::config::{changes_text, Config, ConfigChange, ModelConfig};
 use crate::model::Autoencoder;
 
-/// Header of `metrics.csv`.
-pub const METRICS_HEADER: &str =
-    "epoch,train_loss,validation_loss,seconds,images_per_second,attention_entropy\n";
+/// One epoch's row of `metrics.csv`. Read by the header's names, not by
+/// position; a column a file lacks reads as NaN (None for the entropy).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EpochMetrics {
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
+    pub train_loss: f64,
+    /// Reconstruction MSE on the validation split (NaN without one).
+    pub validation_loss: f64,
+    /// Wall-clock seconds of the epoch's steps.
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// Mean attention entropy of the epoch (attention models only).
+    pub attention_entropy: Option<f64>,
+}
 
-/// The values of the column `name` of a `metrics.csv` text, one per data
-/// row (None where a row has no number there), found by the header's
-/// names, not by position.
-pub fn metric_values(text: &str, name: &str) -> Vec<Option<f64>> {
-    let mut lines = text.lines();
-    let Some(k) = lines
-        .next()
-        .and_then(|header| header.split(',').position(|c| c.trim() == name))
-    else {
-        return Vec::new();
-    };
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').nth(k).and_then(|v| v.trim().parse().ok()))
-        .collect()
+impl Default for EpochMetrics {
+    fn default() -> Self {
+        EpochMetrics {
+            epoch: 0,
+            train_loss: f64::NAN,
+            validation_loss: f64::NAN,
+            seconds: f64::NAN,
+            images_per_second: f64::NAN,
+            attention_entropy: None,
+        }
+    }
+}
+
+/// `metrics.csv`'s text: a header and a row per epoch, each number to the
+/// precision people read (the losses to 6 decimals).
+pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "epoch",
+        "train_loss",
+        "validation_loss",
+        "seconds",
+        "images_per_second",
+        "attention_entropy",
+    ])?;
+    for m in rows {
+        w.write_record([
+            m.epoch.to_string(),
+            format!("{:.6}", m.train_loss),
+            format!("{:.6}", m.validation_loss),
+            format!("{:.2}", m.seconds),
+            format!("{:.1}", m.images_per_second),
+            m.attention_entropy
+                .map_or(String::new(), |h| format!("{h:.6}")),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// The rows of a `metrics.csv` text.
+pub fn read_metrics(text: &str) -> Result<Vec<EpochMetrics>> {
+    csv::Reader::from_reader(text.as_bytes())
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .context("metrics.csv is not a table of epochs")
 }
 
 /// Paths inside one run directory.
@@ -301,7 +346,7 @@ impl RunDir {
         config: &Config,
         model: &Autoencoder,
         optim: &ModuleOptimizer,
-        metrics: &str,
+        metrics: &[EpochMetrics],
     ) -> Result<()> {
         let dir = self.checkpoints();
         std::fs::create_dir_all(&dir)
@@ -316,7 +361,8 @@ impl RunDir {
             .save(tmp.join("optimizer.bpk"))
             .with_context(|| format!("cannot save the optimizer state in {}", tmp.display()))?;
         let m = tmp.join("metrics.csv");
-        std::fs::write(&m, metrics).with_context(|| format!("cannot write {}", m.display()))?;
+        std::fs::write(&m, metrics_csv(metrics)?)
+            .with_context(|| format!("cannot write {}", m.display()))?;
         let done = dir.join(&name);
         let _ = std::fs::remove_dir_all(&done);
         std::fs::rename(&tmp, &done)
@@ -373,26 +419,21 @@ impl RunDir {
     /// The metrics of the first `epoch` epochs: the checkpoint's copy, or
     /// (checkpoints of older versions have none) the run's rows up to that
     /// epoch, each epoch once.
-    pub fn metrics_up_to(&self, epoch: usize, checkpoint: &Path) -> Result<String> {
-        if let Ok(text) = std::fs::read_to_string(checkpoint.join("metrics.csv")) {
-            return Ok(text);
+    pub fn metrics_up_to(&self, epoch: usize, checkpoint: &Path) -> Result<Vec<EpochMetrics>> {
+        let copy = checkpoint.join("metrics.csv");
+        if let Ok(text) = std::fs::read_to_string(&copy) {
+            return read_metrics(&text).with_context(|| copy.display().to_string());
         }
-        let text = std::fs::read_to_string(self.metrics()).unwrap_or_default();
-        let epochs = metric_values(&text, "epoch");
-        let mut rows: Vec<Option<&str>> = vec![None; epoch];
-        let lines = text.lines().skip(1).filter(|l| !l.trim().is_empty());
-        for (line, e) in lines.zip(epochs) {
-            let e = e.map(|e| e as usize);
-            if let Some(e) = e.filter(|e| (1..=epoch).contains(e)) {
-                rows[e - 1] = Some(line);
+        let path = self.metrics();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut rows: Vec<Option<EpochMetrics>> = vec![None; epoch];
+        for m in read_metrics(&text).with_context(|| path.display().to_string())? {
+            if (1..=epoch).contains(&m.epoch) {
+                let e = m.epoch;
+                rows[e - 1] = Some(m);
             }
         }
-        let mut out = METRICS_HEADER.to_string();
-        for line in rows.into_iter().flatten() {
-            out.push_str(line);
-            out.push('\n');
-        }
-        Ok(out)
+        Ok(rows.into_iter().flatten().collect())
     }
 }
 

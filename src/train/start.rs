@@ -7,7 +7,7 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::Device;
 
-use super::run_dir::{self, load_weights, RunDir, METRICS_HEADER};
+use super::run_dir::{self, load_weights, metrics_csv, EpochMetrics, RunDir};
 use super::{log, TrainOptions};
 use crate::config::{changes_text, Config, ConfigChange, Section};
 use crate::model::Autoencoder;
@@ -22,7 +22,7 @@ pub(super) struct TrainState {
     /// Epochs this process has trained.
     pub(super) trained_now: usize,
     /// `metrics.csv` as it will be written.
-    pub(super) metrics: String,
+    pub(super) metrics: Vec<EpochMetrics>,
     /// What a resume changed, recorded with the first checkpoint trained
     /// under it: a kill or a divergence before then leaves `config.toml`
     /// and `history.txt` describing the weights that exist.
@@ -56,7 +56,7 @@ pub(super) fn begin(
         optim: adam.init(),
         epoch: 0,
         trained_now: 0,
-        metrics: METRICS_HEADER.to_string(),
+        metrics: Vec::new(),
         pending_history: None,
         device: device.clone(),
     };
@@ -87,7 +87,7 @@ pub(super) fn begin(
                 .with_context(|| format!("cannot load optimizer state {}", dir.display()))?;
             state.epoch = epoch;
             state.metrics = run.metrics_up_to(epoch, &dir)?;
-            crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
+            crate::atomic::write(&run.metrics(), metrics_csv(&state.metrics)?.as_bytes())?;
             let changed = saved.diff(config);
             if !changed.is_empty() {
                 // the run continues under the new settings: say so now, and
@@ -122,7 +122,7 @@ pub(super) fn begin(
     }
     if state.epoch == 0 {
         crate::atomic::write(&run.config(), config.to_toml().as_bytes())?;
-        crate::atomic::write(&run.metrics(), state.metrics.as_bytes())?;
+        crate::atomic::write(&run.metrics(), metrics_csv(&state.metrics)?.as_bytes())?;
     }
     Ok(Begin::Train(Box::new(state)))
 }
@@ -155,7 +155,8 @@ fn finish_trained_run(
             &format!("restored the final weights from {}", dir.display()),
         );
     }
-    crate::atomic::write(&run.metrics(), run.metrics_up_to(epoch, dir)?.as_bytes())?;
+    let metrics = metrics_csv(&run.metrics_up_to(epoch, dir)?)?;
+    crate::atomic::write(&run.metrics(), metrics.as_bytes())?;
     // the features as config.toml reads them now (an earlier change applied)
     let mut described = run.load_config().unwrap_or_else(|_| saved.clone());
     if !run_dir::training_differences(saved, &described).is_empty() {
