@@ -76,7 +76,6 @@ fn d4_features_score_the_same_at_every_grid_angle_mirrored_or_not() {
             (90.0, 0),
             &device,
             true,
-            0,
         )
         .unwrap();
         assert_eq!(
@@ -182,7 +181,6 @@ fn control_the_raw_embedding_is_not_invariant() {
         (90.0, 0),
         &device,
         true,
-        0,
     )
     .unwrap();
     let scores: Vec<[f64; 3]> = points

@@ -14,6 +14,7 @@ use crate::config::{Config, ModelKind};
 use crate::data::load_splits;
 use crate::eval::features::Head;
 use crate::eval::figures::figures;
+use crate::group::GroupKind;
 use crate::train::RunDir;
 
 /// What `evaluate_runs` wrote.
@@ -82,7 +83,7 @@ pub fn evaluate_runs(
                 }
                 results.push(RowResult::new(
                     (&config.name, head),
-                    group_column(&config),
+                    row_group(&config),
                     config.train.seed,
                     &done,
                     (f64::NAN, f64::NAN),
@@ -147,14 +148,9 @@ fn read_runs(runs: &[PathBuf]) -> Result<Vec<Config>> {
     Ok(configs)
 }
 
-/// The group column of a run's rows: its group in capitals, `-` for the
-/// baseline.
-pub fn group_column(config: &Config) -> String {
-    if config.model.kind == ModelKind::Baseline {
-        "-".into()
-    } else {
-        config.model.group.name().to_uppercase()
-    }
+/// The group of a run's rows: None for the baseline.
+pub fn row_group(config: &Config) -> Option<GroupKind> {
+    (config.model.kind != ModelKind::Baseline).then_some(config.model.group)
 }
 
 /// The name each run's rows carry: its config name, unless runs of the

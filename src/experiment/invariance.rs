@@ -139,8 +139,8 @@ pub fn transformed(raw: &Dataset, canvas: usize, d: Draw, resampling: Resampling
 /// Fit the probes on all training features of `head` (or take `fitted`,
 /// fitted on them already), then score them on the upright test images
 /// (the first `images` of them; 0 = all) rotated by `0, step, 2 step, ...
-/// < 360` degrees, unmirrored and mirrored.
-#[allow(clippy::too_many_arguments)]
+/// < 360` degrees, unmirrored and mirrored. Probes fitted here use the
+/// config's training seed.
 pub fn rotation_robustness(
     model: &Autoencoder,
     config: &Config,
@@ -149,8 +149,8 @@ pub fn rotation_robustness(
     (step_degrees, images): (f64, usize),
     device: &Device,
     quiet: bool,
-    seed: u64,
 ) -> Result<Vec<AnglePoint>> {
+    let seed = config.train.seed;
     anyhow::ensure!(
         step_degrees > 0.0 && step_degrees <= 360.0,
         "the angle step must be in (0, 360] degrees, got {step_degrees}"
@@ -192,6 +192,14 @@ pub fn rotation_robustness(
     Ok(points)
 }
 
+/// Whether the model's group has reflections (a mirror is then exact).
+pub fn group_mirrors(model: &Autoencoder) -> bool {
+    match model {
+        Autoencoder::Equivariant(m) => m.group().group().dihedral,
+        Autoencoder::Baseline(_) => false,
+    }
+}
+
 /// How far one head's features move when the images turn by one angle
 /// (`eqae check --angles`): `|f(T x) - f(x)| / |f(x)|` per image, for `T`
 /// the rotation by `degrees`, after a mirror when `mirrored`.
@@ -214,19 +222,17 @@ pub struct AngleChange {
 /// multiple of `step_degrees`, plain and mirrored, on `raw` (upright
 /// images as the data set stores them, placed on the run's canvas and
 /// turned as `config.data.resampling` says); the reference is each image
-/// placed upright. `group_mirrors`: whether the
-/// model's group has reflections (a mirror is then exact too).
-#[allow(clippy::too_many_arguments)]
+/// placed upright. A mirror is exact too when the model's group has
+/// reflections.
 pub fn feature_change_over_angles(
     model: &Autoencoder,
     config: &Config,
-    head: Head,
-    raw: &Dataset,
+    (head, raw): (Head, &Dataset),
     step_degrees: f64,
-    group_mirrors: bool,
     device: &Device,
     quiet: bool,
 ) -> Result<Vec<AngleChange>> {
+    let group_mirrors = group_mirrors(model);
     anyhow::ensure!(
         step_degrees > 0.0 && step_degrees <= 360.0,
         "the angle step must be in (0, 360] degrees, got {step_degrees}"

@@ -1,12 +1,16 @@
 //! Experiments above training and evaluation: the one evaluation of a
 //! trained head ([`pipeline`]), the paper's tables ([`tables`]),
 //! reproducing them end to end over seeds ([`reproduce`]), evaluating
-//! trained runs as they are ([`evaluate`]), keeping a table's
+//! trained runs as they are ([`evaluate`]), the equivariance check and
+//! the invariance over the circle ([`check`]), the training-step
+//! benchmark ([`bench`]), keeping a table's
 //! evaluated rows so that it resumes ([`row_cache`]), the invariance and
 //! attention studies ([`invariance`], [`pose`]), hyperparameter studies
 //! on the validation split ([`tune`]), and the one report writer the
 //! tables and evaluations use ([`report`]).
 
+pub mod bench;
+pub mod check;
 pub mod evaluate;
 pub mod invariance;
 pub mod pipeline;

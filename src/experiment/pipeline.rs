@@ -68,8 +68,9 @@ impl Studies {
 pub struct StudyResult {
     /// Config name of the run.
     pub config: String,
-    /// Row label of the head.
-    pub head: String,
+    /// The head (written by its row label).
+    #[serde(with = "super::report::spelled::head_label")]
+    pub head: Head,
     /// Label efficiency, one point per size.
     pub label_efficiency: Vec<LabelPoint>,
     /// Rotation robustness, one point per angle (unmirrored, then mirrored).
@@ -291,13 +292,12 @@ fn run_studies(
             (step, studies.rotation_images),
             device,
             quiet,
-            seed,
         )?,
         None => Vec::new(),
     };
     Ok(Some(StudyResult {
         config: config.name.clone(),
-        head: fitted.head.label().into(),
+        head: fitted.head,
         label_efficiency: labels,
         rotation_robustness: angles,
     }))
@@ -427,7 +427,7 @@ fn write_poses(out: &Path, poses: &[PoseStudy]) -> Result<Vec<String>> {
 
 /// A study's name in the files: `<run> <head>`.
 fn name(s: &StudyResult) -> String {
-    format!("{} {}", s.config, s.head)
+    format!("{} {}", s.config, s.head.label())
 }
 
 /// `studies.json`, `label_efficiency.csv` and `.png`,
@@ -474,7 +474,7 @@ fn write_label_efficiency(out: &Path, studies: &[StudyResult]) -> Result<Option<
             for (d, sc) in p.draws.iter().enumerate() {
                 rows.push(vec![
                     s.config.clone(),
-                    s.head.clone(),
+                    s.head.label().to_string(),
                     p.labels.to_string(),
                     d.to_string(),
                     format!("{:.4}", sc.logistic),
@@ -521,7 +521,7 @@ fn write_rotation_robustness(out: &Path, studies: &[StudyResult]) -> Result<Opti
         for p in &s.rotation_robustness {
             rows.push(vec![
                 s.config.clone(),
-                s.head.clone(),
+                s.head.label().to_string(),
                 p.degrees.to_string(),
                 p.mirrored.to_string(),
                 format!("{:.4}", p.scores.logistic),

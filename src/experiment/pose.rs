@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::data::augment::{draw, Draw};
 use crate::data::Dataset;
-use crate::group::{Element, Group};
+use crate::group::{Element, Group, GroupKind};
 use crate::model::Autoencoder;
 use crate::progress;
 use crate::train::batch_tensor;
@@ -31,8 +31,9 @@ use crate::train::batch_tensor;
 pub struct PoseStudy {
     /// Config name of the run.
     pub config: String,
-    /// The attention's group.
-    pub group: String,
+    /// The attention's group (written in capitals).
+    #[serde(with = "super::report::spelled::group_upper")]
+    pub group: GroupKind,
     /// Test images measured (mirrored ones are left out for cyclic groups).
     pub images: usize,
     /// Share of images whose argmax is their true transform times their
@@ -190,7 +191,7 @@ pub fn pose_study(
     let total = measured.len() as f64;
     Ok(PoseStudy {
         config: config.name.clone(),
-        group: config.model.group.name().to_uppercase(),
+        group: config.model.group,
         images: measured.len(),
         agreement: agree as f64 / total,
         per_class: per_class

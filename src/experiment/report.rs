@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::pipeline::HeadResult;
 use crate::eval::features::Head;
 use crate::eval::probes::ProbeScores;
+use crate::group::GroupKind;
 
 /// One evaluated (row, seed). A row is identified by its config and head
 /// ([`RowResult::same_row_and_seed`]); `model` is the head's label as it
@@ -21,8 +22,10 @@ pub struct RowResult {
     pub model: String,
     /// The head the features came from.
     pub head: Head,
-    /// Group column.
-    pub group: String,
+    /// The group (None for the baseline); written as the group column,
+    /// "D4" or "-".
+    #[serde(with = "spelled::group_column")]
+    pub group: Option<GroupKind>,
     /// Config stem.
     pub config: String,
     /// Training seed.
@@ -43,7 +46,7 @@ impl RowResult {
     /// the paper's (logistic, MLP) accuracies (NaN where there are none).
     pub fn new(
         (config, head): (&str, Head),
-        group: String,
+        group: Option<GroupKind>,
         seed: u64,
         done: &HeadResult,
         (paper_logistic, paper_mlp): (f64, f64),
@@ -78,7 +81,8 @@ impl RowResult {
 struct StoredRow {
     model: String,
     head: Option<Head>,
-    group: String,
+    #[serde(with = "spelled::group_column")]
+    group: Option<GroupKind>,
     config: String,
     seed: u64,
     features: usize,
@@ -90,13 +94,14 @@ struct StoredRow {
 }
 
 impl TryFrom<StoredRow> for RowResult {
-    type Error = String;
+    type Error = anyhow::Error;
 
-    fn try_from(r: StoredRow) -> Result<Self, String> {
+    fn try_from(r: StoredRow) -> Result<Self> {
         let head = match r.head {
             Some(head) => head,
-            None => Head::from_label(&r.model)
-                .ok_or_else(|| format!("row {:?} of config {}: no such head", r.model, r.config))?,
+            None => Head::from_label(&r.model).ok_or_else(|| {
+                anyhow::anyhow!("row {:?} of config {}: no such head", r.model, r.config)
+            })?,
         };
         Ok(Self {
             model: r.model,
@@ -109,6 +114,80 @@ impl TryFrom<StoredRow> for RowResult {
             paper_logistic: r.paper_logistic,
             paper_mlp: r.paper_mlp,
         })
+    }
+}
+
+/// The spellings report files use for typed values, as serde `with`
+/// modules: the files read as they always have, the code sees types.
+pub(crate) mod spelled {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::eval::features::Head;
+    use crate::group::GroupKind;
+
+    /// A group column: "D4", or "-" for the baseline (no group).
+    pub fn group_label(group: Option<GroupKind>) -> String {
+        group.map_or("-".into(), |g| g.name().to_uppercase())
+    }
+
+    pub mod group_column {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(g: &Option<GroupKind>, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&group_label(*g))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<GroupKind>, D::Error> {
+            let text = String::deserialize(d)?;
+            match text.as_str() {
+                "-" => Ok(None),
+                name => name.parse().map(Some).map_err(D::Error::custom),
+            }
+        }
+    }
+
+    /// A group in capitals ("D4").
+    pub mod group_upper {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(g: &GroupKind, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&g.name().to_uppercase())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<GroupKind, D::Error> {
+            String::deserialize(d)?.parse().map_err(D::Error::custom)
+        }
+    }
+
+    /// A head by its row label ("Gram Pooling").
+    pub mod head_label {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(h: &Head, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(h.label())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Head, D::Error> {
+            let label = String::deserialize(d)?;
+            Head::from_label(&label).ok_or_else(|| D::Error::custom(format!("no head {label:?}")))
+        }
+    }
+
+    /// A head by its command-line name ("gram", "attention-q").
+    pub mod head_name {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(h: &Head, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(h.name())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Head, D::Error> {
+            let name = String::deserialize(d)?;
+            Head::ALL
+                .into_iter()
+                .find(|h| h.name() == name)
+                .ok_or_else(|| D::Error::custom(format!("no head {name:?}")))
+        }
     }
 }
 
@@ -224,7 +303,7 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
             out,
             "{run}| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.model,
-            r.group,
+            spelled::group_label(r.group),
             r.features,
             same.len(),
             paper(r.paper_logistic),
@@ -248,7 +327,7 @@ mod tests {
         RowResult {
             model: "Gram Pooling".into(),
             head: Head::Gram,
-            group: "D4".into(),
+            group: Some(GroupKind::D4),
             config: config.into(),
             seed,
             features: 944,

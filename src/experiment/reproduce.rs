@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 
-use super::evaluate::group_column;
+use super::evaluate::row_group;
 use super::pipeline::{evaluate_head, Extras, HeadResult, Studies, StudyFiles};
+use super::report::spelled::group_label;
 use super::report::{markdown, write_reports, RowResult};
 use super::row_cache::{row_key, stable_key, RowCache};
 use super::tables::{PaperRow, PaperTable, Preset};
@@ -123,9 +124,12 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                     eprintln!("warning: {w}");
                 }
             }
-            let group = group_column(config);
+            let group = row_group(config);
             if let Some(f_test) = f_test {
-                let suffix = row.group.map(|_| format!(" {group}")).unwrap_or_default();
+                let suffix = row
+                    .group
+                    .map(|_| format!(" {}", group_label(group)))
+                    .unwrap_or_default();
                 figure_rows.push(
                     format!("{}{suffix}", row.head.label()),
                     f_test,
@@ -144,7 +148,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 "table {} seed {seed}: {} {}: {}",
                 opts.table.number(),
                 result.model,
-                result.group,
+                group_label(result.group),
                 result.scores.summary()
             );
             results.push(result);
@@ -323,7 +327,7 @@ fn earlier_rows(opts: &TableOptions) -> Result<Vec<RowResult>> {
                     "--with-rows: {} has a row ({} {}, config {}) that table {} does not have",
                     path.display(),
                     r.model,
-                    r.group,
+                    group_label(r.group),
                     r.config,
                     opts.table.number()
                 );
@@ -332,7 +336,7 @@ fn earlier_rows(opts: &TableOptions) -> Result<Vec<RowResult>> {
                 bail!(
                     "--with-rows: {} {} seed {} is in both {} and {}",
                     r.model,
-                    r.group,
+                    group_label(r.group),
                     r.seed,
                     first.display(),
                     path.display()
