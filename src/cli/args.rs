@@ -78,39 +78,6 @@ pub enum HeadArg {
     V,
 }
 
-/// A trained run read for one head (`--head`, or the model's first):
-/// the run folder, its config, its weights, and the reader of the head
-/// (refused here when the model has no such head).
-pub struct TrainedHead {
-    /// The run folder.
-    pub run: crate::train::RunDir,
-    /// Its resolved config.
-    pub config: crate::config::Config,
-    /// Its trained weights.
-    pub model: crate::model::Autoencoder,
-    /// The head's features, ready to read.
-    pub reader: crate::eval::features::FeatureReader,
-}
-
-impl TrainedHead {
-    /// Load the run at `dir` on `device` and prepare `head`.
-    pub fn load(dir: &std::path::Path, head: Option<HeadArg>, device: &Device) -> Result<Self> {
-        let run = crate::train::RunDir::new(dir);
-        let config = run.load_config()?;
-        let model = run.load_model(&config, device)?;
-        let head = head
-            .map(Head::from)
-            .unwrap_or(Head::defaults(config.model.kind)[0]);
-        let reader = crate::eval::features::FeatureReader::new(&model, &config, head, device)?;
-        Ok(TrainedHead {
-            run,
-            config,
-            model,
-            reader,
-        })
-    }
-}
-
 impl From<HeadArg> for Head {
     fn from(h: HeadArg) -> Head {
         match h {

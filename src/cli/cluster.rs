@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use super::args::{DeviceArgs, HeadArg};
-use super::embed::{EmbedArgs, Split};
-use crate::eval::cluster::{cluster, Assign, ClusterRequest, Method};
+use super::embed::{EmbedArgs, SplitArg};
+use crate::eval::cluster::{cluster_and_report, Assign, ClusterRequest, Method};
 
 /// What k-means cuts.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -50,7 +50,7 @@ pub struct ClusterArgs {
         requires = "run",
         conflicts_with = "images"
     )]
-    pub split: Split,
+    pub split: SplitArg,
     /// With --run: a folder of images instead.
     #[arg(long, requires = "run")]
     pub images: Option<PathBuf>,
@@ -94,12 +94,11 @@ pub struct ClusterArgs {
 
 /// Run `eqae cluster`.
 pub fn run(args: ClusterArgs) -> Result<()> {
-    let features = match (&args.features, &args.run) {
-        (Some(f), _) => f.clone(),
+    let (features, embed) = match (&args.features, &args.run) {
+        (Some(f), _) => (f.clone(), None),
         (None, Some(run)) => {
             let out = args.out.join("features.npy");
-            std::fs::create_dir_all(&args.out)?;
-            super::embed::run(EmbedArgs {
+            let embed = EmbedArgs {
                 run: run.clone(),
                 split: args.split,
                 images: args.images.clone(),
@@ -110,12 +109,12 @@ pub fn run(args: ClusterArgs) -> Result<()> {
                 resume: false,
                 quiet: args.quiet,
                 device: DeviceArgs::default(),
-            })?;
-            out
+            };
+            (out, Some(embed.request()))
         }
         (None, None) => anyhow::bail!("give --features, or --run with --split or --images"),
     };
-    let done = cluster(&ClusterRequest {
+    let request = ClusterRequest {
         features: &features,
         out: &args.out,
         k: args.k,
@@ -133,33 +132,6 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         layout_dims: args.layout_dims,
         seed: args.seed,
         quiet: args.quiet,
-    })?;
-    if done.missing_pictures > 0 {
-        eprintln!(
-            "warning: {} picture(s) could not be read back; they are grey in the sheets",
-            done.missing_pictures
-        );
-    }
-    if let Some(how) = &done.chosen {
-        println!("{how}");
-    }
-    let scores = done
-        .scores
-        .map(|s| {
-            format!(
-                "; against the labels: accuracy {:.1}%, NMI {:.3}, ARI {:.3}",
-                s.accuracy * 100.0,
-                s.nmi,
-                s.ari
-            )
-        })
-        .unwrap_or_default();
-    println!(
-        "{} rows in {} clusters ({} outliers){scores}: {}",
-        done.rows,
-        done.k,
-        done.outliers,
-        done.report.display()
-    );
-    Ok(())
+    };
+    cluster_and_report(embed.as_ref(), &request)
 }

@@ -10,9 +10,10 @@ use clap::Args;
 use super::args::{DeviceArgs, HeadArg, PresetArg};
 
 use crate::eval::features::Head;
+use crate::experiment::evaluate::evaluate_and_print;
 use crate::experiment::pipeline::Studies;
-use crate::experiment::reproduce::table_markdown;
-use crate::experiment::{evaluate_runs, reproduce, PaperTable, TableOptions};
+use crate::experiment::reproduce::reproduce_and_print;
+use crate::experiment::{PaperTable, TableOptions};
 use crate::group::resample::Resampling;
 
 /// Arguments of `eqae eval`.
@@ -136,18 +137,7 @@ fn eval_table(args: &EvalArgs, table: u8, studies: Studies, device: &Device) -> 
         skip_untrained: args.skip_untrained,
         studies,
     };
-    let results = reproduce(&opts, device)?;
-    if opts.train_only {
-        println!(
-            "trained every row of table {} (preset {}) for {} seed(s)",
-            opts.table.number(),
-            opts.preset.name(),
-            opts.seeds
-        );
-        return Ok(());
-    }
-    println!("{}", table_markdown(&opts, &results));
-    Ok(())
+    reproduce_and_print(&opts, device)
 }
 
 /// `eval --run R...`: the probes and studies of trained runs.
@@ -168,49 +158,12 @@ fn eval_runs(args: &EvalArgs, studies: Studies, device: &Device) -> Result<()> {
         }
     }
     let heads: Vec<Head> = args.head.iter().copied().map(Head::from).collect();
-    let done = evaluate_runs(
+    evaluate_and_print(
         &args.run,
         &heads,
         &args.out,
         (args.plots, &studies),
-        args.quiet,
+        (args.pose, args.quiet),
         device,
-    )?;
-    println!("{}", done.markdown);
-    println!(
-        "written {} and {}",
-        done.files.0.display(),
-        done.files.1.display()
-    );
-    if !done.studies.is_empty() {
-        println!(
-            "written {}/studies.json and the label-efficiency and rotation-robustness CSV and PNG files",
-            args.out.display()
-        );
-    }
-    for p in &done.poses {
-        println!(
-            "{}: attention recovers the pose of {:.1}% of {} test images ({:.1}% within one step, reflection right for {:.1}%); mean weight entropy {:.3} nats of {:.3}; canonical element per class: {}",
-            p.config,
-            100.0 * p.agreement,
-            p.images,
-            100.0 * p.within_one_step,
-            100.0 * p.mirror_agreement,
-            p.mean_entropy,
-            p.uniform_entropy,
-            p.canonical.join(", ")
-        );
-    }
-    if args.pose && done.poses.is_empty() {
-        eprintln!("warning: --pose: none of the runs is an attention model");
-    } else if !done.poses.is_empty() {
-        println!(
-            "written {}/pose.json and pose_<run>.png",
-            args.out.display()
-        );
-    }
-    for warning in &done.warnings {
-        eprintln!("warning: {warning}");
-    }
-    Ok(())
+    )
 }

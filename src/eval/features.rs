@@ -294,3 +294,38 @@ pub fn extract(
     bar.finish_and_clear();
     Ok(Array2::from_shape_vec((data.len(), width), rows)?)
 }
+
+/// A trained run read for one head (`--head`, or the model's first):
+/// the run folder, its config, its weights, and the reader of the head
+/// (refused here when the model has no such head).
+pub struct TrainedHead {
+    /// The run folder.
+    pub run: crate::train::RunDir,
+    /// Its resolved config.
+    pub config: crate::config::Config,
+    /// Its trained weights.
+    pub model: crate::model::Autoencoder,
+    /// The head's features, ready to read.
+    pub reader: FeatureReader,
+}
+
+impl TrainedHead {
+    /// Load the run at `dir` on `device` and prepare `head`.
+    pub fn load(
+        dir: &std::path::Path,
+        head: Option<Head>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let run = crate::train::RunDir::new(dir);
+        let config = run.load_config()?;
+        let model = run.load_model(&config, device)?;
+        let head = head.unwrap_or(Head::defaults(config.model.kind)[0]);
+        let reader = FeatureReader::new(&model, &config, head, device)?;
+        Ok(TrainedHead {
+            run,
+            config,
+            model,
+            reader,
+        })
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod embed;
+pub mod embed_run;
 pub mod features;
 pub mod figures;
 pub mod index;

@@ -11,6 +11,7 @@ use linfa::traits::Transformer;
 use linfa_linalg::eigh::Eigh;
 use linfa_tsne::TSneParams;
 use ndarray::{Array2, Axis};
+use plotters::coord::types::RangedCoordusize;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rand::SeedableRng;
@@ -433,8 +434,6 @@ fn draw_heatmap(
         .x_label_area_size(if stagger { 60 } else { 45 })
         .y_label_area_size(75)
         .build_cartesian_2d(0..cols, 0..rows)?;
-    // row 0 on top
-    let y = |r: usize| rows - r;
     chart
         .configure_mesh()
         .disable_mesh()
@@ -446,7 +445,28 @@ fn draw_heatmap(
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()?;
-    // names centred on their cells (the mesh would put them on the edges)
+    let names = (row_names, col_names);
+    draw_cell_names(&root, &chart, names, (&label_font, stagger))?;
+    draw_cells(&root, &mut chart, counts, cell)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A heat map's chart: cells indexed by (column, row), row 0 on top.
+type CellChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordusize, RangedCoordusize>>;
+
+/// The column and row names, centred on their cells (the mesh would put
+/// them on the edges); with `stagger`, every other column name lower.
+fn draw_cell_names(
+    root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    chart: &CellChart,
+    (row_names, col_names): (&[String], &[String]),
+    (label_font, stagger): (&FontDesc, bool),
+) -> Result<()> {
+    let (cols, rows) = (chart.x_range().end, chart.y_range().end);
+    let y = |r: usize| rows - r;
     for (c, name) in col_names.iter().enumerate().take(cols) {
         let (x, bottom) = chart.backend_coord(&(c, 0));
         let x = (x + chart.backend_coord(&(c + 1, 0)).0) / 2;
@@ -466,6 +486,18 @@ fn draw_heatmap(
             .pos(Pos::new(HPos::Right, VPos::Center));
         root.draw(&Text::new(name.clone(), (x - 4, mid), style))?;
     }
+    Ok(())
+}
+
+/// Each cell shaded by its share of the row, with its count where it fits.
+fn draw_cells(
+    root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    chart: &mut CellChart,
+    counts: &[Vec<usize>],
+    cell: u32,
+) -> Result<()> {
+    let rows = counts.len();
+    let y = |r: usize| rows - r;
     let font = ("sans-serif", (cell as f64 * 0.32).clamp(8.0, 14.0)).into_font();
     for (r, row) in counts.iter().enumerate() {
         let total = row.iter().sum::<usize>().max(1) as f64;
@@ -489,8 +521,6 @@ fn draw_heatmap(
             }
         }
     }
-    root.present()
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

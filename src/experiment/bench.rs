@@ -136,8 +136,10 @@ pub fn bench_data(dataset: DatasetKind, json: Option<&Path>) -> Result<()> {
     if let Some(path) = json {
         crate::atomic::check_writable(path, "--json")?;
     }
-    let mut config = crate::config::DataConfig::default();
-    config.dataset = dataset;
+    let config = crate::config::DataConfig {
+        dataset,
+        ..Default::default()
+    };
     let name = config.dataset.name();
     let started = Instant::now();
     let (train, test) = crate::data::load_raw(&config)?;

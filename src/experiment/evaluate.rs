@@ -33,6 +33,53 @@ pub struct Evaluation {
     pub poses: Vec<PoseStudy>,
 }
 
+/// [`evaluate_runs`], then print the table, the files written and the pose
+/// studies (`pose`: they were asked for).
+pub fn evaluate_and_print(
+    runs: &[PathBuf],
+    heads: &[Head],
+    out: &Path,
+    (draw, studies): (bool, &Studies),
+    (pose, quiet): (bool, bool),
+    device: &Device,
+) -> Result<()> {
+    let done = evaluate_runs(runs, heads, out, (draw, studies), quiet, device)?;
+    println!("{}", done.markdown);
+    println!(
+        "written {} and {}",
+        done.files.0.display(),
+        done.files.1.display()
+    );
+    if !done.studies.is_empty() {
+        println!(
+            "written {}/studies.json and the label-efficiency and rotation-robustness CSV and PNG files",
+            out.display()
+        );
+    }
+    for p in &done.poses {
+        println!(
+            "{}: attention recovers the pose of {:.1}% of {} test images ({:.1}% within one step, reflection right for {:.1}%); mean weight entropy {:.3} nats of {:.3}; canonical element per class: {}",
+            p.config,
+            100.0 * p.agreement,
+            p.images,
+            100.0 * p.within_one_step,
+            100.0 * p.mirror_agreement,
+            p.mean_entropy,
+            p.uniform_entropy,
+            p.canonical.join(", ")
+        );
+    }
+    if pose && done.poses.is_empty() {
+        eprintln!("warning: --pose: none of the runs is an attention model");
+    } else if !done.poses.is_empty() {
+        println!("written {}/pose.json and pose_<run>.png", out.display());
+    }
+    for warning in &done.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
 /// Evaluate `heads` (each run's own when empty) of every run in `runs`,
 /// write `eval.{json,md}` into `out` and, with `plots`, the figures after.
 pub fn evaluate_runs(

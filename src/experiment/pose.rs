@@ -113,28 +113,18 @@ fn weight_stats(row: &[f32]) -> (usize, f32, f64) {
     (argmax, top, entropy)
 }
 
-/// Measure the attention of `model` on `test`, whose image `i` was made
-/// from an upright one by `draws[i]`.
-pub fn pose_study(
-    model: &Autoencoder,
-    config: &Config,
+/// The attention's argmax per test image: `(class, true element, argmax
+/// element)` for each image whose transform is a group element, with the
+/// sums of the weights' entropies and largest weights over all images.
+type Measured = (Vec<(usize, usize, usize)>, f64, f64);
+
+fn attention_argmax(
+    m: &crate::model::EquivariantAutoencoder,
     test: &Dataset,
     draws: &[Draw],
     device: &Device,
     quiet: bool,
-) -> Result<PoseStudy> {
-    anyhow::ensure!(
-        draws.len() == test.len(),
-        "{} transforms for {} test images",
-        draws.len(),
-        test.len()
-    );
-    let Autoencoder::Equivariant(m) = model.for_inference() else {
-        bail!("{}: the pose study needs an attention model", config.name);
-    };
-    if m.attention().is_none() {
-        bail!("{}: the pose study needs an attention model", config.name);
-    }
+) -> Result<Measured> {
     let group = m.group().group();
     let n = group.order();
     let device = device.clone().without_autodiff();
@@ -163,6 +153,34 @@ pub fn pose_study(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    Ok((measured, entropy, max_weight))
+}
+
+/// Measure the attention of `model` on `test`, whose image `i` was made
+/// from an upright one by `draws[i]`.
+pub fn pose_study(
+    model: &Autoencoder,
+    config: &Config,
+    test: &Dataset,
+    draws: &[Draw],
+    device: &Device,
+    quiet: bool,
+) -> Result<PoseStudy> {
+    anyhow::ensure!(
+        draws.len() == test.len(),
+        "{} transforms for {} test images",
+        draws.len(),
+        test.len()
+    );
+    let Autoencoder::Equivariant(m) = model.for_inference() else {
+        bail!("{}: the pose study needs an attention model", config.name);
+    };
+    if m.attention().is_none() {
+        bail!("{}: the pose study needs an attention model", config.name);
+    }
+    let group = m.group().group();
+    let n = group.order();
+    let (measured, entropy, max_weight) = attention_argmax(&m, test, draws, device, quiet)?;
     if measured.is_empty() {
         bail!("{}: no test image to measure the pose on", config.name);
     }

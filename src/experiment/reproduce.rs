@@ -362,6 +362,23 @@ fn merged(opts: &TableOptions, earlier: &[RowResult], results: &[RowResult]) -> 
     all
 }
 
+/// Reproduce the table (see [`reproduce`]) and print its Markdown (or,
+/// with `train_only`, what was trained).
+pub fn reproduce_and_print(opts: &TableOptions, device: &Device) -> Result<()> {
+    let results = reproduce(opts, device)?;
+    if opts.train_only {
+        println!(
+            "trained every row of table {} (preset {}) for {} seed(s)",
+            opts.table.number(),
+            opts.preset.name(),
+            opts.seeds
+        );
+        return Ok(());
+    }
+    println!("{}", table_markdown(opts, &results));
+    Ok(())
+}
+
 /// The table's Markdown for these results.
 pub fn table_markdown(opts: &TableOptions, results: &[RowResult]) -> String {
     markdown(&opts.title(), results)

@@ -16,6 +16,8 @@
 pub mod graph;
 pub mod safetensors;
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Result};
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
@@ -25,10 +27,11 @@ use onnx_protobuf::{
 };
 
 use crate::config::Config;
-use crate::eval::features::{FeatureReader, Head};
+use crate::eval::features::{FeatureReader, Head, TrainedHead};
 use crate::invariant::GramPart;
 use crate::model::{Autoencoder, EquivariantAutoencoder};
 use crate::nn::GroupLinear;
+use crate::train::run_dir::WeightsInfo;
 use graph::{host, host_ints, Graph, OPSET};
 
 /// Name of the graph's input.
@@ -364,4 +367,85 @@ fn head(
         }
         Head::Code => bail!("the code head belongs to the baseline"),
     })
+}
+
+/// What `eqae export` writes.
+pub struct ExportRequest {
+    /// The trained run.
+    pub run: PathBuf,
+    /// Its head (None: the model's first, as for `eqae embed`).
+    pub head: Option<Head>,
+    /// The `.onnx` file.
+    pub out: PathBuf,
+    /// Also the trained weights as `<out>.safetensors`.
+    pub safetensors: bool,
+}
+
+/// Export the run's head as ONNX (and its weights), both published
+/// together, and say what was written.
+pub fn export_run(request: &ExportRequest) -> Result<()> {
+    // export is fixed linear algebra on the host: always the CPU
+    let device = crate::device::select(crate::device::Backend::Cpu)?;
+    let TrainedHead {
+        run,
+        config,
+        model,
+        reader,
+    } = TrainedHead::load(&request.run, request.head, &device)?;
+    crate::atomic::check_output(&request.out, "onnx", "--out")?;
+    let tensors = request.out.with_extension("safetensors");
+    if request.safetensors {
+        crate::atomic::check_writable(&tensors, "--safetensors")?;
+    }
+    // what a killed export left
+    crate::atomic::remove_stale(&request.out);
+    crate::atomic::remove_stale(&tensors);
+    let head = reader.head();
+    let weights_sha256 = WeightsInfo::read(&run.model())?.and_then(|i| i.sha256);
+    let about = Description {
+        run: config.name.clone(),
+        weights_sha256: weights_sha256.clone(),
+    };
+    let onnx = onnx_model(&reader, &config, &about)?;
+    let features = onnx.graph.output[0]
+        .type_
+        .tensor_type()
+        .shape
+        .dim
+        .last()
+        .map(|d| d.dim_value())
+        .unwrap_or(0);
+    let bytes = to_bytes(&onnx)?;
+    let weights = if request.safetensors {
+        let meta = [
+            ("run", config.name.clone()),
+            ("model", config.model.kind.name().to_string()),
+            ("eqae_version", env!("CARGO_PKG_VERSION").to_string()),
+            ("weights_sha256", weights_sha256.unwrap_or_default()),
+        ];
+        Some(safetensors::to_bytes(&model, &meta)?)
+    } else {
+        None
+    };
+    // the pair is published together: never a new model beside old weights
+    let mut files: Vec<(&std::path::Path, &[u8])> = vec![(&request.out, &bytes)];
+    if let Some(w) = &weights {
+        files.push((&tensors, w));
+    }
+    crate::atomic::write_together(&files)?;
+    println!(
+        "wrote {} ({} head, {:.1} MiB): input images float32 [N, 1, {s}, {s}], output features float32 [N, {features}]",
+        request.out.display(),
+        head.name(),
+        bytes.len() as f64 / (1 << 20) as f64,
+        s = config.data.image_size,
+    );
+    if let Some(w) = &weights {
+        println!(
+            "wrote {} ({:.1} MiB, the trained weights; names explained in its metadata)",
+            tensors.display(),
+            w.len() as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(())
 }

@@ -68,6 +68,29 @@ fn taps_tensors(
     )
 }
 
+/// Row `r` of the stacked branch outputs that holds group element `g`
+/// (index `s * n + k` for `R^k M^s`): branch `(s, i)` rotated the input by
+/// `-90 i / m` degrees (after a mirror if `s`), and its grid group's row
+/// `j` (a quarter turn each) completes the rotation: `k = j m + i`
+/// (mirrored: `-k`).
+fn branch_rows(kind: GroupKind, rotations: usize, mirrors: usize) -> Vec<i64> {
+    let n = kind.group().order();
+    if rotations * mirrors == 1 {
+        return (0..n as i64).collect();
+    }
+    let turns = kind.rotations();
+    let inner = kind.grid_group().order();
+    let mut rows = vec![0i64; n];
+    for s in 0..mirrors {
+        for k in 0..turns {
+            let kk = if s == 0 { k } else { (turns - k) % turns };
+            let (j, i) = (kk / rotations, kk % rotations);
+            rows[s * turns + k] = ((s * rotations + i) * inner + j) as i64;
+        }
+    }
+    rows
+}
+
 impl Branches {
     /// Build the branch tables for `kind` on `size x size` images, with
     /// Gaussian input smoothing of width `smoothing` pixels (0: none).
@@ -82,20 +105,7 @@ impl Branches {
         };
         let count = rotations * mirrors;
         let n = kind.group().order();
-        let turns = kind.rotations();
-        let inner = kind.grid_group().order();
-        let mut rows = vec![0i64; n];
-        if count == 1 {
-            rows = (0..n as i64).collect();
-        } else {
-            for s in 0..mirrors {
-                for k in 0..turns {
-                    let kk = if s == 0 { k } else { (turns - k) % turns };
-                    let (j, i) = (kk / rotations, kk % rotations);
-                    rows[s * turns + k] = ((s * rotations + i) * inner + j) as i64;
-                }
-            }
-        }
+        let rows = branch_rows(kind, rotations, mirrors);
         let mut rows_inv = vec![0i64; n];
         for (r, &src) in rows.iter().enumerate() {
             rows_inv[src as usize] = r as i64;

@@ -34,6 +34,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::embed_run::{embed_run, EmbedRequest};
 use super::search::Collection;
 pub use score::Scores;
 
@@ -120,6 +121,47 @@ struct Cut {
     near: Vec<f32>,
     /// How clearly each row belongs to its cluster, 0 to 1.
     confidence: Vec<f32>,
+}
+
+/// `eqae cluster` end to end: embed the collection first when `embed`
+/// says so (into `request.features`), cluster it, and print the summary.
+pub fn cluster_and_report(embed: Option<&EmbedRequest>, request: &ClusterRequest) -> Result<()> {
+    if let Some(embed) = embed {
+        std::fs::create_dir_all(request.out)
+            .with_context(|| format!("cannot create {}", request.out.display()))?;
+        let cpu = crate::device::select(crate::device::Backend::Cpu)?;
+        embed_run(embed, &cpu)?;
+    }
+    let done = cluster(request)?;
+
+    if done.missing_pictures > 0 {
+        eprintln!(
+            "warning: {} picture(s) could not be read back; they are grey in the sheets",
+            done.missing_pictures
+        );
+    }
+    if let Some(how) = &done.chosen {
+        println!("{how}");
+    }
+    let scores = done
+        .scores
+        .map(|s| {
+            format!(
+                "; against the labels: accuracy {:.1}%, NMI {:.3}, ARI {:.3}",
+                s.accuracy * 100.0,
+                s.nmi,
+                s.ari
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "{} rows in {} clusters ({} outliers){scores}: {}",
+        done.rows,
+        done.k,
+        done.outliers,
+        done.report.display()
+    );
+    Ok(())
 }
 
 /// Cluster the collection and write the outputs.
