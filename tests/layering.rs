@@ -126,3 +126,101 @@ fn the_architecture_doc_lists_the_modules_in_the_order_of_lib_rs() {
         "docs/architecture.md's tree (highest first) and src/lib.rs's list (lowest first) disagree"
     );
 }
+
+/// Within one folder, the files that name a sibling file through
+/// `super::<sibling>` on a code line: `(folder, from, to)`.
+fn sibling_imports(dir: &Path, out: &mut Vec<(String, String, String)>) {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sibling_imports(&path, out);
+        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+            files.push(path);
+        }
+    }
+    let stem = |p: &Path| p.file_stem().unwrap().to_string_lossy().to_string();
+    let siblings: Vec<String> = files.iter().map(|p| stem(p)).collect();
+    for path in files.iter().filter(|p| stem(p) != "mod") {
+        let text = std::fs::read_to_string(path).unwrap();
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or("");
+            for (i, _) in code.match_indices("super::") {
+                let rest = &code[i + "super::".len()..];
+                // `super::{a, b}` names several
+                let names: Vec<&str> = match rest.strip_prefix('{') {
+                    Some(list) => list.split('}').next().unwrap_or("").split(',').collect(),
+                    None => vec![rest],
+                };
+                for name in names {
+                    let target: String = name
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if target != stem(path) && target != "mod" && siblings.contains(&target) {
+                        out.push((dir.display().to_string(), stem(path), target));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Pairs of files in one folder that import each other, directly or
+/// through other files of the folder.
+fn import_circles(src: &Path) -> Vec<String> {
+    let mut edges = Vec::new();
+    sibling_imports(src, &mut edges);
+    edges.sort();
+    edges.dedup();
+    let reaches = |dir: &str, from: &str, to: &str| {
+        let mut seen = vec![from.to_string()];
+        let mut stack = vec![from.to_string()];
+        while let Some(at) = stack.pop() {
+            for (_, _, next) in edges.iter().filter(|(d, f, _)| d == dir && *f == at) {
+                if next == to {
+                    return true;
+                }
+                if !seen.contains(next) {
+                    seen.push(next.clone());
+                    stack.push(next.clone());
+                }
+            }
+        }
+        false
+    };
+    edges
+        .iter()
+        .filter(|(dir, from, to)| reaches(dir, to, from))
+        .map(|(dir, from, to)| format!("{dir}: {from} imports {to}, which leads back to {from}"))
+        .collect()
+}
+
+#[test]
+fn no_two_files_of_one_folder_import_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = import_circles(&src);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn an_import_circle_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("probes");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("mod.rs"), "pub mod knn;\npub mod select;\n").unwrap();
+    std::fs::write(
+        folder.join("knn.rs"),
+        "fn k() { super::select::choose_k(); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("select.rs"),
+        "use super::{accuracy, knn::knn_predict};\n// super::other in a comment\n",
+    )
+    .unwrap();
+    let found = import_circles(dir.path());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("knn imports select"), "{found:?}");
+}

@@ -267,7 +267,7 @@ fn knn_chooses_k_by_cross_validation() {
     let (train, test) = (train.mapv(|v| v as f32), test.mapv(|v| v as f32));
     let s = Standardizer::fit(&train);
     let (tr, te) = (s.apply(&train), s.apply(&test));
-    let chosen = KnnProbe::fit(&tr, &y, 4).unwrap().with_chosen_k(0);
+    let chosen = eqae::eval::probes::select::with_chosen_k(KnnProbe::fit(&tr, &y, 4).unwrap(), 0);
     let picked = accuracy(&chosen.predict(&te), &y_test);
     let each: Vec<f64> = select::K_GRID
         .iter()

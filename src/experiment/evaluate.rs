@@ -132,7 +132,7 @@ pub fn evaluate_runs(
                     (&config.name, head),
                     row_group(&config),
                     config.train.seed,
-                    &done,
+                    (done.features, &done.scores),
                     (f64::NAN, f64::NAN),
                 ));
                 // written as they come (an evaluation of full-scale runs takes

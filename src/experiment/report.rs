@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::pipeline::HeadResult;
 use crate::eval::features::Head;
 use crate::eval::probes::ProbeScores;
 use crate::group::GroupKind;
@@ -48,7 +47,7 @@ impl RowResult {
         (config, head): (&str, Head),
         group: Option<GroupKind>,
         seed: u64,
-        done: &HeadResult,
+        (features, scores): (usize, &ProbeScores),
         (paper_logistic, paper_mlp): (f64, f64),
     ) -> Self {
         Self {
@@ -57,8 +56,8 @@ impl RowResult {
             group,
             config: config.into(),
             seed,
-            features: done.features,
-            scores: done.scores.clone(),
+            features,
+            scores: scores.clone(),
             paper_logistic,
             paper_mlp,
         }

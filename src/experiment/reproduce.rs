@@ -141,7 +141,7 @@ pub fn reproduce(opts: &TableOptions, device: &Device) -> Result<Vec<RowResult>>
                 (row.config, row.head),
                 group,
                 seed,
-                &done,
+                (done.features, &done.scores),
                 (row.logistic, row.mlp),
             );
             eprintln!(

@@ -55,12 +55,10 @@ impl KnnProbe {
         }
     }
 
-    /// The same probe with its k chosen by cross-validation on its own
-    /// training rows ([`super::select::choose_k`]).
-    pub fn with_chosen_k(self, seed: u64) -> Self {
-        let k =
-            super::select::choose_k(&self.train, &self.labels, self.classes, Self::K, seed).best;
-        KnnProbe { k, ..self }
+    /// The whitened unit training rows, their labels and the class count
+    /// (what choosing k by cross-validation reads).
+    pub fn training(&self) -> (&Array2<f64>, &[usize], usize) {
+        (&self.train, &self.labels, self.classes)
     }
 
     /// The same probe with `k` neighbours voting.

@@ -128,8 +128,8 @@ impl FittedProbes {
         let logistic = LogisticProbe::fit_whitened(&tr, y_train, settings, whitener)?;
         let logistic_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let knn = KnnProbe::with_whitener(axes.shrunk_whitener(), &tr, y_train, classes)
-            .with_chosen_k(seed);
+        let knn = KnnProbe::with_whitener(axes.shrunk_whitener(), &tr, y_train, classes);
+        let knn = select::with_chosen_k(knn, seed);
         let knn_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mlp_settings = select::choose_mlp(&tr, y_train, classes, seed).best;

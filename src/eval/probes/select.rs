@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::accuracy;
-use super::knn::knn_predict;
+use super::knn::{knn_predict, KnnProbe};
 use super::logistic::{LogisticProbe, LogisticSettings, LogisticSpace};
 use super::mlp::{MlpProbe, MlpSettings};
 use super::space::PrincipalAxes;
@@ -175,6 +175,14 @@ pub fn choose_logistic(
                 .collect()
         },
     )
+}
+
+/// `probe` with its k chosen by cross-validation on its own training rows
+/// ([`choose_k`], starting from [`KnnProbe::K`]).
+pub fn with_chosen_k(probe: KnnProbe, seed: u64) -> KnnProbe {
+    let (train, labels, classes) = probe.training();
+    let k = choose_k(train, labels, classes, KnnProbe::K, seed).best;
+    probe.with_k(k)
 }
 
 /// kNN's k for rows `x` already in the probe's space (whitened, unit
