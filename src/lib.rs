@@ -17,9 +17,7 @@
 //! - [`eval`]: frozen features, embedding, probes, figures;
 //! - [`export`]: a trained feature extractor as an ONNX file (and its weights as safetensors);
 //! - [`experiment`]: the paper's tables and multi-run evaluations;
-//! - [`cli`]: the command line (clap's parsers live here; the one type
-//!   below it that clap reads is `group::resample::Resampling`, which
-//!   derives `ValueEnum` so that `--resample` takes the names configs use).
+//! - [`cli`]: the command line (clap lives here and nowhere below it).
 
 pub mod atomic;
 pub mod cli;

@@ -224,3 +224,37 @@ fn an_import_circle_is_caught() {
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].contains("knn imports select"), "{found:?}");
 }
+
+/// The files outside `src/cli` (and `main.rs`) that name clap on a code line.
+fn clap_outside_cli(src: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(src).unwrap().to_path_buf();
+            if rel.starts_with("cli") || rel == Path::new("main.rs") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains("clap::") || code.contains("ValueEnum") {
+                        out.push(format!("{}:{}", rel.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn clap_is_read_in_cli_only() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = clap_outside_cli(&src);
+    assert!(found.is_empty(), "clap outside src/cli: {found:?}");
+}

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use crate::device::Backend;
 use crate::eval::features::Head;
 use crate::experiment::Preset;
+use crate::group::resample::Resampling;
 
 /// `--device`, the same for every subcommand (the CPU by default).
 #[derive(Args, Debug, Clone)]
@@ -107,6 +108,14 @@ impl From<PresetArg> for Preset {
             PresetArg::Full => Preset::Full,
         }
     }
+}
+
+/// `--resample`: a resampling method by the name configs use.
+pub fn resampling_parser() -> impl clap::builder::TypedValueParser<Value = Resampling> {
+    use clap::builder::TypedValueParser;
+    let names = Resampling::ALL.map(Resampling::name);
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| Resampling::from_name(&name).expect("one of the names listed"))
 }
 
 /// Most angles a study measures (a step of 0.25 degrees).

@@ -40,7 +40,7 @@ pub struct CheckArgs {
     pub out: Option<PathBuf>,
     /// With --angles: how the test images are turned (default: as the
     /// run's training turned its images, `data.resampling`).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::args::resampling_parser())]
     pub resample: Option<Resampling>,
     /// The compute device.
     #[command(flatten)]

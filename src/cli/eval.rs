@@ -78,7 +78,7 @@ pub struct EvalArgs {
     pub rotation_images: usize,
     /// How --rotations turns the test images (default: as each run's
     /// training turned its images, `data.resampling`).
-    #[arg(long, value_enum, requires = "rotations")]
+    #[arg(long, value_parser = super::args::resampling_parser(), requires = "rotations")]
     pub resample: Option<Resampling>,
     /// What the attention does with the pose, for attention runs (with
     /// --table: seed 0's attention rows): how often its argmax recovers each

@@ -27,9 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{pixel_or_zero, rotate_bilinear, source_point};
 
 /// How an image turned by an angle off the pixel grid is resampled.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resampling {
     /// Bilinear interpolation (4 taps).
@@ -56,6 +54,11 @@ impl Resampling {
             Resampling::Bicubic => "bicubic",
             Resampling::Fourier => "fourier",
         }
+    }
+
+    /// The method of this name (as [`Resampling::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Resampling> {
+        Resampling::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 
