@@ -1,6 +1,7 @@
-//! Defects found by using eqae as a careful and as a hostile user: every one is a run of the real binary that must end, within a
-//! time limit, either in success or in one clear line starting `Error:`.
-//! Never a hang, a panic, an abort, or a file written outside the run.
+//! What a careful or hostile user meets, by behaviour: every test is a run
+//! of the real binary that must end, within a time limit, either in
+//! success or in one clear line starting `Error:`. Never a hang, a panic,
+//! an abort, or a file written outside the run.
 
 use ndarray::Array2;
 use std::path::Path;
@@ -13,7 +14,11 @@ fn write(dir: &Path, name: &str, body: &str) {
     std::fs::write(dir.join(name), body).unwrap();
 }
 
-// ---------------------------------------------------------------- defect 1
+// ========================================================================
+// Training that goes wrong stops with one line and keeps its last good
+// checkpoint; a second training of a run is refused while the first runs;
+// a resume says what changed
+// ========================================================================
 
 #[test]
 fn diverging_loss_with_many_batches_left_stops_instead_of_hanging() {
@@ -69,118 +74,6 @@ fn a_diverged_epoch_stops_and_keeps_the_last_good_checkpoint() {
     assert!(!dir.path().join("runs/d/checkpoints/epoch-0002").exists());
 }
 
-// ---------------------------------------------------------------- defect 2
-
-#[test]
-fn run_names_that_leave_the_runs_folder_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("runs")).unwrap();
-    for name in ["..", ".", "a/..", ""] {
-        write(dir.path(), "n.toml", &toy(name, "", "", ""));
-        fails_with(
-            dir.path(),
-            &["train", "--config", "n.toml", "--quiet"],
-            &["`name`"],
-        );
-    }
-    assert!(!dir.path().join("config.toml").exists());
-    assert!(!dir.path().join("metrics.csv").exists());
-}
-
-// ---------------------------------------------------------------- defect 3
-
-#[test]
-fn a_stage_count_that_overflows_the_shift_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    for stages in [9, 63, 64, 65, 200] {
-        let channels = vec!["1"; stages].join(", ");
-        write(
-            dir.path(),
-            "s.toml",
-            &toy("s", "", &format!("channels = [{channels}]"), ""),
-        );
-        fails_with(
-            dir.path(),
-            &["check", "--config", "s.toml"],
-            &["model.channels"],
-        );
-    }
-}
-
-// ---------------------------------------------------------------- defect 4
-
-#[test]
-fn eval_plots_on_small_test_sets_keep_the_results() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "t.toml", &toy("t", "", "", ""));
-    succeeds(dir.path(), &["train", "--config", "t.toml", "--quiet"]);
-    let saved = std::fs::read_to_string(dir.path().join("runs/t/config.toml")).unwrap();
-    for n in [3, 10, 20, 40, 50] {
-        std::fs::write(
-            dir.path().join("runs/t/config.toml"),
-            saved.replace("test_limit = 40", &format!("test_limit = {n}")),
-        )
-        .unwrap();
-        let out = format!("rep{n}");
-        let log = succeeds(
-            dir.path(),
-            &[
-                "eval", "--run", "runs/t", "--out", &out, "--quiet", "--plots",
-            ],
-        );
-        let json = dir.path().join(&out).join("eval.json");
-        assert!(json.exists(), "n = {n}: no eval.json; {log}");
-        let rows: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-        assert_eq!(rows.as_array().unwrap().len(), 2, "n = {n}");
-        // a figure is either drawn or skipped with a warning that says so
-        let drawn = dir.path().join(&out).join("eval_explained_variance.png");
-        assert!(drawn.exists() || log.contains("warning:"), "n = {n}: {log}");
-    }
-}
-
-// ---------------------------------------------------------------- defect 5
-
-#[test]
-fn a_table_does_not_reuse_a_model_trained_with_another_config() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("configs")).unwrap();
-    // the table names its runs <config>-s<seed>; train that run as the table would
-    let row = toy("baseline", "", "kind = \"baseline\"\ncode = 8", "");
-    write(&dir.path().join("configs"), "baseline.toml", &row);
-    write(
-        dir.path(),
-        "pre.toml",
-        &row.replace("name = \"baseline\"", "name = \"baseline-s0\""),
-    );
-    succeeds(
-        dir.path(),
-        &[
-            "train",
-            "--config",
-            "pre.toml",
-            "--runs",
-            "runs/table1-full",
-            "--quiet",
-        ],
-    );
-    // now the row's config changes: the stale model must not be used
-    write(
-        &dir.path().join("configs"),
-        "baseline.toml",
-        &row.replace("epochs = 1", "epochs = 2"),
-    );
-    fails_with(
-        dir.path(),
-        &[
-            "eval", "--table", "1", "--preset", "full", "--seeds", "1", "--quiet",
-        ],
-        &["train.epochs", "baseline-s0"],
-    );
-}
-
-// ---------------------------------------------------------------- defect 6
-
 #[test]
 fn a_second_training_into_the_same_run_is_refused_while_the_first_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,8 +115,6 @@ fn a_second_training_into_the_same_run_is_refused_while_the_first_runs() {
         "{log}"
     );
 }
-
-// ---------------------------------------------------------------- defect 7
 
 #[test]
 fn resume_records_changed_training_settings_and_says_when_done() {
@@ -270,25 +161,49 @@ fn resume_records_changed_training_settings_and_says_when_done() {
     );
 }
 
-// ---------------------------------------------------------------- defect 8
+// ========================================================================
+// Configs, weights and arguments that cannot work are refused before the work
+// ========================================================================
 
 #[test]
-fn eval_on_an_empty_test_set_says_so() {
+fn a_stage_count_that_overflows_the_shift_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    common::fake_mnist(&dir.path().join("data"), "mnist", 100, 0);
-    let config = toy("m", "", "", "")
-        .replace("dataset = \"synthetic\"", "dataset = \"mnist\"")
-        .replace("image_size = 16", "image_size = 32");
-    write(dir.path(), "m.toml", &config);
-    succeeds(dir.path(), &["train", "--config", "m.toml", "--quiet"]);
-    fails_with(
-        dir.path(),
-        &["eval", "--run", "runs/m", "--quiet"],
-        &["test", "empty"],
-    );
+    for stages in [9, 63, 64, 65, 200] {
+        let channels = vec!["1"; stages].join(", ");
+        write(
+            dir.path(),
+            "s.toml",
+            &toy("s", "", &format!("channels = [{channels}]"), ""),
+        );
+        fails_with(
+            dir.path(),
+            &["check", "--config", "s.toml"],
+            &["model.channels"],
+        );
+    }
 }
 
-// ---------------------------------------------------------------- defect 9
+#[test]
+fn mnist_canvases_that_would_cut_the_digit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dataset, size) in [("mnist", 24), ("fashion-mnist", 16), ("mnist", 8)] {
+        write(
+            dir.path(),
+            "c.toml",
+            &toy("c", "", "", "")
+                .replace(
+                    "dataset = \"synthetic\"",
+                    &format!("dataset = \"{dataset}\""),
+                )
+                .replace("image_size = 16", &format!("image_size = {size}")),
+        );
+        fails_with(
+            dir.path(),
+            &["train", "--config", "c.toml", "--quiet"],
+            &["data.image_size", "28"],
+        );
+    }
+}
 
 #[test]
 fn weights_of_another_group_are_refused_even_when_the_shapes_match() {
@@ -315,7 +230,207 @@ fn weights_of_another_group_are_refused_even_when_the_shapes_match() {
     );
 }
 
-// ---------------------------------------------------------------- defect 10
+#[test]
+fn a_table_does_not_reuse_a_model_trained_with_another_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("configs")).unwrap();
+    // the table names its runs <config>-s<seed>; train that run as the table would
+    let row = toy("baseline", "", "kind = \"baseline\"\ncode = 8", "");
+    write(&dir.path().join("configs"), "baseline.toml", &row);
+    write(
+        dir.path(),
+        "pre.toml",
+        &row.replace("name = \"baseline\"", "name = \"baseline-s0\""),
+    );
+    succeeds(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            "pre.toml",
+            "--runs",
+            "runs/table1-full",
+            "--quiet",
+        ],
+    );
+    // now the row's config changes: the stale model must not be used
+    write(
+        &dir.path().join("configs"),
+        "baseline.toml",
+        &row.replace("epochs = 1", "epochs = 2"),
+    );
+    fails_with(
+        dir.path(),
+        &[
+            "eval", "--table", "1", "--preset", "full", "--seeds", "1", "--quiet",
+        ],
+        &["train.epochs", "baseline-s0"],
+    );
+}
+
+#[test]
+fn check_and_bench_refuse_nonsense_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clap_error = |args: &[&str], needle: &str| {
+        let out = run(d, args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    };
+    clap_error(&["check", "--batch", "0"], "--batch");
+    clap_error(&["bench", "--model", "c4", "--steps", "0"], "--steps");
+    clap_error(&["bench", "--model", "c4", "--channels", "0"], "--channels");
+    clap_error(&["bench", "--model", "c4", "--batch", "0"], "--batch");
+    clap_error(&["eval", "--table", "1", "--seeds", "0"], "--seeds");
+    fails_with(
+        d,
+        &[
+            "bench",
+            "--model",
+            "c4",
+            "--channels",
+            "1",
+            "1",
+            "1",
+            "1",
+            "1",
+            "1",
+            "1",
+            "1",
+            "1",
+            "1",
+        ],
+        &["--channels"],
+    );
+    fails_with(
+        d,
+        &["bench", "--model", "d12", "--batch", "100000000"],
+        &["--batch", "memory"],
+    );
+}
+
+// ========================================================================
+// Evaluation on small or empty test sets says so and keeps what it measured
+// ========================================================================
+
+#[test]
+fn eval_plots_on_small_test_sets_keep_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.toml", &toy("t", "", "", ""));
+    succeeds(dir.path(), &["train", "--config", "t.toml", "--quiet"]);
+    let saved = std::fs::read_to_string(dir.path().join("runs/t/config.toml")).unwrap();
+    for n in [3, 10, 20, 40, 50] {
+        std::fs::write(
+            dir.path().join("runs/t/config.toml"),
+            saved.replace("test_limit = 40", &format!("test_limit = {n}")),
+        )
+        .unwrap();
+        let out = format!("rep{n}");
+        let log = succeeds(
+            dir.path(),
+            &[
+                "eval", "--run", "runs/t", "--out", &out, "--quiet", "--plots",
+            ],
+        );
+        let json = dir.path().join(&out).join("eval.json");
+        assert!(json.exists(), "n = {n}: no eval.json; {log}");
+        let rows: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 2, "n = {n}");
+        // a figure is either drawn or skipped with a warning that says so
+        let drawn = dir.path().join(&out).join("eval_explained_variance.png");
+        assert!(drawn.exists() || log.contains("warning:"), "n = {n}: {log}");
+    }
+}
+
+#[test]
+fn eval_on_an_empty_test_set_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    common::fake_mnist(&dir.path().join("data"), "mnist", 100, 0);
+    let config = toy("m", "", "", "")
+        .replace("dataset = \"synthetic\"", "dataset = \"mnist\"")
+        .replace("image_size = 16", "image_size = 32");
+    write(dir.path(), "m.toml", &config);
+    succeeds(dir.path(), &["train", "--config", "m.toml", "--quiet"]);
+    fails_with(
+        dir.path(),
+        &["eval", "--run", "runs/m", "--quiet"],
+        &["test", "empty"],
+    );
+}
+
+// ========================================================================
+// Paths: run names stay inside the runs folder, and messages name a path once
+// ========================================================================
+
+#[test]
+fn run_names_that_leave_the_runs_folder_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runs")).unwrap();
+    for name in ["..", ".", "a/..", ""] {
+        write(dir.path(), "n.toml", &toy(name, "", "", ""));
+        fails_with(
+            dir.path(),
+            &["train", "--config", "n.toml", "--quiet"],
+            &["`name`"],
+        );
+    }
+    assert!(!dir.path().join("config.toml").exists());
+    assert!(!dir.path().join("metrics.csv").exists());
+}
+
+#[test]
+fn messages_name_the_path_and_say_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // an output's missing folders are made; a file in the way is named
+    write(d, "in_the_way", "a file, not a folder");
+    let line = fails_with(
+        d,
+        &["check", "--json", "in_the_way/c.json"],
+        &["in_the_way/c.json"],
+    );
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+    succeeds(d, &["check", "--json", "no/such/folder/c.json"]);
+    assert!(d.join("no/such/folder/c.json").exists());
+    let line = fails_with(d, &["train", "--config", "missing.toml"], &["missing.toml"]);
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+    write(d, "t.toml", &toy("t", "", "", ""));
+    succeeds(d, &["train", "--config", "t.toml", "--quiet"]);
+    write(d, "plain.txt", "a file, not a folder");
+    let line = fails_with(
+        d,
+        &[
+            "embed",
+            "--run",
+            "runs/t",
+            "--out",
+            "plain.txt/f.npy",
+            "--quiet",
+        ],
+        &["plain.txt"],
+    );
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+}
+
+#[test]
+fn the_documented_defaults_block_is_the_code_default() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configs.md")).unwrap();
+    let start = doc
+        .find("```toml\nname = ")
+        .expect("docs/configs.md has the defaults block");
+    let block = &doc[start + "```toml\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let parsed = eqae::config::Config::from_toml(block, Path::new("docs/configs.md")).unwrap();
+    assert_eq!(parsed, eqae::config::Config::default(), "{block}");
+}
+
+// ========================================================================
+// Image folders: names round-trip, bad files are named
+// ========================================================================
 
 fn png(path: &Path, w: u32, h: u32) {
     image::GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 7 + y * 3) % 255) as u8]))
@@ -440,122 +555,4 @@ fn image_folders_round_trip_names_and_handle_bad_files() {
         let args = embed("latin", &[]);
         fails_with(dir.path(), &args, &["UTF-8"]);
     }
-}
-
-// ---------------------------------------------------------------- defect 11
-
-#[test]
-fn mnist_canvases_that_would_cut_the_digit_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    for (dataset, size) in [("mnist", 24), ("fashion-mnist", 16), ("mnist", 8)] {
-        write(
-            dir.path(),
-            "c.toml",
-            &toy("c", "", "", "")
-                .replace(
-                    "dataset = \"synthetic\"",
-                    &format!("dataset = \"{dataset}\""),
-                )
-                .replace("image_size = 16", &format!("image_size = {size}")),
-        );
-        fails_with(
-            dir.path(),
-            &["train", "--config", "c.toml", "--quiet"],
-            &["data.image_size", "28"],
-        );
-    }
-}
-
-// ---------------------------------------------------------------- defect 12
-
-#[test]
-fn check_and_bench_refuse_nonsense_arguments() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let clap_error = |args: &[&str], needle: &str| {
-        let out = run(d, args);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    };
-    clap_error(&["check", "--batch", "0"], "--batch");
-    clap_error(&["bench", "--model", "c4", "--steps", "0"], "--steps");
-    clap_error(&["bench", "--model", "c4", "--channels", "0"], "--channels");
-    clap_error(&["bench", "--model", "c4", "--batch", "0"], "--batch");
-    clap_error(&["eval", "--table", "1", "--seeds", "0"], "--seeds");
-    fails_with(
-        d,
-        &[
-            "bench",
-            "--model",
-            "c4",
-            "--channels",
-            "1",
-            "1",
-            "1",
-            "1",
-            "1",
-            "1",
-            "1",
-            "1",
-            "1",
-            "1",
-        ],
-        &["--channels"],
-    );
-    fails_with(
-        d,
-        &["bench", "--model", "d12", "--batch", "100000000"],
-        &["--batch", "memory"],
-    );
-}
-
-// ---------------------------------------------------------------- defect 13
-
-#[test]
-fn messages_name_the_path_and_say_it_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // an output's missing folders are made; a file in the way is named
-    write(d, "in_the_way", "a file, not a folder");
-    let line = fails_with(
-        d,
-        &["check", "--json", "in_the_way/c.json"],
-        &["in_the_way/c.json"],
-    );
-    assert_eq!(line.matches("os error").count(), 1, "{line}");
-    succeeds(d, &["check", "--json", "no/such/folder/c.json"]);
-    assert!(d.join("no/such/folder/c.json").exists());
-    let line = fails_with(d, &["train", "--config", "missing.toml"], &["missing.toml"]);
-    assert_eq!(line.matches("os error").count(), 1, "{line}");
-    write(d, "t.toml", &toy("t", "", "", ""));
-    succeeds(d, &["train", "--config", "t.toml", "--quiet"]);
-    write(d, "plain.txt", "a file, not a folder");
-    let line = fails_with(
-        d,
-        &[
-            "embed",
-            "--run",
-            "runs/t",
-            "--out",
-            "plain.txt/f.npy",
-            "--quiet",
-        ],
-        &["plain.txt"],
-    );
-    assert_eq!(line.matches("os error").count(), 1, "{line}");
-}
-
-#[test]
-fn the_documented_defaults_block_is_the_code_default() {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configs.md")).unwrap();
-    let start = doc
-        .find("```toml\nname = ")
-        .expect("docs/configs.md has the defaults block");
-    let block = &doc[start + "```toml\n".len()..];
-    let block = &block[..block.find("```").unwrap()];
-    let parsed = eqae::config::Config::from_toml(block, Path::new("docs/configs.md")).unwrap();
-    assert_eq!(parsed, eqae::config::Config::default(), "{block}");
 }
