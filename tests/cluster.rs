@@ -70,6 +70,20 @@ fn report(d: &Path, out: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(d.join(out).join("clusters.json")).unwrap()).unwrap()
 }
 
+/// `eqae cluster --features F --out O --quiet` with `extra` arguments.
+fn cluster_run(d: &Path, features: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["cluster", "--features", features, "--out", out, "--quiet"];
+    args.extend_from_slice(extra);
+    common::run(d, &args)
+}
+
+/// [`cluster_run`], which must succeed.
+fn cluster_ok(d: &Path, features: &str, out: &str, extra: &[&str]) {
+    let mut args = vec!["cluster", "--features", features, "--out", out, "--quiet"];
+    args.extend_from_slice(extra);
+    succeeds(d, &args);
+}
+
 #[test]
 fn planted_clusters_are_found_and_a_set_without_them_scores_at_chance() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,53 +92,19 @@ fn planted_clusters_are_found_and_a_set_without_them_scores_at_chance() {
     // directions that whitening gives equal weight
     let (x, labels) = blobs(12, 40, 16, 1);
     features(d, "planted", &x, &labels);
-    succeeds(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "planted.npy",
-            "--out",
-            "p",
-            "--k",
-            "12",
-            "--quiet",
-        ],
-    );
+    cluster_ok(d, "planted.npy", "p", &["--k", "12"]);
     let r = report(d, "p");
     assert!(r["scores"]["accuracy"].as_f64().unwrap() >= 0.99, "{r}");
     assert!(r["scores"]["nmi"].as_f64().unwrap() >= 0.97, "{r}");
     assert_eq!(r["sizes"].as_array().unwrap().len(), 12);
     // the same rows with the same seed: the same clusters, bit for bit
-    succeeds(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "planted.npy",
-            "--out",
-            "p2",
-            "--k",
-            "12",
-            "--quiet",
-        ],
-    );
+    cluster_ok(d, "planted.npy", "p2", &["--k", "12"]);
     assert_eq!(
         std::fs::read(d.join("p/clusters.npy")).unwrap(),
         std::fs::read(d.join("p2/clusters.npy")).unwrap()
     );
     // without --k, the number is chosen, and it is the planted one
-    succeeds(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "planted.npy",
-            "--out",
-            "auto",
-            "--quiet",
-        ],
-    );
+    cluster_ok(d, "planted.npy", "auto", &[]);
     let r = report(d, "auto");
     assert_eq!(r["k"], 12, "{r}");
     assert!(
@@ -138,19 +118,7 @@ fn planted_clusters_are_found_and_a_set_without_them_scores_at_chance() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let random: Vec<usize> = (0..480).map(|_| rng.gen_range(0..12)).collect();
     features(d, "noise", &noise, &random);
-    succeeds(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "noise.npy",
-            "--out",
-            "n",
-            "--k",
-            "12",
-            "--quiet",
-        ],
-    );
+    cluster_ok(d, "noise.npy", "n", &["--k", "12"]);
     let r = report(d, "n");
     assert!(r["scores"]["nmi"].as_f64().unwrap() < 0.1, "{r}");
     assert!(r["scores"]["ari"].as_f64().unwrap().abs() < 0.02, "{r}");
@@ -162,21 +130,7 @@ fn every_row_gets_a_cluster_a_confidence_and_a_flag() {
     let d = dir.path();
     let (x, labels) = blobs(3, 40, 16, 4);
     features(d, "c", &x, &labels);
-    succeeds(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "c.npy",
-            "--out",
-            "o",
-            "--k",
-            "3",
-            "--method",
-            "kmeans",
-            "--quiet",
-        ],
-    );
+    cluster_ok(d, "c.npy", "o", &["--k", "3", "--method", "kmeans"]);
     let clusters: Array1<i64> = ndarray_npy::read_npy(d.join("o/clusters.npy")).unwrap();
     assert_eq!(clusters.len(), 120);
     let mut rows = csv::Reader::from_path(d.join("o/clusters.csv")).unwrap();
@@ -197,19 +151,7 @@ fn every_row_gets_a_cluster_a_confidence_and_a_flag() {
     }
     assert!(d.join("o/confusion.png").exists() && d.join("o/clusters.md").exists());
     // fewer clusters the second time: the sheets of the old ones go
-    succeeds(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "c.npy",
-            "--out",
-            "o",
-            "--k",
-            "2",
-            "--quiet",
-        ],
-    );
+    cluster_ok(d, "c.npy", "o", &["--k", "2"]);
     assert!(!d.join("o/sheets/cluster_02.png").exists());
 }
 
@@ -229,19 +171,7 @@ fn contact_sheets_show_the_collections_own_images() {
             "c.npy",
         ],
     );
-    let out = common::run(
-        d,
-        &[
-            "cluster",
-            "--features",
-            "c.npy",
-            "--out",
-            "o",
-            "--k",
-            "3",
-            "--quiet",
-        ],
-    );
+    let out = cluster_run(d, "c.npy", "o", &["--k", "3"]);
     assert!(out.status.success(), "{}", common::text(&out.stderr));
     assert!(
         !common::text(&out.stderr).contains("could not be read"),
@@ -381,19 +311,7 @@ fn a_kill_at_any_rename_leaves_one_whole_clustering_or_none() {
     assert!(n >= 7, "{n} renames");
     for at in 1..=n {
         let _ = std::fs::remove_dir_all(d.join("o"));
-        succeeds(
-            d,
-            &[
-                "cluster",
-                "--features",
-                "c.npy",
-                "--out",
-                "o",
-                "--k",
-                "3",
-                "--quiet",
-            ],
-        );
+        cluster_ok(d, "c.npy", "o", &["--k", "3"]);
         let out = killed_at_rename(d, &args, at);
         assert!(!out.status.success(), "rename {at}: not killed");
         // the earlier clustering whole, the new one whole, or no report
