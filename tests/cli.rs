@@ -101,8 +101,7 @@ fn train_then_embed_writes_one_row_per_image_loadable_in_python() {
         );
         let f: Array2<f32> = ndarray_npy::read_npy(dir.path().join(&npy)).unwrap();
         assert_eq!(f.dim(), (40, width), "{head}");
-        // scripts/test.sh points EQAE_PYTHON at a Python that has numpy
-        let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let python = common::python_with(&["numpy"]);
         let py = std::process::Command::new(&python)
             .current_dir(dir.path())
             .args([

@@ -60,8 +60,7 @@ struct Checked {
 }
 
 fn onnx_check(dir: &Path, model: &str, features: &str) -> Checked {
-    // scripts/test.sh points EQAE_PYTHON at a Python with onnx and onnxruntime
-    let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::python_with(&["numpy", "onnx", "onnxruntime"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_check.py");
     let out = std::process::Command::new(&python)
         .current_dir(dir)
@@ -351,7 +350,7 @@ fn prepare_py_gives_embeds_features_on_every_kind_of_file() {
         alpha.iter().zip(ink.iter()).all(|(a, b)| a == b),
         "alpha over white is not the ink digit"
     );
-    let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::python_with(&["numpy", "onnxruntime", "PIL"]);
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
     let check = format!(
         r#"

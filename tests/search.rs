@@ -243,8 +243,7 @@ fn shards_loaded_into_faiss_find_the_neighbours_eqae_finds() {
         .into_iter()
         .map(|(_, f)| f)
         .collect();
-    // scripts/test.sh points EQAE_PYTHON at a Python with numpy and faiss-cpu
-    let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::python_with(&["numpy", "faiss"]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/faiss_load.py");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&python)

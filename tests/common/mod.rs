@@ -284,3 +284,25 @@ pub fn trained_syn_d4(dir: &std::path::Path, name: &str) {
         &["train", "--config", &format!("{name}.toml"), "--quiet"],
     );
 }
+
+/// The Python the tests run their clients with (`EQAE_PYTHON`, which
+/// `scripts/test.sh` sets, or `python3`), after checking that it imports
+/// `modules`: a test without them fails at once with what is missing and
+/// how to get it, not later on a confusing mismatch.
+pub fn python_with(modules: &[&str]) -> String {
+    let python = std::env::var("EQAE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let import = format!("import {}", modules.join(", "));
+    let found = std::process::Command::new(&python)
+        .args(["-c", &import])
+        .output();
+    match found {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "this test needs the Python modules {modules:?} in {python}, which cannot `{import}` ({}): run scripts/test.sh, which installs them into target/pyenv, or point EQAE_PYTHON at a Python that has them",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").trim()
+        ),
+        Err(e) => panic!(
+            "this test needs Python ({python}: {e}) with {modules:?}: run scripts/test.sh, or point EQAE_PYTHON at one"
+        ),
+    }
+}
