@@ -283,9 +283,9 @@ fn umap_layout(
         seed: req.seed,
     };
     let bar = crate::progress::bar(opts.epochs as u64, req.quiet, "UMAP");
-    let y = umap::layout(graph, reduce::start_layout(space, opts.dims), &opts, || {
-        bar.inc(1)
-    });
+    let start = umap::spectral_start(graph, opts.dims, req.seed)
+        .unwrap_or_else(|| reduce::start_layout(space, opts.dims));
+    let y = umap::layout(graph, start, &opts, || bar.inc(1));
     bar.finish_and_clear();
     if y.iter().any(|v| !v.is_finite()) {
         bail!("the UMAP layout diverged (a value is not finite); try another --seed");

@@ -132,6 +132,73 @@ pub struct LayoutOptions {
     pub seed: u64,
 }
 
+/// UMAP's spectral start: the rows' coordinates in the `dims` leading
+/// non-trivial eigenvectors of the graph's normalised adjacency
+/// `D^-1/2 W D^-1/2` (the smallest of its normalised Laplacian), each
+/// scaled to 0..10, as umap-learn starts. Clusters that are apart in the
+/// graph start apart; a start from principal axes can put them on top of
+/// each other. None when the eigenvectors do not converge (the caller then
+/// starts from principal axes).
+///
+/// # Shapes
+/// a graph of `N` vertices -> `[N * dims]`
+pub fn spectral_start(graph: &FuzzyGraph, dims: usize, seed: u64) -> Option<Vec<f32>> {
+    use linfa_linalg::lobpcg::{lobpcg, Order};
+    use ndarray::{Array1, Array2, Axis};
+    let n = graph.n;
+    if n < dims + 2 || graph.edges.is_empty() {
+        return None;
+    }
+    let mut degree = vec![0f64; n];
+    for &(i, _, w) in &graph.edges {
+        degree[i as usize] += f64::from(w);
+    }
+    if degree.iter().any(|&d| d <= 0.0) {
+        return None;
+    }
+    let scale: Vec<f64> = degree.iter().map(|d| 1.0 / d.sqrt()).collect();
+    // y = D^-1/2 W D^-1/2 x, over the edges
+    let product = |x: ndarray::ArrayView2<f64>| {
+        let mut y = Array2::<f64>::zeros(x.raw_dim());
+        for &(i, j, w) in &graph.edges {
+            let (i, j) = (i as usize, j as usize);
+            let c = f64::from(w) * scale[i] * scale[j];
+            y.row_mut(i).scaled_add(c, &x.row(j));
+        }
+        y
+    };
+    // the trivial eigenvector (eigenvalue 1), kept out of the search
+    let trivial = Array1::from_iter(degree.iter().map(|d| d.sqrt()));
+    let trivial = (&trivial / trivial.dot(&trivial).sqrt()).insert_axis(Axis(1));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let start = Array2::from_shape_fn((n, dims), |_| rng.gen_range(-1.0..1.0));
+    let constraint = Some(trivial.view());
+    let found = match lobpcg(
+        product,
+        start,
+        |_| {},
+        constraint,
+        1e-5,
+        500,
+        Order::Largest,
+    ) {
+        Ok(r) => r,
+        Err((_, Some(r))) => r,
+        Err(_) => return None,
+    };
+    let mut vectors = found.eigvecs;
+    if vectors.ncols() != dims || vectors.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    for mut column in vectors.columns_mut() {
+        let lo = column.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = column.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let span = (hi - lo).max(1e-12);
+        column.mapv_inplace(|v| 10.0 * (v - lo) / span);
+    }
+    Some(vectors.iter().map(|&v| v as f32).collect())
+}
+
 /// Optimise `init` (`[N, dims]`, row-major) so that neighbours in the
 /// graph are near and other rows far (UMAP's cross-entropy by stochastic
 /// gradient descent with negative sampling). `tick` is called once per
