@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::{DeviceArgs, HeadArg};
 use super::embed::{EmbedArgs, SplitArg};
-use crate::eval::cluster::{cluster_and_report, Assign, ClusterRequest, Method};
+use crate::eval::cluster::{cluster_and_report, Assign, ClusterRequest, ClusterSettings, Method};
 
 /// What k-means cuts.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,9 +114,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give --features, or --run with --split or --images"),
     };
-    let request = ClusterRequest {
-        features: &features,
-        out: &args.out,
+    let settings = ClusterSettings {
         k: args.k,
         max_k: args.max_k,
         method: match args.method {
@@ -132,6 +130,11 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         layout_dims: args.layout_dims,
         seed: args.seed,
         quiet: args.quiet,
+    };
+    let request = ClusterRequest {
+        features: &features,
+        out: &args.out,
+        settings,
     };
     cluster_and_report(embed.as_ref(), &request)
 }

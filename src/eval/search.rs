@@ -416,6 +416,13 @@ fn column_scales(x: &Array2<f32>) -> (Vec<f32>, Vec<f32>) {
     (mean.into_iter().map(|m| m as f32).collect(), inv)
 }
 
+/// Rows standardised by their own columns' means and deviations, then
+/// scaled to unit length: the rows as a collection compares them.
+pub fn unit_rows_of(x: Array2<f32>) -> Array2<f32> {
+    let (mean, inv_std) = column_scales(&x);
+    standardise(x, &mean, &inv_std)
+}
+
 /// Rows standardised by `mean` and `inv_std`, then scaled to unit length.
 fn standardise(mut x: Array2<f32>, mean: &[f32], inv_std: &[f32]) -> Array2<f32> {
     for mut row in x.axis_iter_mut(Axis(0)) {

@@ -18,8 +18,11 @@ use super::pose::{augment_draws, pose_study, PoseStudy};
 use super::report::{csv_text, mean_std};
 use crate::config::{Config, ModelKind};
 use crate::data::{test_augment_seed, Splits};
+use crate::eval::cluster::{cluster_rows, ClusterSettings};
 use crate::eval::features::Head;
-use crate::eval::probes::{cluster_classes, confusion_matrix, FittedProbes, ProbeScores};
+use crate::eval::probes::{
+    cluster_classes, confusion_matrix, matched_accuracy, nmi, FittedProbes, ProbeScores,
+};
 use crate::eval::{plots, split_features};
 use crate::group::resample::Resampling;
 use crate::model::Autoencoder;
@@ -105,6 +108,27 @@ pub struct HeadResult {
     pub confusions: Option<Confusions>,
 }
 
+/// `eqae cluster`'s clustering of the test features (k = classes, its
+/// default settings, the run's seed) scored against the labels, beside the
+/// paper's k-means column; left NaN for test sets too small to cluster.
+fn score_graph_clusters(
+    scores: &mut ProbeScores,
+    f_test: &Array2<f32>,
+    (labels, classes): (&[usize], usize),
+    seed: u64,
+) -> Result<()> {
+    if f_test.nrows() <= 2 * classes {
+        return Ok(());
+    }
+    let t = std::time::Instant::now();
+    let settings = ClusterSettings::defaults(Some(classes), seed);
+    let found = cluster_rows(f_test, &settings)?;
+    scores.cluster_accuracy = matched_accuracy(&found, labels, classes);
+    scores.cluster_nmi = nmi(&found, labels, classes);
+    scores.seconds.clustering = t.elapsed().as_secs_f64();
+    Ok(())
+}
+
 /// Evaluate `head` of `model` (trained as `config`, whose name labels the
 /// studies): features of both splits, the probes fitted on the training
 /// features with the run's seed and scored on the test features, then the
@@ -123,7 +147,8 @@ pub fn evaluate_head(
     // fitted once: the scores, the confusion matrices, label efficiency at
     // all labels and every rotated test set reuse them
     let probes = FittedProbes::fit(&f_train, &data.train.labels, classes, seed)?;
-    let (scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
+    let (mut scores, clusters) = probes.score_all(&f_test, &data.test.labels, seed)?;
+    score_graph_clusters(&mut scores, &f_test, (&data.test.labels, classes), seed)?;
     let fitted = FittedFeatures {
         head,
         f_train: &f_train,

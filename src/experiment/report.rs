@@ -240,6 +240,9 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
 /// `mean ± std` of `v` to `decimals` places; the mean alone for one value,
 /// whose spread is unknown (not zero).
 fn mean_pm_std(v: &[f64], decimals: usize) -> String {
+    if v.iter().all(|x| x.is_nan()) {
+        return "–".into();
+    }
     let (m, s) = mean_std(v);
     if v.len() < 2 {
         format!("{m:.decimals$}")
@@ -279,11 +282,11 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
     let (run_head, run_rule) = if named { ("| Run ", "|---") } else { ("", "") };
     let _ = writeln!(
         out,
-        "{run_head}| Model | Group | Features | Seeds | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) |"
+        "{run_head}| Model | Group | Features | Seeds | LogReg (paper) | LogReg (ours) | NN (paper) | NN (ours) | kNN (ours) | k-means acc (ours) | NMI (ours) | clusters acc (ours) | clusters NMI (ours) |"
     );
     let _ = writeln!(
         out,
-        "{run_rule}|---|---|---|---|---|---|---|---|---|---|---|"
+        "{run_rule}|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let same: Vec<&RowResult> = results.iter().filter(|x| x.same_row(r)).collect();
@@ -300,7 +303,7 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "{run}| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "{run}| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.model,
             spelled::group_label(r.group),
             r.features,
@@ -312,6 +315,8 @@ pub fn markdown(title: &str, results: &[RowResult]) -> String {
             stat(&|x| x.scores.knn, 100.0, 1),
             stat(&|x| x.scores.kmeans_accuracy, 100.0, 1),
             stat(&|x| x.scores.nmi, 1.0, 3),
+            stat(&|x| x.scores.cluster_accuracy, 100.0, 1),
+            stat(&|x| x.scores.cluster_nmi, 1.0, 3),
         );
     }
     out
@@ -336,6 +341,8 @@ mod tests {
                 knn: 0.9,
                 kmeans_accuracy: 0.3,
                 nmi: 0.3,
+                cluster_accuracy: 0.8,
+                cluster_nmi: f64::NAN,
                 seconds: ProbeSeconds::default(),
             },
             paper_logistic: 65.2,
@@ -362,9 +369,12 @@ mod tests {
             lines[0].contains("| 2 | 65.2 | 94.5 ± 0.7 | – | 90.0 ± 0.0 |"),
             "{md}"
         );
-        assert!(lines[0].ends_with("| 0.300 ± 0.000 |"), "{md}");
         assert!(
-            lines[1].contains("| 1 | 65.2 | 96.0 | – | 90.0 | 90.0 | 30.0 | 0.300 |"),
+            lines[0].ends_with("| 0.300 ± 0.000 | 80.0 ± 0.0 | – |"),
+            "{md}"
+        );
+        assert!(
+            lines[1].contains("| 1 | 65.2 | 96.0 | – | 90.0 | 90.0 | 30.0 | 0.300 | 80.0 | – |"),
             "{md}"
         );
         assert!(!lines[1].contains('±'), "{md}");
@@ -402,6 +412,8 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(rows.len(), 27);
         assert!(rows.iter().all(|r| r.head.label() == r.model));
+        // written before the clustering columns: not measured, not zero
+        assert!(rows.iter().all(|r| r.scores.cluster_accuracy.is_nan()));
         assert_eq!(rows.iter().filter(|r| r.head == Head::Gram).count(), 6);
     }
 

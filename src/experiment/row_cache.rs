@@ -23,7 +23,7 @@ use crate::eval::features::Head;
 
 /// Bump when a probe, study or feature changes what it computes, so that
 /// rows evaluated by an older build are not read back.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// A kept value and the key it was computed under.
 #[derive(Serialize, Deserialize)]
@@ -162,6 +162,8 @@ mod tests {
                 knn: 0.75,
                 kmeans_accuracy: 0.125,
                 nmi: 0.0625,
+                cluster_accuracy: 0.5,
+                cluster_nmi: 0.25,
                 seconds: Default::default(),
             },
             study: None,

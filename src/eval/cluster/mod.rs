@@ -68,13 +68,10 @@ pub enum Assign {
     Kmeans,
 }
 
-/// How to cluster.
-pub struct ClusterRequest<'a> {
-    /// The collection's `.npy` (an output of `eqae embed`).
-    pub features: &'a Path,
-    /// Folder for the outputs.
-    pub out: &'a Path,
-    /// Clusters; None: chosen by the best silhouette in `2..=max_k`.
+/// How to cluster, whatever the rows come from.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// Clusters; None: chosen by modularity in `2..=max_k`.
     pub k: Option<usize>,
     /// Largest k tried when choosing.
     pub max_k: usize,
@@ -93,6 +90,34 @@ pub struct ClusterRequest<'a> {
     pub seed: u64,
     /// No progress bars or lines.
     pub quiet: bool,
+}
+
+impl ClusterSettings {
+    /// `eqae cluster`'s defaults: a UMAP layout of the 15-neighbour graph
+    /// of all whitened axes in 10 dimensions, cut by a Gaussian mixture;
+    /// `k` clusters, or (None) chosen by modularity over 2..=30.
+    pub fn defaults(k: Option<usize>, seed: u64) -> Self {
+        ClusterSettings {
+            k,
+            max_k: 30,
+            method: Method::Umap,
+            assign: Assign::Mixture,
+            dims: None,
+            neighbours: 15,
+            layout_dims: 10,
+            seed,
+            quiet: true,
+        }
+    }
+}
+
+/// What to cluster and where its outputs go.
+pub struct ClusterRequest<'a> {
+    /// The collection's `.npy` (an output of `eqae embed`).
+    pub features: &'a Path,
+    /// Folder for the outputs.
+    pub out: &'a Path,
+    pub settings: ClusterSettings,
 }
 
 /// What came out, for the command's summary.
@@ -164,46 +189,82 @@ pub fn cluster_and_report(embed: Option<&EmbedRequest>, request: &ClusterRequest
     Ok(())
 }
 
+/// A progress line on standard error, unless quiet.
+fn say(settings: &ClusterSettings, line: String) {
+    if !settings.quiet {
+        eprintln!("cluster: {line}");
+    }
+}
+
+/// The clustering of standardised unit rows: whitened, their neighbour
+/// graph laid out (or the whitened rows themselves), cut into k clusters,
+/// k given or chosen. Returns k, how it was chosen, and the cut.
+///
+/// # Shapes
+/// `unit [N, F]` -> a cluster per row
+fn cut_rows(
+    unit: &Array2<f32>,
+    settings: &ClusterSettings,
+) -> Result<(usize, Option<String>, Cut)> {
+    let n = unit.nrows();
+    let axes = reduce::whitened_axes(settings.dims, unit.ncols(), n);
+    say(
+        settings,
+        format!(
+            "{n} rows of {} features, whitened on {axes} principal axes",
+            unit.ncols()
+        ),
+    );
+    let space = reduce::whiten(unit, axes, settings.seed)?;
+    say(
+        settings,
+        format!("{} nearest neighbours of each row", settings.neighbours),
+    );
+    let (ids, dist) = reduce::nearest(&space, settings.neighbours);
+    let graph = umap::fuzzy_graph(&ids, &dist);
+    drop((ids, dist));
+    let points = match settings.method {
+        Method::Umap => umap_layout(&space, &graph, settings)?,
+        Method::Kmeans => space.mapv(f64::from),
+    };
+    drop(space);
+    let (k, chosen) = match settings.k {
+        Some(k) => (k, None),
+        None => {
+            let max_k = settings.max_k.min(n - 1);
+            let (k, how) = choose_k(&points, &graph, max_k, settings.seed, settings.quiet)?;
+            say(settings, how.clone());
+            (k, Some(how))
+        }
+    };
+    let cut = match (settings.method, settings.assign) {
+        (Method::Umap, Assign::Mixture) => mixture_cut(&points, k, settings.seed)?,
+        _ => kmeans_cut(&points, k, settings.seed)?,
+    };
+    Ok((k, chosen, cut))
+}
+
+/// The clusters of feature rows held in memory (standardised and scaled to
+/// unit length as a collection's are), by `settings`: what `eval` reports
+/// beside its k-means column.
+///
+/// # Shapes
+/// `x [N, F]` -> `N` cluster indices
+pub fn cluster_rows(x: &Array2<f32>, settings: &ClusterSettings) -> Result<Vec<usize>> {
+    check_request(settings, x.nrows(), "the features")?;
+    let unit = crate::eval::search::unit_rows_of(x.clone());
+    Ok(cut_rows(&unit, settings)?.2.clusters)
+}
+
 /// Cluster the collection and write the outputs.
 pub fn cluster(req: &ClusterRequest) -> Result<ClusterDone> {
     let collection = Collection::open(req.features)?;
     let n = collection.len();
-    check_request(req, n)?;
+    check_request(&req.settings, n, &req.features.display().to_string())?;
     let outputs = Outputs::in_folder(req.out);
     outputs.check_writable()?;
     let started = Instant::now();
-    let say = |line: String| {
-        if !req.quiet {
-            eprintln!("cluster: {line}");
-        }
-    };
-    let axes = reduce::whitened_axes(req.dims, collection.width(), n);
-    say(format!(
-        "{n} rows of {} features, whitened on {axes} principal axes",
-        collection.width(),
-    ));
-    let space = reduce::whiten(collection.unit_rows(), axes, req.seed)?;
-    say(format!("{} nearest neighbours of each row", req.neighbours));
-    let (ids, dist) = reduce::nearest(&space, req.neighbours);
-    let graph = umap::fuzzy_graph(&ids, &dist);
-    drop((ids, dist));
-    let points = match req.method {
-        Method::Umap => umap_layout(&space, &graph, req)?,
-        Method::Kmeans => space.mapv(f64::from),
-    };
-    drop(space);
-    let (k, chosen) = match req.k {
-        Some(k) => (k, None),
-        None => {
-            let (k, how) = choose_k(&points, &graph, req.max_k.min(n - 1), req.seed, req.quiet)?;
-            say(how.clone());
-            (k, Some(how))
-        }
-    };
-    let cut = match (req.method, req.assign) {
-        (Method::Umap, Assign::Mixture) => mixture_cut(&points, k, req.seed)?,
-        _ => kmeans_cut(&points, k, req.seed)?,
-    };
+    let (k, chosen, cut) = cut_rows(collection.unit_rows(), &req.settings)?;
     let labels = collection.labels()?;
     let report = Report::new(
         req,
@@ -215,20 +276,23 @@ pub fn cluster(req: &ClusterRequest) -> Result<ClusterDone> {
         started,
     );
     let pictures = outputs.write(req, &collection, &cut, &report, labels.as_ref())?;
-    say(format!(
-        "{k} clusters in {:.1}s{}",
-        started.elapsed().as_secs_f64(),
-        report
-            .scores
-            .as_ref()
-            .map(|s| format!(
-                ": accuracy {:.1}%, NMI {:.3}, ARI {:.3}",
-                s.accuracy * 100.0,
-                s.nmi,
-                s.ari
-            ))
-            .unwrap_or_default()
-    ));
+    say(
+        &req.settings,
+        format!(
+            "{k} clusters in {:.1}s{}",
+            started.elapsed().as_secs_f64(),
+            report
+                .scores
+                .as_ref()
+                .map(|s| format!(
+                    ": accuracy {:.1}%, NMI {:.3}, ARI {:.3}",
+                    s.accuracy * 100.0,
+                    s.nmi,
+                    s.ari
+                ))
+                .unwrap_or_default()
+        ),
+    );
     Ok(ClusterDone {
         rows: n,
         k,
@@ -241,27 +305,24 @@ pub fn cluster(req: &ClusterRequest) -> Result<ClusterDone> {
 }
 
 /// The request fits the collection.
-fn check_request(req: &ClusterRequest, rows: usize) -> Result<()> {
+fn check_request(settings: &ClusterSettings, rows: usize, what: &str) -> Result<()> {
     if rows < 3 {
-        bail!(
-            "{} holds {rows} rows: clustering needs at least 3",
-            req.features.display()
-        );
+        bail!("{what} holds {rows} rows: clustering needs at least 3");
     }
-    match req.k {
+    match settings.k {
         Some(k) if k < 2 || k > rows - 1 => bail!(
             "--k {k}: give 2 to {} (one fewer than the collection's {rows} rows)",
             rows - 1
         ),
         _ => {}
     }
-    if req.k.is_none() && req.max_k < 2 {
-        bail!("--max-k {}: give 2 or more", req.max_k);
+    if settings.k.is_none() && settings.max_k < 2 {
+        bail!("--max-k {}: give 2 or more", settings.max_k);
     }
-    if req.neighbours < 2 {
-        bail!("--neighbours {}: give 2 or more", req.neighbours);
+    if settings.neighbours < 2 {
+        bail!("--neighbours {}: give 2 or more", settings.neighbours);
     }
-    if req.dims == Some(0) || req.layout_dims == 0 {
+    if settings.dims == Some(0) || settings.layout_dims == 0 {
         bail!("--dims and --layout-dims must be at least 1");
     }
     Ok(())
@@ -274,16 +335,16 @@ fn check_request(req: &ClusterRequest, rows: usize) -> Result<()> {
 fn umap_layout(
     space: &Array2<f32>,
     graph: &umap::FuzzyGraph,
-    req: &ClusterRequest,
+    settings: &ClusterSettings,
 ) -> Result<Array2<f64>> {
     let n = space.nrows();
     let opts = umap::LayoutOptions {
-        dims: req.layout_dims,
+        dims: settings.layout_dims,
         epochs: if n <= 10_000 { 500 } else { 200 },
-        seed: req.seed,
+        seed: settings.seed,
     };
-    let bar = crate::progress::bar(opts.epochs as u64, req.quiet, "UMAP");
-    let start = umap::spectral_start(graph, opts.dims, req.seed)
+    let bar = crate::progress::bar(opts.epochs as u64, settings.quiet, "UMAP");
+    let start = umap::spectral_start(graph, opts.dims, settings.seed)
         .unwrap_or_else(|| reduce::start_layout(space, opts.dims));
     let y = umap::layout(graph, start, &opts, || bar.inc(1));
     bar.finish_and_clear();
@@ -546,12 +607,16 @@ impl Report {
         Report {
             features: req.features.to_path_buf(),
             rows: collection.len(),
-            method: req.method.name(),
-            pipeline: pipeline(req.method, req.assign),
-            whitened_axes: reduce::whitened_axes(req.dims, collection.width(), collection.len()),
-            neighbours: req.neighbours,
-            layout_dims: req.layout_dims,
-            seed: req.seed,
+            method: req.settings.method.name(),
+            pipeline: pipeline(req.settings.method, req.settings.assign),
+            whitened_axes: reduce::whitened_axes(
+                req.settings.dims,
+                collection.width(),
+                collection.len(),
+            ),
+            neighbours: req.settings.neighbours,
+            layout_dims: req.settings.layout_dims,
+            seed: req.settings.seed,
             k,
             k_chosen,
             sizes,
@@ -663,7 +728,7 @@ impl Outputs {
         let mut missing = 0;
         std::fs::create_dir_all(&self.sheets)
             .with_context(|| format!("cannot create {}", self.sheets.display()))?;
-        let bar = crate::progress::bar(k as u64 + 1, req.quiet, "sheets");
+        let bar = crate::progress::bar(k as u64 + 1, req.settings.quiet, "sheets");
         for (c, rows) in central.iter().enumerate() {
             let drawn = sheets::sheet(collection, canvas, &rows[..rows.len().min(64)])?;
             missing += drawn.missing;
