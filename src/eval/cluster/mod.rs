@@ -1,12 +1,13 @@
 //! Clusters of an embedded collection (`eqae cluster`), found without
 //! labels: the invariant features are whitened by PCA and compared by
 //! cosine distance, their nearest-neighbour graph is laid out by UMAP in
-//! a few dimensions, and k-means cuts that layout into `k` clusters (`k`
-//! given, or chosen by the best silhouette). Labels, where the collection
-//! has them, only score the result.
+//! a few dimensions (started from the graph's spectral embedding), and a
+//! Gaussian mixture cuts that layout into `k` clusters (`k` given, or
+//! chosen by modularity on the graph). Labels, where the collection has
+//! them, only score the result.
 //!
 //! This pipeline was chosen by measurement over k-means, Gaussian
-//! mixtures, spectral clustering, HDBSCAN and Leiden on the same features
+//! mixtures, Ward, spectral clustering and HDBSCAN on the same features
 //! (`docs/clustering.md`, `scripts/cluster_methods.py`).
 //!
 //! Writes into `--out`: `clusters.npy` (int64, a cluster per row),
@@ -674,8 +675,8 @@ impl Report {
 fn pipeline(method: Method, assign: Assign) -> String {
     let start = "Features standardised, whitened by PCA and scaled to unit length";
     match (method, assign) {
-        (Method::Umap, Assign::Mixture) => format!("{start}; their exact nearest-neighbour graph laid out by UMAP (min_dist 0, seeded); a Gaussian mixture (full covariances, started from k-means) on the layout."),
-        (Method::Umap, Assign::Kmeans) => format!("{start}; their exact nearest-neighbour graph laid out by UMAP (min_dist 0, seeded); k-means (10 starts) on the layout."),
+        (Method::Umap, Assign::Mixture) => format!("{start}; their exact nearest-neighbour graph laid out by UMAP from its spectral embedding (min_dist 0, seeded); a Gaussian mixture (full covariances, started from k-means) on the layout."),
+        (Method::Umap, Assign::Kmeans) => format!("{start}; their exact nearest-neighbour graph laid out by UMAP from its spectral embedding (min_dist 0, seeded); k-means (10 starts) on the layout."),
         (Method::Kmeans, _) => format!("{start}; k-means (10 starts) on them."),
     }
 }
