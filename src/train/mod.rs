@@ -459,6 +459,38 @@ fn end_epoch(
     Ok(summary)
 }
 
+/// `eqae train`: train `config` into `runs/<config name>` on its data set,
+/// then say what was done (or that nothing was left to do).
+pub fn train_and_report(
+    config: &Config,
+    runs: &std::path::Path,
+    device: &Device,
+    opts: &TrainOptions,
+) -> Result<TrainSummary> {
+    let data = crate::data::load_splits(&config.data)?;
+    let run = RunDir::new(runs.join(&config.name));
+    let s = train(config, &run, &data, device, opts)?;
+    if s.trained_now == 0 {
+        println!(
+            "{} already trained for {} epochs (train.epochs = {}): nothing to do; run directory {}",
+            config.name,
+            s.epochs,
+            config.train.epochs,
+            run.root.display()
+        );
+    } else {
+        println!(
+            "trained {} for {} epochs: validation MSE {:.5}, {:.0} images/s; run directory {}",
+            config.name,
+            s.epochs,
+            s.validation_loss,
+            s.images_per_second,
+            run.root.display()
+        );
+    }
+    Ok(s)
+}
+
 /// A loss as people read it: 5 decimals in the usual range, scientific
 /// notation for the very large or very small (a diverged 3.9e30).
 pub fn loss_text(v: f64) -> String {
