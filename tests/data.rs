@@ -241,3 +241,23 @@ fn exact_helpers_compose_to_identity() {
     assert_eq!(centred[7 + 1], 0.0);
     assert_eq!(centred[8], img[0]);
 }
+
+/// The test split read alone (for contact sheets and search strips) is the
+/// test split of the whole load, image for image and label for label.
+#[test]
+fn the_test_split_alone_is_the_test_split_of_the_whole_load() {
+    for (limit, seed) in [(0, 0), (37, 5)] {
+        let config = DataConfig {
+            dataset: DatasetKind::Synthetic,
+            test_limit: limit,
+            seed,
+            ..DataConfig::default()
+        };
+        let whole = load_splits(&config).unwrap().test;
+        let alone = eqae::data::load_test_split(&config).unwrap();
+        assert!(!alone.is_empty());
+        assert_eq!(alone.images, whole.images);
+        assert_eq!(alone.labels, whole.labels);
+        assert_eq!(alone.size, whole.size);
+    }
+}

@@ -346,6 +346,20 @@ pub fn test_augment_seed(config: &DataConfig) -> u64 {
     config.seed.wrapping_mul(2).wrapping_add(1)
 }
 
+/// The test split alone, exactly as [`load_splits`] makes it, without
+/// augmenting (or keeping) the training images: what reading back the
+/// pictures of an embedded test split needs.
+pub fn load_test_split(config: &DataConfig) -> Result<Dataset, DataError> {
+    let (_, test) = load_raw(config)?;
+    let test = test.take(config.test_limit);
+    Ok(test.augmented(
+        config.image_size,
+        config.augment,
+        test_augment_seed(config),
+        config.resampling,
+    ))
+}
+
 /// Load, limit, augment and split as the config says. The training and
 /// test sets are augmented with different seeds derived from `seed`.
 pub fn load_splits(config: &DataConfig) -> Result<Splits, DataError> {

@@ -79,6 +79,9 @@ fn split_source(source: &serde_json::Value) -> Option<SplitRows> {
 /// A split of a run's data set, read again through the run's config.
 fn load_split(run: &Path, split: &str) -> Option<crate::data::Dataset> {
     let config = crate::train::RunDir::new(run).load_config().ok()?;
+    if split == "test" {
+        return crate::data::load_test_split(&config.data).ok();
+    }
     let splits = crate::data::load_splits(&config.data).ok()?;
     match split {
         "train" => Some(splits.train),
