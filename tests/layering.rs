@@ -12,27 +12,41 @@ fn stated_order(lib: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every `crate::<module>` named on a code line (comments left out) of
-/// the files under `dir`, with the file and line.
+/// Every `.rs` file under `dir`, with each of its lines as code (the
+/// part before any `//` comment), numbered from 1.
+fn code_lines(dir: &Path) -> Vec<(std::path::PathBuf, Vec<(usize, String)>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let lines = text
+                    .lines()
+                    .enumerate()
+                    .map(|(n, l)| (n + 1, l.split("//").next().unwrap_or("").to_string()))
+                    .collect();
+                out.push((path, lines));
+            }
+        }
+    }
+    out
+}
+
+/// Every `crate::<module>` named on a code line of the files under `dir`,
+/// with the file and line.
 fn imports(dir: &Path, out: &mut Vec<(String, usize, String)>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            imports(&path, out);
-            continue;
-        }
-        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
+    for (path, lines) in code_lines(dir) {
+        for (n, code) in lines {
             for (i, _) in code.match_indices("crate::") {
                 let module: String = code[i + 7..]
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                out.push((path.display().to_string(), n + 1, module));
+                out.push((path.display().to_string(), n, module));
             }
         }
     }
@@ -228,24 +242,14 @@ fn an_import_circle_is_caught() {
 /// The files outside `src/cli` (and `main.rs`) that name clap on a code line.
 fn clap_outside_cli(src: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![src.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path.strip_prefix(src).unwrap().to_path_buf();
-            if rel.starts_with("cli") || rel == Path::new("main.rs") {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                for (n, line) in text.lines().enumerate() {
-                    let code = line.split("//").next().unwrap_or("");
-                    if code.contains("clap::") || code.contains("ValueEnum") {
-                        out.push(format!("{}:{}", rel.display(), n + 1));
-                    }
-                }
+    for (path, lines) in code_lines(src) {
+        let rel = path.strip_prefix(src).unwrap().to_path_buf();
+        if rel.starts_with("cli") || rel == Path::new("main.rs") {
+            continue;
+        }
+        for (n, code) in lines {
+            if code.contains("clap::") || code.contains("ValueEnum") {
+                out.push(format!("{}:{n}", rel.display()));
             }
         }
     }
@@ -257,4 +261,20 @@ fn clap_is_read_in_cli_only() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let found = clap_outside_cli(&src);
     assert!(found.is_empty(), "clap outside src/cli: {found:?}");
+}
+
+#[test]
+fn clap_below_cli_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["cli", "group"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+    }
+    std::fs::write(dir.path().join("cli/args.rs"), "use clap::Args;\n").unwrap();
+    std::fs::write(dir.path().join("main.rs"), "use clap::Parser;\n").unwrap();
+    std::fs::write(
+        dir.path().join("group/mod.rs"),
+        "// clap::ValueEnum in a comment is fine\n#[derive(clap::ValueEnum)]\nenum R {}\n",
+    )
+    .unwrap();
+    assert_eq!(clap_outside_cli(dir.path()), ["group/mod.rs:2"]);
 }
