@@ -66,7 +66,7 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub k: Option<usize>,
     /// Largest k tried when --k is not given.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = crate::eval::cluster::DEFAULT_MAX_K)]
     pub max_k: usize,
     /// What k-means cuts.
     #[arg(long, value_enum, default_value = "umap")]
@@ -79,10 +79,10 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub dims: Option<usize>,
     /// Neighbours of each row in the graph UMAP lays out.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = crate::eval::cluster::DEFAULT_NEIGHBOURS)]
     pub neighbours: usize,
     /// Dimensions of the UMAP layout.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = crate::eval::cluster::DEFAULT_LAYOUT_DIMS)]
     pub layout_dims: usize,
     /// Seed of the layout, the k-means starts and the samples.
     #[arg(long, default_value_t = 0)]

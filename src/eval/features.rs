@@ -61,6 +61,11 @@ impl Head {
         Head::ALL.into_iter().find(|h| h.label() == label)
     }
 
+    /// The head whose [`Head::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<Head> {
+        Head::ALL.into_iter().find(|h| h.name() == name)
+    }
+
     /// The name configs and the command line use (`gram`, `average`, ...).
     pub fn name(self) -> &'static str {
         match self {

@@ -613,7 +613,7 @@ pub fn search(req: &SearchRequest) -> Result<SearchDone> {
             let head = collection
                 .head
                 .as_deref()
-                .and_then(|h| Head::ALL.into_iter().find(|x| x.name() == h))
+                .and_then(Head::from_name)
                 .unwrap_or(Head::defaults(config.model.kind)[0]);
             let reader = FeatureReader::new(&model, &config, head, req.device)?;
             let features = embed_files(&reader, canvas, paths)?;

@@ -86,9 +86,9 @@ struct StoredRow {
     seed: u64,
     features: usize,
     scores: ProbeScores,
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "crate::eval::probes::nan_if_null")]
     paper_logistic: f64,
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "crate::eval::probes::nan_if_null")]
     paper_mlp: f64,
 }
 
@@ -182,17 +182,9 @@ pub(crate) mod spelled {
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Head, D::Error> {
             let name = String::deserialize(d)?;
-            Head::ALL
-                .into_iter()
-                .find(|h| h.name() == name)
-                .ok_or_else(|| D::Error::custom(format!("no head {name:?}")))
+            Head::from_name(&name).ok_or_else(|| D::Error::custom(format!("no head {name:?}")))
         }
     }
-}
-
-/// serde_json writes NaN as `null`: read it back as NaN.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Write `<out>/<stem>.json` and `<out>/<stem>.md`, each atomically, and

@@ -93,6 +93,12 @@ pub struct ClusterSettings {
     pub quiet: bool,
 }
 
+/// The defaults of `eqae cluster` (and of `eval`'s clustering columns):
+/// the largest k tried when choosing, neighbours per row, layout dimensions.
+pub const DEFAULT_MAX_K: usize = 30;
+pub const DEFAULT_NEIGHBOURS: usize = 15;
+pub const DEFAULT_LAYOUT_DIMS: usize = 10;
+
 impl ClusterSettings {
     /// `eqae cluster`'s defaults: a UMAP layout of the 15-neighbour graph
     /// of all whitened axes in 10 dimensions, cut by a Gaussian mixture;
@@ -100,12 +106,12 @@ impl ClusterSettings {
     pub fn defaults(k: Option<usize>, seed: u64) -> Self {
         ClusterSettings {
             k,
-            max_k: 30,
+            max_k: DEFAULT_MAX_K,
             method: Method::Umap,
             assign: Assign::Mixture,
             dims: None,
-            neighbours: 15,
-            layout_dims: 10,
+            neighbours: DEFAULT_NEIGHBOURS,
+            layout_dims: DEFAULT_LAYOUT_DIMS,
             seed,
             quiet: true,
         }

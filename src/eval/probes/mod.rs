@@ -95,8 +95,9 @@ fn not_measured() -> f64 {
     f64::NAN
 }
 
-/// serde_json writes NaN as `null`: read it back as NaN.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+/// serde_json writes NaN as `null`: read it back as NaN (for every report
+/// field that may be NaN).
+pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
