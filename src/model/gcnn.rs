@@ -10,12 +10,17 @@
 //!
 //! Symbols: B batch, N = |H|, L latent columns, S image size.
 
+use std::sync::Arc;
+
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::group::Group;
+use crate::nn::cpu::frozen::{ConvWeights, FrozenEncoder};
 use crate::nn::field::Field;
-use crate::nn::{avg_pool2, GroupConv, GroupConvTranspose, LiftingConv, PlainConv};
+use crate::nn::ops::cpu_inference;
+use crate::nn::transform::to_vec;
+use crate::nn::{avg_pool2, GroupConv, GroupConvTranspose, LiftingConv, PlainConv, LEAKY_SLOPE};
 
 /// Shape settings shared by the encoder and decoder.
 #[derive(Clone, Debug)]
@@ -44,6 +49,13 @@ pub struct GcnnEncoder {
     stages: Vec<GroupConv>,
     collapse: GroupConv,
     n: usize,
+    /// The same encoder packed for the CPU's direct convolution, set by
+    /// [`Self::freeze`] on the CPU (not saved).
+    #[module(skip)]
+    packed: Option<Arc<FrozenEncoder>>,
+    /// Side of the images, for packing.
+    #[module(skip)]
+    image_size: usize,
 }
 
 impl GcnnEncoder {
@@ -67,17 +79,47 @@ impl GcnnEncoder {
             stages,
             collapse,
             n: h.order(),
+            packed: None,
+            image_size: shape.image_size,
         }
     }
 
-    /// The same encoder with every filter bank expanded once, for inference.
+    /// The same encoder with every filter bank expanded once, for inference;
+    /// on the CPU also packed for the direct convolution.
     pub fn freeze(self) -> Self {
-        GcnnEncoder {
+        let frozen = GcnnEncoder {
             lift: self.lift.freeze(),
             stages: self.stages.into_iter().map(GroupConv::freeze).collect(),
             collapse: self.collapse.freeze(),
-            n: self.n,
+            ..self
+        };
+        let packed = frozen.pack().map(Arc::new);
+        GcnnEncoder { packed, ..frozen }
+    }
+
+    /// The packed CPU encoder, where the weights live on the CPU without
+    /// autodiff and the shapes fit it.
+    fn pack(&self) -> Option<FrozenEncoder> {
+        let (stages, collapse) = self.plain();
+        if !cpu_inference(&collapse.weight) {
+            return None;
         }
+        // Stages are "same" convolutions; the collapse tiles its input.
+        let weights = |p: &PlainConv, fits: fn(usize, usize, usize) -> bool| {
+            let [c_out, c_in, kernel, _] = p.weight.dims();
+            fits(kernel, p.stride, p.padding).then(|| ConvWeights {
+                weight: to_vec(&p.weight),
+                bias: to_vec(&p.bias),
+                c_in,
+                c_out,
+                kernel,
+            })
+        };
+        let same = |k: usize, stride: usize, padding: usize| stride == 1 && padding == k / 2;
+        let tiling = |k: usize, stride: usize, padding: usize| stride == k && padding == 0;
+        let stages: Option<Vec<ConvWeights>> = stages.iter().map(|p| weights(p, same)).collect();
+        let collapse = weights(&collapse, tiling)?;
+        FrozenEncoder::new(&stages?, collapse, self.image_size, self.n, LEAKY_SLOPE)
     }
 
     /// Images in, rows over H out.
@@ -130,6 +172,15 @@ impl GcnnEncoder {
     /// # Shapes
     /// `[B, 1, S, S] -> [B, N, L]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
+        if let Some(packed) = &self.packed {
+            let [b, _, s, _] = x.dims();
+            if s == packed.size() && cpu_inference(&x) {
+                let device = x.device();
+                let v = packed.forward(&to_vec(&x), b);
+                let l = v.len() / (b * self.n).max(1);
+                return Tensor::from_data(TensorData::new(v, [b, self.n, l]), &device);
+            }
+        }
         let mut h = self.lift_stage(x);
         for k in 0..self.stages.len() {
             h = self.group_stage(k, h);

@@ -87,7 +87,8 @@ mod tests {
     use crate::group::GroupKind;
     use burn::tensor::Distribution;
 
-    /// Freezing changes when the filter banks are expanded, not the function.
+    /// Freezing changes when the filter banks are expanded (and, on the
+    /// CPU, the encoder's kernels), not the function.
     #[test]
     fn a_model_frozen_for_inference_computes_the_same() {
         let device = Device::flex();
@@ -116,7 +117,9 @@ mod tests {
                 frozen.to_data(),
                 "{kind:?} {group:?} twice"
             );
-            assert_eq!(plain.into_data(), frozen.into_data(), "{kind:?} {group:?}");
+            // The packed CPU encoder sums in another order: equal to rounding.
+            let err: f32 = (plain - frozen).abs().max().into_scalar();
+            assert!(err < 1e-5, "{kind:?} {group:?}: {err}");
         }
     }
 }

@@ -45,6 +45,12 @@ fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && !STOCK_OPS.get()
 }
 
+/// Whether `x` is an inference input for the frozen CPU encoder
+/// ([`super::cpu::frozen`]): on flex, without autodiff, our kernels in use.
+pub fn cpu_inference<const D: usize>(x: &Tensor<D>) -> bool {
+    on_flex(x) && !x.device().is_autodiff()
+}
+
 /// Leaky ReLU: `x` where positive, `slope * x` elsewhere.
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
     if profile::recording() {

@@ -15,7 +15,9 @@
 //! operations and ran at a third of PyTorch's speed here.
 
 pub mod conv;
+pub mod direct;
 mod flex;
+pub mod frozen;
 pub mod gather;
 pub mod gemm;
 pub mod geometry;

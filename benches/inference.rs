@@ -1,0 +1,179 @@
+//! The frozen encoder's CPU kernels against the practical GEMM peak of the
+//! same cores.
+//!
+//!     RAYON_NUM_THREADS=2 cargo bench --bench inference [-- --out docs/results/inference_kernels.csv]
+//!
+//! 1. The peak: the gemm crate's own 2048 x 2048 x 2048 sgemm, best of 5,
+//!    on all of rayon's threads.
+//! 2. Every 3x3 convolution of the D4 grid encoder (channels [4, 8, 16, 16]
+//!    per element of D4, 32x32 images; the D12 model runs the same encoder
+//!    on three turned copies of each image) on the blocked direct
+//!    kernel, with its fused bias, leaky ReLU and pooling, over 2,048 images
+//!    split between the threads: useful GFLOP/s (2 per multiply-add, the
+//!    border columns the kernel also computes not counted) and the share of
+//!    the peak.
+//! 3. The whole D4 grid encoder (lift, stages, collapse), images/s.
+//!
+//! Prints a table and writes it as CSV with `--out`.
+
+use std::time::Instant;
+
+use eqae::nn::cpu::direct::{BlockedMaps, Isa, PackedConv};
+use eqae::nn::cpu::frozen::{ConvWeights, FrozenEncoder};
+use rayon::prelude::*;
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 0.2 - 0.1
+        })
+        .collect()
+}
+
+fn best_of<F: FnMut()>(rounds: usize, mut f: F) -> f64 {
+    f();
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// GFLOP/s of the gemm crate's square sgemm of side `n`.
+fn gemm_peak(n: usize) -> f64 {
+    let (a, b) = (values(n * n, 1), values(n * n, 2));
+    let mut c = vec![0.0f32; n * n];
+    let threads = rayon::current_num_threads();
+    let seconds = best_of(5, || unsafe {
+        gemm::gemm(
+            n,
+            n,
+            n,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            n as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(threads),
+        )
+    });
+    2.0 * (n * n * n) as f64 / seconds / 1e9
+}
+
+/// Useful GFLOP/s of one stage (conv + bias + leaky ReLU + pool) over
+/// `images` images, parallel over images.
+fn stage_rate(c_in: usize, c_out: usize, size: usize, images: usize) -> f64 {
+    let conv = PackedConv::new(
+        &values(c_out * c_in * 9, 3),
+        &values(c_out, 4),
+        c_in,
+        c_out,
+        3,
+        Isa::detect(),
+    );
+    let shape = conv.input_shape(size, size);
+    let next = BlockedMaps {
+        channels: c_out,
+        height: size / 2,
+        width: size / 2,
+        border: 1,
+    };
+    let input = values(shape.alloc_len(), 5);
+    let seconds = best_of(3, || {
+        (0..images).into_par_iter().for_each_init(
+            || {
+                (
+                    vec![0.0f32; conv.scratch_len(&shape)],
+                    vec![0.0f32; next.alloc_len()],
+                )
+            },
+            |(scratch, out), _| {
+                conv.conv_image(&input, &shape, scratch);
+                conv.finish_pooled(scratch, &shape, 0.1, out, &next);
+            },
+        )
+    });
+    2.0 * (c_out * c_in * 9 * size * size * images) as f64 / seconds / 1e9
+}
+
+fn main() {
+    let out = std::env::args().skip_while(|a| a != "--out").nth(1);
+    let threads = rayon::current_num_threads();
+    let peak = gemm_peak(2048);
+    let mut rows = vec![format!("gemm sgemm 2048^3,,,,{peak:.1},1.00")];
+    println!("threads {threads}, instruction set {:?}", Isa::detect());
+    println!("{:<34} {:>9} {:>8}", "operation", "GFLOP/s", "of peak");
+    println!(
+        "{:<34} {:>9.1} {:>8}",
+        "gemm sgemm 2048^3 (the peak)", peak, "100%"
+    );
+    for (i, w) in [1, 32, 64, 128, 128].windows(2).enumerate() {
+        let size = 32 >> i;
+        let rate = stage_rate(w[0], w[1], size, 2048);
+        let name = format!("stage {}->{} @{size}", w[0], w[1]);
+        println!("{name:<34} {rate:>9.1} {:>7.0}%", 100.0 * rate / peak);
+        rows.push(format!(
+            "{name},{},{},{size},{rate:.1},{:.3}",
+            w[0],
+            w[1],
+            rate / peak
+        ));
+    }
+    // The whole D4 grid encoder.
+    let conv = |c_in: usize, c_out: usize, kernel: usize| ConvWeights {
+        weight: values(c_out * c_in * kernel * kernel, (c_in * 31 + c_out) as u64),
+        bias: values(c_out, c_out as u64),
+        c_in,
+        c_out,
+        kernel,
+    };
+    let stages = [
+        conv(1, 32, 3),
+        conv(32, 64, 3),
+        conv(64, 128, 3),
+        conv(128, 128, 3),
+    ];
+    let encoder = FrozenEncoder::new(&stages, conv(128, 256, 2), 32, 8, 0.1).expect("D4 shapes");
+    let images = 4096;
+    let x = values(images * 32 * 32, 9);
+    let seconds = best_of(3, || drop(encoder.forward(&x, images)));
+    let rate = images as f64 / seconds;
+    let flops = 2.0
+        * (32 * 9 * 1024 + 64 * 32 * 9 * 256 + 128 * 64 * 9 * 64 + 128 * 128 * 9 * 16 + 256 * 512)
+            as f64;
+    println!(
+        "d4 grid encoder: {rate:.0} images/s, {:.1} GFLOP/s",
+        rate * flops / 1e9
+    );
+    rows.push(format!(
+        "d4 grid encoder,1,256,32,{:.1},{:.3}",
+        rate * flops / 1e9,
+        rate * flops / 1e9 / peak
+    ));
+    if let Some(path) = out {
+        let mut csv = String::from("operation,c_in,c_out,size,gflops,of_peak\n");
+        for r in rows {
+            csv += &r;
+            csv.push('\n');
+        }
+        csv += &format!("# threads {threads}, {:?}\n", Isa::detect());
+        std::fs::write(&path, csv).expect("write the CSV");
+        println!("wrote {path}");
+    }
+}
