@@ -3,7 +3,7 @@
 //!
 //!     RAYON_NUM_THREADS=2 cargo bench --bench inference [-- --out docs/results/inference_kernels.csv]
 //!
-//! 1. The peak: the gemm crate's own 2048 x 2048 x 2048 sgemm, best of 5,
+//! 1. The peak: the gemm crate's own 2048 x 2048 x 2048 sgemm, best of 10,
 //!    on all of rayon's threads.
 //! 2. Every 3x3 convolution of the D4 grid encoder (channels [4, 8, 16, 16]
 //!    per element of D4, 32x32 images; the D12 model runs the same encoder
@@ -50,7 +50,7 @@ fn gemm_peak(n: usize) -> f64 {
     let (a, b) = (values(n * n, 1), values(n * n, 2));
     let mut c = vec![0.0f32; n * n];
     let threads = rayon::current_num_threads();
-    let seconds = best_of(5, || unsafe {
+    let seconds = best_of(10, || unsafe {
         gemm::gemm(
             n,
             n,

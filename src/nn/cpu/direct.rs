@@ -80,16 +80,32 @@ impl Isa {
             .collect()
     }
 
-    /// Output blocks and pixels of the register tile for a layer with
-    /// `blocks` output blocks: as many accumulators as the registers allow.
-    fn tile(self, blocks: usize) -> (usize, usize) {
+    /// Output blocks per register tile for a layer with `blocks` output
+    /// blocks, and the pixel counts the kernel is compiled for: as many
+    /// accumulators as the registers hold, or a little fewer.
+    fn tiles(self, blocks: usize) -> (usize, &'static [usize]) {
         match self {
-            Isa::Avx512 if blocks % 4 == 0 => (4, 6),
-            Isa::Avx512 if blocks % 2 == 0 => (2, 12),
-            Isa::Avx512 => (1, 24),
-            Isa::Avx2 => (1, 6),
-            Isa::Portable => (1, 4),
+            Isa::Avx512 if blocks % 4 == 0 => (4, &[6, 5, 4]),
+            Isa::Avx512 if blocks % 2 == 0 => (2, &[12, 10, 8]),
+            Isa::Avx512 => (1, &[24, 20, 16]),
+            Isa::Avx2 => (1, &[6, 5, 4]),
+            Isa::Portable => (1, &[4]),
         }
+    }
+
+    /// The register tile `(OB, PX)` for a layer with `blocks` output blocks
+    /// and `pixels` flat output pixels per image: the pixel count that
+    /// wastes least on the last, partly filled tile, a wider tile winning
+    /// near-ties (it reloads the weights less often).
+    fn tile(self, blocks: usize, pixels: usize) -> (usize, usize) {
+        let (ob, widths) = self.tiles(blocks);
+        let cost = |px: usize| pixels.div_ceil(px) * px * (px + 1) * 1000 / px;
+        let px = widths
+            .iter()
+            .copied()
+            .min_by_key(|&px| cost(px))
+            .expect("a tile width");
+        (ob, px)
     }
 
     fn rank(self) -> u8 {
@@ -166,8 +182,9 @@ pub struct PackedConv {
     pub c_out: usize,
     pub kernel: usize,
     isa: Isa,
-    /// Output blocks per tile (`OB`) and pixels per tile (`PX`).
-    tile: (usize, usize),
+    /// Output blocks per tile (`OB`); the pixels per tile depend on the
+    /// image size ([`Isa::tile`]).
+    ob: usize,
     weights: Vec<f32>,
     /// The bias, zero-padded to whole blocks.
     bias: Vec<f32>,
@@ -208,8 +225,7 @@ impl PackedConv {
         assert_eq!(bias.len(), c_out);
         assert!(kernel % 2 == 1, "direct convolution needs an odd kernel");
         let (in_blocks, out_blocks) = (c_in.div_ceil(LANES), c_out.div_ceil(LANES));
-        let tile = isa.tile(out_blocks);
-        let ob = tile.0;
+        let ob = isa.tiles(out_blocks).0;
         let taps = kernel * kernel;
         let mut weights = vec![0.0f32; out_blocks * in_blocks * taps * LANES * LANES];
         let mut at = 0;
@@ -237,7 +253,7 @@ impl PackedConv {
             c_out,
             kernel,
             isa,
-            tile,
+            ob,
             weights,
             bias: padded_bias,
         }
@@ -264,8 +280,14 @@ impl PackedConv {
         (input.height - 1) * input.row() + input.width
     }
 
+    fn tile(&self, input: &BlockedMaps) -> (usize, usize) {
+        self.isa
+            .tile(self.c_out.div_ceil(LANES), self.pixels(input))
+    }
+
     fn pixels_padded(&self, input: &BlockedMaps) -> usize {
-        self.pixels(input).div_ceil(self.tile.1) * self.tile.1
+        let px = self.tile(input).1;
+        self.pixels(input).div_ceil(px) * px
     }
 
     /// The convolution of one image without bias: `out[block][q][lane]`,
@@ -279,7 +301,8 @@ impl PackedConv {
         assert_eq!(shape.border, self.kernel / 2);
         assert!(input.len() >= shape.alloc_len());
         assert!(out.len() >= self.scratch_len(shape));
-        let (ob, _) = self.tile;
+        let tile = self.tile(shape);
+        let ob = tile.0;
         let taps = self.kernel * self.kernel;
         let group_weights = shape.blocks() * taps * LANES * ob * LANES;
         let pixels_padded = self.pixels_padded(shape);
@@ -300,7 +323,7 @@ impl PackedConv {
             // at most `MAX_PX + 2 * border` pixels past the last block, inside
             // `alloc_len`) and every write (`scratch_len`); the instruction
             // set was checked by `Isa::detect` / `Isa::available`.
-            unsafe { run_tiles(self.isa, self.tile, &args) };
+            unsafe { run_tiles(self.isa, tile, &args) };
         }
     }
 
@@ -413,11 +436,27 @@ unsafe fn run_tiles(isa: Isa, tile: (usize, usize), args: &TileArgs) {
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, (4, 6)) => x86::avx512::<4, 6>(args),
         #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, (4, 5)) => x86::avx512::<4, 5>(args),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, (4, 4)) => x86::avx512::<4, 4>(args),
+        #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, (2, 12)) => x86::avx512::<2, 12>(args),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, (2, 10)) => x86::avx512::<2, 10>(args),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, (2, 8)) => x86::avx512::<2, 8>(args),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, (1, 24)) => x86::avx512::<1, 24>(args),
         #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, (1, 20)) => x86::avx512::<1, 20>(args),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, (1, 16)) => x86::avx512::<1, 16>(args),
+        #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, (1, 6)) => x86::avx2::<1, 6>(args),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, (1, 5)) => x86::avx2::<1, 5>(args),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, (1, 4)) => x86::avx2::<1, 4>(args),
         (Isa::Portable, (1, 4)) => tiles::<Portable, 1, 4>(args),
         _ => unreachable!("no kernel for {isa:?} with tile {tile:?}"),
     }
@@ -632,7 +671,7 @@ mod tests {
     /// counts that fill blocks partly: equal to the direct reference.
     #[test]
     fn direct_conv_matches_reference_on_every_isa() {
-        let cases = [
+        let mut cases = vec![
             (1, 32, 8, 3),
             (32, 64, 6, 3),
             (20, 16, 5, 3),
@@ -640,6 +679,10 @@ mod tests {
             (64, 128, 4, 3),
             (3, 40, 7, 1),
         ];
+        // Every tile width: output blocks 1 to 4, sizes 1 to 20.
+        for c_out in [16, 32, 48, 64] {
+            cases.extend((1..=20).map(|size| (3, c_out, size, 3)));
+        }
         for isa in Isa::available() {
             for &(c_in, c_out, size, k) in &cases {
                 let w = values(c_out * c_in * k * k, 1);
