@@ -7,19 +7,23 @@
 //!    on all of rayon's threads.
 //! 2. Every 3x3 convolution of the D4 grid encoder (channels [4, 8, 16, 16]
 //!    per element of D4, 32x32 images; the D12 model runs the same encoder
-//!    on three turned copies of each image) on the blocked direct
-//!    kernel, with its fused bias, leaky ReLU and pooling, over 2,048 images
-//!    split between the threads: useful GFLOP/s (2 per multiply-add, the
-//!    border columns the kernel also computes not counted) and the share of
-//!    the peak.
-//! 3. The whole D4 grid encoder (lift, stages, collapse), images/s.
+//!    on three turned copies of each image) with its fused bias, leaky ReLU
+//!    and pooling, over 2,048 images split between the threads, on the
+//!    blocked direct kernel and in Winograd form: GFLOP/s of the direct
+//!    convolution's multiply-adds (2 per multiply-add, whichever kernel
+//!    computes them, so Winograd can pass the peak; the border columns the
+//!    direct kernel also computes are not counted) and the share of the
+//!    peak.
+//! 3. The whole D4 grid encoder (lift, stages, collapse) with either
+//!    kernel for the stages after the first, images/s.
 //!
 //! Prints a table and writes it as CSV with `--out`.
 
 use std::time::Instant;
 
 use eqae::nn::cpu::direct::{BlockedMaps, Isa, PackedConv};
-use eqae::nn::cpu::frozen::{ConvWeights, FrozenEncoder};
+use eqae::nn::cpu::frozen::{ConvWeights, FrozenEncoder, StageKernel};
+use eqae::nn::cpu::winograd::{WinogradConv, WinogradScratch};
 use rayon::prelude::*;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -76,18 +80,15 @@ fn gemm_peak(n: usize) -> f64 {
     2.0 * (n * n * n) as f64 / seconds / 1e9
 }
 
-/// Useful GFLOP/s of one stage (conv + bias + leaky ReLU + pool) over
-/// `images` images, parallel over images.
-fn stage_rate(c_in: usize, c_out: usize, size: usize, images: usize) -> f64 {
-    let conv = PackedConv::new(
-        &values(c_out * c_in * 9, 3),
-        &values(c_out, 4),
-        c_in,
-        c_out,
-        3,
-        Isa::detect(),
-    );
-    let shape = conv.input_shape(size, size);
+/// GFLOP/s of one stage (conv + bias + leaky ReLU + pool) over `images`
+/// images, parallel over images, counted as the direct convolution's
+/// multiply-adds.
+fn stage_rate(c_in: usize, c_out: usize, size: usize, images: usize, kernel: StageKernel) -> f64 {
+    let (w, b) = (values(c_out * c_in * 9, 3), values(c_out, 4));
+    let isa = Isa::detect();
+    let direct = PackedConv::new(&w, &b, c_in, c_out, 3, isa);
+    let winograd = WinogradConv::new(&w, &b, c_in, c_out, isa);
+    let shape = direct.input_shape(size, size);
     let next = BlockedMaps {
         channels: c_out,
         height: size / 2,
@@ -95,21 +96,39 @@ fn stage_rate(c_in: usize, c_out: usize, size: usize, images: usize) -> f64 {
         border: 1,
     };
     let input = values(shape.alloc_len(), 5);
-    let seconds = best_of(3, || {
-        (0..images).into_par_iter().for_each_init(
+    let group = WinogradConv::images_per_group(size, size);
+    let seconds = best_of(3, || match kernel {
+        StageKernel::Direct => (0..images).into_par_iter().for_each_init(
             || {
                 (
-                    vec![0.0f32; conv.scratch_len(&shape)],
+                    vec![0.0f32; direct.scratch_len(&shape)],
                     vec![0.0f32; next.alloc_len()],
                 )
             },
             |(scratch, out), _| {
-                conv.conv_image(&input, &shape, scratch);
-                conv.finish_pooled(scratch, &shape, 0.1, out, &next);
+                direct.conv_image(&input, &shape, scratch);
+                direct.finish_pooled(scratch, &shape, 0.1, out, &next);
             },
-        )
+        ),
+        StageKernel::Auto => (0..images / group).into_par_iter().for_each_init(
+            || {
+                (
+                    WinogradScratch::default(),
+                    vec![vec![0.0f32; next.alloc_len()]; group],
+                )
+            },
+            |(scratch, outs), _| {
+                let ins = vec![input.as_slice(); group];
+                let mut outs: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+                winograd.run(&ins, &shape, &mut outs, &next, 0.1, scratch);
+            },
+        ),
     });
-    2.0 * (c_out * c_in * 9 * size * size * images) as f64 / seconds / 1e9
+    let done = match kernel {
+        StageKernel::Direct => images,
+        StageKernel::Auto => images / group * group,
+    };
+    2.0 * (c_out * c_in * 9 * size * size * done) as f64 / seconds / 1e9
 }
 
 fn main() {
@@ -125,15 +144,25 @@ fn main() {
     );
     for (i, w) in [1, 32, 64, 128, 128].windows(2).enumerate() {
         let size = 32 >> i;
-        let rate = stage_rate(w[0], w[1], size, 2048);
-        let name = format!("stage {}->{} @{size}", w[0], w[1]);
-        println!("{name:<34} {rate:>9.1} {:>7.0}%", 100.0 * rate / peak);
-        rows.push(format!(
-            "{name},{},{},{size},{rate:.1},{:.3}",
-            w[0],
-            w[1],
-            rate / peak
-        ));
+        let kernels: &[(StageKernel, &str)] = if w[0] >= 16 {
+            &[
+                (StageKernel::Direct, "direct"),
+                (StageKernel::Auto, "winograd"),
+            ]
+        } else {
+            &[(StageKernel::Direct, "direct")]
+        };
+        for &(kernel, label) in kernels {
+            let rate = stage_rate(w[0], w[1], size, 2048, kernel);
+            let name = format!("stage {}->{} @{size} {label}", w[0], w[1]);
+            println!("{name:<34} {rate:>9.1} {:>7.0}%", 100.0 * rate / peak);
+            rows.push(format!(
+                "{name},{},{},{size},{rate:.1},{:.3}",
+                w[0],
+                w[1],
+                rate / peak
+            ));
+        }
     }
     // The whole D4 grid encoder.
     let conv = |c_in: usize, c_out: usize, kernel: usize| ConvWeights {
@@ -149,23 +178,30 @@ fn main() {
         conv(64, 128, 3),
         conv(128, 128, 3),
     ];
-    let encoder = FrozenEncoder::new(&stages, conv(128, 256, 2), 32, 8, 0.1).expect("D4 shapes");
     let images = 4096;
     let x = values(images * 32 * 32, 9);
-    let seconds = best_of(3, || drop(encoder.forward(&x, images)));
-    let rate = images as f64 / seconds;
     let flops = 2.0
         * (32 * 9 * 1024 + 64 * 32 * 9 * 256 + 128 * 64 * 9 * 64 + 128 * 128 * 9 * 16 + 256 * 512)
             as f64;
-    println!(
-        "d4 grid encoder: {rate:.0} images/s, {:.1} GFLOP/s",
-        rate * flops / 1e9
-    );
-    rows.push(format!(
-        "d4 grid encoder,1,256,32,{:.1},{:.3}",
-        rate * flops / 1e9,
-        rate * flops / 1e9 / peak
-    ));
+    for (kernel, label) in [
+        (StageKernel::Direct, "direct"),
+        (StageKernel::Auto, "winograd"),
+    ] {
+        let encoder = FrozenEncoder::with_kernel(&stages, conv(128, 256, 2), (32, 8, 0.1), kernel)
+            .expect("D4 shapes");
+        let seconds = best_of(3, || drop(encoder.forward(&x, images)));
+        let rate = images as f64 / seconds;
+        let name = format!("d4 grid encoder, stages {label}");
+        println!(
+            "{name}: {rate:.0} images/s, {:.1} GFLOP/s",
+            rate * flops / 1e9
+        );
+        rows.push(format!(
+            "{name} ({rate:.0} images/s),1,256,32,{:.1},{:.3}",
+            rate * flops / 1e9,
+            rate * flops / 1e9 / peak
+        ));
+    }
     if let Some(path) = out {
         let mut csv = String::from("operation,c_in,c_out,size,gflops,of_peak\n");
         for r in rows {

@@ -182,9 +182,6 @@ pub struct PackedConv {
     pub c_out: usize,
     pub kernel: usize,
     isa: Isa,
-    /// Output blocks per tile (`OB`); the pixels per tile depend on the
-    /// image size ([`Isa::tile`]).
-    ob: usize,
     weights: Vec<f32>,
     /// The bias, zero-padded to whole blocks.
     bias: Vec<f32>,
@@ -253,7 +250,6 @@ impl PackedConv {
             c_out,
             kernel,
             isa,
-            ob,
             weights,
             bias: padded_bias,
         }

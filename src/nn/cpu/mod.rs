@@ -23,6 +23,7 @@ pub mod gemm;
 pub mod geometry;
 pub mod im2col;
 pub mod pointwise;
+pub mod winograd;
 
 pub use geometry::{ConvGeometry, Window};
 

@@ -1,0 +1,442 @@
+//! Winograd F(2x2, 3x3) convolution on channel-blocked maps, with the bias,
+//! leaky ReLU and 2x2 average pooling fused: inference only.
+//!
+//! Each 2x2 block of output pixels (a "tile", starting at even
+//! coordinates) comes from the 4x4 input patch around it:
+//! `Y = A^T [ (G g G^T) (.) (B^T d B) ] A`, the element-wise product summed
+//! over input channels. Per tile and channel pair that is 16 multiply-adds
+//! where the direct convolution does 36. The 16 sums over channels are 16
+//! matrix products, each run as a 1x1 convolution over a row of tiles on
+//! the direct kernel ([`super::direct`]), so both paths share one
+//! microkernel.
+//!
+//! A tile is exactly one window of the 2x2 pooling that follows, so the
+//! output transform, bias, activation and pooling give one pixel per tile,
+//! written straight into the next layer's bordered input.
+//!
+//! The transforms add and subtract (and halve, exactly) where the direct
+//! convolution only multiplies and adds: the results differ from it by
+//! rounding (tested to 1e-5 relative).
+
+use super::direct::{BlockedMaps, Isa, PackedConv, LANES};
+
+/// `B^T`: input patch to the transformed domain.
+const BT: [[f32; 4]; 4] = [
+    [1.0, 0.0, -1.0, 0.0],
+    [0.0, 1.0, 1.0, 0.0],
+    [0.0, -1.0, 1.0, 0.0],
+    [0.0, 1.0, 0.0, -1.0],
+];
+
+/// `G`: 3x3 filter to the transformed domain.
+const G: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// Tiles per matrix product: enough columns for the microkernel, few
+/// enough that a product's operands stay in the core's cache.
+const TILES: usize = 64;
+
+/// A 3x3, stride 1, padding 1 convolution followed by the bias, leaky ReLU
+/// and 2x2 average pooling, in Winograd form.
+#[derive(Clone, Debug)]
+pub struct WinogradConv {
+    pub c_in: usize,
+    pub c_out: usize,
+    isa: Isa,
+    /// The 16 products `U[xi nu] [c_out, c_in]` as 1x1 convolutions.
+    products: Vec<PackedConv>,
+    /// The bias, zero-padded to whole blocks.
+    bias: Vec<f32>,
+}
+
+/// Scratch buffers for [`WinogradConv::run`], reused across calls.
+#[derive(Default)]
+pub struct WinogradScratch {
+    /// Transformed inputs, 16 blocked `[c_in, 1, tiles]` maps.
+    v: Vec<f32>,
+    /// The 16 products, each `[c_out/16, tiles padded, 16]`.
+    m: Vec<f32>,
+}
+
+impl WinogradConv {
+    /// Transform `weight [c_out, c_in, 3, 3]` once.
+    pub fn new(weight: &[f32], bias: &[f32], c_in: usize, c_out: usize, isa: Isa) -> Self {
+        assert_eq!(weight.len(), c_out * c_in * 9);
+        assert_eq!(bias.len(), c_out);
+        // # Shapes: [c_out, c_in, 3, 3] -> 16 x [c_out, c_in]
+        let mut u = vec![vec![0.0f32; c_out * c_in]; 16];
+        for oc in 0..c_out {
+            for ic in 0..c_in {
+                let g = &weight[(oc * c_in + ic) * 9..][..9];
+                for xi in 0..4 {
+                    for nu in 0..4 {
+                        let mut s = 0.0f64;
+                        for a in 0..3 {
+                            for b in 0..3 {
+                                s += G[xi][a] * g[a * 3 + b] as f64 * G[nu][b];
+                            }
+                        }
+                        u[xi * 4 + nu][oc * c_in + ic] = s as f32;
+                    }
+                }
+            }
+        }
+        let zero = vec![0.0f32; c_out];
+        let products = u
+            .iter()
+            .map(|u| PackedConv::new(u, &zero, c_in, c_out, 1, isa))
+            .collect();
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(c_out.div_ceil(LANES) * LANES, 0.0);
+        WinogradConv {
+            c_in,
+            c_out,
+            isa,
+            products,
+            bias: padded_bias,
+        }
+    }
+
+    /// The input maps' shape for `height x width` images (both even).
+    pub fn input_shape(&self, height: usize, width: usize) -> BlockedMaps {
+        BlockedMaps {
+            channels: self.c_in,
+            height,
+            width,
+            border: 1,
+        }
+    }
+
+    /// Images of `height x width` maps per matrix product.
+    pub fn images_per_group(height: usize, width: usize) -> usize {
+        (TILES / ((height / 2) * (width / 2)).max(1)).max(1)
+    }
+
+    /// Convolve, add the bias, apply leaky ReLU with `slope` and pool 2x2:
+    /// the blocked maps `inputs[i]` of shape `shape` into `outputs[i]` of
+    /// shape `next` (interiors only; their borders stay zero).
+    ///
+    /// # Shapes
+    /// each input blocked `[Ci, H, W]` (border 1) -> output blocked `[Co, H/2, W/2]`
+    pub fn run(
+        &self,
+        inputs: &[&[f32]],
+        shape: &BlockedMaps,
+        outputs: &mut [&mut [f32]],
+        next: &BlockedMaps,
+        slope: f32,
+        scratch: &mut WinogradScratch,
+    ) {
+        let (h, w) = (shape.height, shape.width);
+        assert!(
+            h % 2 == 0 && w % 2 == 0,
+            "Winograd stages pool 2x2: even sizes"
+        );
+        assert_eq!((shape.channels, shape.border), (self.c_in, 1));
+        assert_eq!(
+            (next.channels, next.height, next.width),
+            (self.c_out, h / 2, w / 2)
+        );
+        assert_eq!(inputs.len(), outputs.len());
+        let per_image = (h / 2) * (w / 2);
+        let tiles = inputs.len() * per_image;
+        let v_shape = BlockedMaps {
+            channels: self.c_in,
+            height: 1,
+            width: tiles,
+            border: 0,
+        };
+        let v_len = v_shape.alloc_len();
+        let m_len = self.products[0].scratch_len(&v_shape);
+        scratch.v.resize(16 * v_len, 0.0);
+        scratch.m.resize(16 * m_len, 0.0);
+        let transform = InputTransform {
+            shape: *shape,
+            v_shape,
+            v_len,
+        };
+        for (i, input) in inputs.iter().enumerate() {
+            assert!(input.len() >= shape.alloc_len());
+            transform.run(self.isa, input, i * per_image, &mut scratch.v);
+        }
+        for (p, product) in self.products.iter().enumerate() {
+            product.conv_image(
+                &scratch.v[p * v_len..][..v_len],
+                &v_shape,
+                &mut scratch.m[p * m_len..][..m_len],
+            );
+        }
+        let finish = OutputTransform {
+            m: &scratch.m,
+            m_len,
+            tiles_padded: m_len / (self.c_out.div_ceil(LANES) * LANES),
+            bias: &self.bias,
+            slope,
+            next: *next,
+        };
+        for (i, output) in outputs.iter_mut().enumerate() {
+            assert!(output.len() >= next.alloc_len());
+            finish.run(self.isa, i * per_image, output);
+        }
+    }
+}
+
+/// `B^T d B` of every 4x4 patch of one image, into the 16 blocked maps.
+struct InputTransform {
+    shape: BlockedMaps,
+    v_shape: BlockedMaps,
+    v_len: usize,
+}
+
+impl InputTransform {
+    fn run(&self, isa: Isa, input: &[f32], first_tile: usize, v: &mut [f32]) {
+        match isa {
+            // SAFETY: the instruction set was checked by `Isa::detect`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::input_avx512(self, input, first_tile, v) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::input_avx2(self, input, first_tile, v) },
+            _ => self.transform(input, first_tile, v),
+        }
+    }
+
+    /// Always inlined into the `#[target_feature]` entry points.
+    #[inline(always)]
+    fn transform(&self, input: &[f32], first_tile: usize, v: &mut [f32]) {
+        let s = &self.shape;
+        let (row, tiles_x) = (s.row(), s.width / 2);
+        for block in 0..s.blocks() {
+            let src = &input[block * s.block_len()..][..s.block_len()];
+            for ty in 0..s.height / 2 {
+                for tx in 0..tiles_x {
+                    // The patch's rows and columns in padded coordinates:
+                    // 2ty-1.. in the image is 2ty.. with the border.
+                    let mut d = [[[0.0f32; LANES]; 4]; 4];
+                    for (i, d) in d.iter_mut().enumerate() {
+                        for (j, d) in d.iter_mut().enumerate() {
+                            let q = (2 * ty + i) * row + 2 * tx + j;
+                            *d = src[q * LANES..][..LANES].try_into().unwrap();
+                        }
+                    }
+                    // # Shapes: B^T d B, one 16-lane vector per entry
+                    let mut t = [[[0.0f32; LANES]; 4]; 4];
+                    for (a, bt) in BT.iter().enumerate() {
+                        for j in 0..4 {
+                            for l in 0..LANES {
+                                t[a][j][l] = bt[0] * d[0][j][l]
+                                    + bt[1] * d[1][j][l]
+                                    + bt[2] * d[2][j][l]
+                                    + bt[3] * d[3][j][l];
+                            }
+                        }
+                    }
+                    let tile = first_tile + ty * tiles_x + tx;
+                    for a in 0..4 {
+                        for (b, bt) in BT.iter().enumerate() {
+                            let at = (a * 4 + b) * self.v_len
+                                + self.v_shape.index(block * LANES, 0, tile);
+                            let dst: &mut [f32; LANES] =
+                                (&mut v[at..at + LANES]).try_into().unwrap();
+                            for l in 0..LANES {
+                                dst[l] = bt[0] * t[a][0][l]
+                                    + bt[1] * t[a][1][l]
+                                    + bt[2] * t[a][2][l]
+                                    + bt[3] * t[a][3][l];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `A^T M A` of every tile, bias, leaky ReLU and the mean of the 2x2
+/// outputs: one pixel of the next map per tile.
+struct OutputTransform<'a> {
+    m: &'a [f32],
+    m_len: usize,
+    tiles_padded: usize,
+    bias: &'a [f32],
+    slope: f32,
+    next: BlockedMaps,
+}
+
+impl OutputTransform<'_> {
+    fn run(&self, isa: Isa, first_tile: usize, out: &mut [f32]) {
+        match isa {
+            // SAFETY: the instruction set was checked by `Isa::detect`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::output_avx512(self, first_tile, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::output_avx2(self, first_tile, out) },
+            _ => self.transform(first_tile, out),
+        }
+    }
+
+    /// Always inlined into the `#[target_feature]` entry points.
+    #[inline(always)]
+    fn transform(&self, first_tile: usize, out: &mut [f32]) {
+        let n = &self.next;
+        for block in 0..self.bias.len() / LANES {
+            let bias: &[f32; LANES] = self.bias[block * LANES..][..LANES].try_into().unwrap();
+            for y in 0..n.height {
+                for x in 0..n.width {
+                    let tile = first_tile + y * n.width + x;
+                    let mut m = [[0.0f32; LANES]; 16];
+                    for (p, m) in m.iter_mut().enumerate() {
+                        let at = p * self.m_len + (block * self.tiles_padded + tile) * LANES;
+                        *m = self.m[at..at + LANES].try_into().unwrap();
+                    }
+                    // # Shapes: A^T M A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+                    let mut sum = [0.0f32; LANES];
+                    for l in 0..LANES {
+                        let r = |a: usize| {
+                            let (m0, m1, m2, m3) = (
+                                m[a * 4][l],
+                                m[a * 4 + 1][l],
+                                m[a * 4 + 2][l],
+                                m[a * 4 + 3][l],
+                            );
+                            (m0 + m1 + m2, m1 - m2 - m3)
+                        };
+                        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+                        let y = [
+                            r0.0 + r1.0 + r2.0,
+                            r0.1 + r1.1 + r2.1,
+                            r1.0 - r2.0 - r3.0,
+                            r1.1 - r2.1 - r3.1,
+                        ];
+                        for y in y {
+                            let z = y + bias[l];
+                            sum[l] += if z > 0.0 { z } else { self.slope * z };
+                        }
+                    }
+                    let at = n.index(block * LANES, y, x);
+                    let dst: &mut [f32; LANES] = (&mut out[at..at + LANES]).try_into().unwrap();
+                    for l in 0..LANES {
+                        dst[l] = 0.25 * sum[l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{InputTransform, OutputTransform};
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input_avx512(
+        t: &InputTransform,
+        input: &[f32],
+        first: usize,
+        v: &mut [f32],
+    ) {
+        t.transform(input, first, v)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn input_avx2(
+        t: &InputTransform,
+        input: &[f32],
+        first: usize,
+        v: &mut [f32],
+    ) {
+        t.transform(input, first, v)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output_avx512(t: &OutputTransform, first: usize, out: &mut [f32]) {
+        t.transform(first, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn output_avx2(t: &OutputTransform, first: usize, out: &mut [f32]) {
+        t.transform(first, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The Winograd stage equals the direct one (conv, bias, leaky ReLU,
+    /// pooling) to rounding, on every instruction set, for several images
+    /// at once and channel counts that fill blocks partly.
+    #[test]
+    fn winograd_stage_matches_the_direct_one() {
+        for isa in Isa::available() {
+            for (c_in, c_out, size, images) in [
+                (32, 64, 16, 1),
+                (64, 128, 8, 3),
+                (20, 24, 4, 5),
+                (16, 16, 2, 2),
+            ] {
+                let w = values(c_out * c_in * 9, 1);
+                let b = values(c_out, 2);
+                let direct = PackedConv::new(&w, &b, c_in, c_out, 3, isa);
+                let wino = WinogradConv::new(&w, &b, c_in, c_out, isa);
+                let shape = wino.input_shape(size, size);
+                assert_eq!(shape, direct.input_shape(size, size));
+                let next = BlockedMaps {
+                    channels: c_out,
+                    height: size / 2,
+                    width: size / 2,
+                    border: 1,
+                };
+                let mut inputs = Vec::new();
+                for i in 0..images {
+                    let mut x = vec![0.0f32; shape.alloc_len()];
+                    let plain = values(c_in * size * size, 10 + i as u64);
+                    for c in 0..c_in {
+                        for y in 0..size {
+                            for xx in 0..size {
+                                x[shape.index(c, y, xx)] = plain[(c * size + y) * size + xx];
+                            }
+                        }
+                    }
+                    inputs.push(x);
+                }
+                let mut outs = vec![vec![0.0f32; next.alloc_len()]; images];
+                let mut scratch = WinogradScratch::default();
+                let input_refs: Vec<&[f32]> = inputs.iter().map(|x| x.as_slice()).collect();
+                let mut out_refs: Vec<&mut [f32]> =
+                    outs.iter_mut().map(|x| x.as_mut_slice()).collect();
+                wino.run(&input_refs, &shape, &mut out_refs, &next, 0.1, &mut scratch);
+                for (x, got) in inputs.iter().zip(&outs) {
+                    let mut conv = vec![0.0f32; direct.scratch_len(&shape)];
+                    direct.conv_image(x, &shape, &mut conv);
+                    let mut want = vec![0.0f32; next.alloc_len()];
+                    direct.finish_pooled(&conv, &shape, 0.1, &mut want, &next);
+                    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        err <= 1e-5 * scale,
+                        "{isa:?} {c_in}->{c_out} @{size}: {err} of {scale}"
+                    );
+                }
+            }
+        }
+    }
+}
