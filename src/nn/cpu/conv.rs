@@ -24,6 +24,7 @@
 
 use rayon::prelude::*;
 
+use super::direct::{Isa, PackedConv, LANES};
 use super::gemm::{
     column_major, gemm_parallelism, matmul, matmul_strided, release, row_major, scratch,
 };
@@ -37,6 +38,68 @@ use super::pointwise::{bias_and_activation, bias_and_activation_par, channel_sum
 /// # Shapes
 /// `a [B, Ca, Ha, Wa]`, `w [Cz, Ca, k, k]`, `bias [Cz]` -> `[B, Cz, Hz, Wz]`
 pub fn forward(
+    g: &ConvGeometry,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    slope: f32,
+) -> Vec<f32> {
+    if runs_direct(g) {
+        forward_direct(g, a, w, bias, slope)
+    } else {
+        forward_gemm(g, a, w, bias, slope)
+    }
+}
+
+/// Whether the blocked direct kernel ([`super::direct`]) computes this
+/// convolution and its input gradient: "same" padding, stride 1, and at
+/// least one block of channels on either side (the decoder's last layers,
+/// with fewer, stay on im2col + GEMM).
+fn runs_direct(g: &ConvGeometry) -> bool {
+    let same = g.stride == 1 && g.kernel % 2 == 1 && g.padding == g.kernel / 2;
+    same && g.ca >= LANES && g.cz >= LANES
+}
+
+/// [`forward`] on the blocked direct kernel, image by image: each image is
+/// copied into the blocked layout, convolved, and written back with the
+/// bias and activation. The weights are packed per call (they change every
+/// training step; packing is a small fraction of a batch's work).
+///
+/// # Shapes
+/// `a [B, Ca, H, W]`, `w [Cz, Ca, k, k]`, `bias [Cz]` -> `[B, Cz, H, W]`
+fn forward_direct(
+    g: &ConvGeometry,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    slope: f32,
+) -> Vec<f32> {
+    let (p, cz) = (g.p(), g.cz);
+    assert_eq!(a.len(), g.batch * g.a_len());
+    let zeros = vec![0.0f32; cz];
+    let conv = PackedConv::new(w, bias.unwrap_or(&zeros), g.ca, cz, g.kernel, Isa::detect());
+    let shape = conv.input_shape(g.ha, g.wa);
+    let mut z = vec![0.0f32; g.batch * cz * p];
+    z.par_chunks_mut(cz * p)
+        .zip(a.par_chunks(g.a_len()))
+        .for_each_init(
+            || {
+                (
+                    vec![0.0f32; shape.alloc_len()],
+                    vec![0.0f32; conv.scratch_len(&shape)],
+                )
+            },
+            |(blocked, scratch), (z, a)| {
+                conv.fill(a, &shape, blocked);
+                conv.conv_image(blocked, &shape, scratch);
+                conv.finish_into(scratch, &shape, slope, z);
+            },
+        );
+    z
+}
+
+/// [`forward`] as im2col + GEMM.
+fn forward_gemm(
     g: &ConvGeometry,
     a: &[f32],
     w: &[f32],
@@ -115,6 +178,29 @@ pub struct ConvGrads {
 /// # Shapes
 /// `a [B, Ca, Ha, Wa]`, `w [Cz, Ca, k, k]`, `dz [B, Cz, Hz, Wz]`
 pub fn backward(
+    g: &ConvGeometry,
+    a: Option<&[f32]>,
+    w: Option<&[f32]>,
+    dz: &[f32],
+    want_bias: bool,
+) -> ConvGrads {
+    match w {
+        // dA is the "same" convolution of dZ with the flipped, transposed
+        // filters: the direct kernel's; dW and d bias stay GEMMs.
+        Some(w) if runs_direct(g) => {
+            let flipped = flip_transpose(w, g.cz, g.ca, g.kernel);
+            let da = forward_direct(&reversed(g), dz, &flipped, None, 1.0);
+            ConvGrads {
+                a: Some(da),
+                ..backward_gemm(g, a, None, dz, want_bias)
+            }
+        }
+        _ => backward_gemm(g, a, w, dz, want_bias),
+    }
+}
+
+/// [`backward`] as GEMMs over im2col matrices.
+fn backward_gemm(
     g: &ConvGeometry,
     a: Option<&[f32]>,
     w: Option<&[f32]>,
@@ -330,6 +416,48 @@ mod tests {
             }
             let got = forward(&g, &a, &w, Some(&bias), 1.0);
             assert!(max_diff(&got, &want) < 1e-4, "{g:?}");
+        }
+    }
+
+    /// The direct kernel's forward and input gradient equal im2col +
+    /// GEMM's on the convolutions it takes (the encoder's and decoder's
+    /// 3x3 layers).
+    #[test]
+    fn direct_path_matches_the_gemm_path() {
+        for (i, (ca, cz, size)) in [
+            (32, 64, 16),
+            (64, 128, 8),
+            (128, 128, 4),
+            (128, 64, 8),
+            (16, 40, 5),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let g = ConvGeometry::conv([3, ca, size, size], cz, Window::new(3, 1, 1));
+            assert!(runs_direct(&g));
+            let a = pseudo_random(g.batch * g.a_len(), i as u32);
+            let w = pseudo_random(g.cz * g.k(), 100 + i as u32);
+            let bias = pseudo_random(g.cz, 200 + i as u32);
+            let dz = pseudo_random(g.batch * g.cz * g.p(), 300 + i as u32);
+            // Within 1e-5 of the largest value (sums of up to 1,152
+            // products of order 1, in another order).
+            let close = |got: &[f32], want: &[f32], what: &str| {
+                let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let err = max_diff(got, want);
+                assert!(err <= 1e-5 * scale, "{g:?} {what}: {err} of {scale}");
+            };
+            let want = forward_gemm(&g, &a, &w, Some(&bias), 0.1);
+            close(
+                &forward_direct(&g, &a, &w, Some(&bias), 0.1),
+                &want,
+                "forward",
+            );
+            let want = backward_gemm(&g, Some(&a), Some(&w), &dz, true);
+            let got = backward(&g, Some(&a), Some(&w), &dz, true);
+            close(got.a.as_deref().unwrap(), want.a.as_deref().unwrap(), "dA");
+            assert_eq!(got.w, want.w, "{g:?} dW");
+            assert_eq!(got.bias, want.bias, "{g:?} d bias");
         }
     }
 

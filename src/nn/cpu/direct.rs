@@ -361,22 +361,55 @@ impl PackedConv {
         }
     }
 
-    /// Bias and leaky ReLU with `slope` (1 = none) of the output of
-    /// [`Self::conv_image`], as a plain `[Co, H, W]` map.
-    pub fn finish_plain(&self, out: &[f32], input: &BlockedMaps, slope: f32) -> Vec<f32> {
-        let (h, w, row) = (input.height, input.width, input.row());
-        let pixels_padded = self.pixels_padded(input);
-        let mut z = vec![0.0f32; self.c_out * h * w];
-        for c in 0..self.c_out {
-            let (block, lane) = (c / LANES, c % LANES);
+    /// Copy one plain `[Ci, H, W]` image into the interior of its blocked
+    /// input (the border and unused lanes are left as they are: zero).
+    pub fn fill(&self, plain: &[f32], shape: &BlockedMaps, blocked: &mut [f32]) {
+        let (h, w) = (shape.height, shape.width);
+        assert_eq!(plain.len(), self.c_in * h * w);
+        // Pixel by pixel, 16 channels at a time: one vector written, 16
+        // planes read in step (reading lane by lane would touch every
+        // cache line of the block 16 times).
+        for block in 0..shape.blocks() {
+            let lanes = (self.c_in - block * LANES).min(LANES);
+            let planes = &plain[block * LANES * h * w..];
             for y in 0..h {
+                let at = shape.index(block * LANES, y, 0);
                 for x in 0..w {
-                    let v =
-                        out[(block * pixels_padded + y * row + x) * LANES + lane] + self.bias[c];
-                    z[(c * h + y) * w + x] = if v > 0.0 { v } else { slope * v };
+                    let dst = &mut blocked[at + x * LANES..][..lanes];
+                    for (l, d) in dst.iter_mut().enumerate() {
+                        *d = planes[(l * h + y) * w + x];
+                    }
                 }
             }
         }
+    }
+
+    /// [`Self::finish_plain`] into `z`.
+    pub fn finish_into(&self, out: &[f32], input: &BlockedMaps, slope: f32, z: &mut [f32]) {
+        let (h, w, row) = (input.height, input.width, input.row());
+        assert_eq!(z.len(), self.c_out * h * w);
+        let pixels_padded = self.pixels_padded(input);
+        for block in 0..self.c_out.div_ceil(LANES) {
+            let lanes = (self.c_out - block * LANES).min(LANES);
+            let bias = &self.bias[block * LANES..][..lanes];
+            let planes = &mut z[block * LANES * h * w..];
+            for y in 0..h {
+                for x in 0..w {
+                    let src = &out[(block * pixels_padded + y * row + x) * LANES..][..lanes];
+                    for (l, (&v, &b)) in src.iter().zip(bias).enumerate() {
+                        let v = v + b;
+                        planes[(l * h + y) * w + x] = if v > 0.0 { v } else { slope * v };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bias and leaky ReLU with `slope` (1 = none) of the output of
+    /// [`Self::conv_image`], as a plain `[Co, H, W]` map.
+    pub fn finish_plain(&self, out: &[f32], input: &BlockedMaps, slope: f32) -> Vec<f32> {
+        let mut z = vec![0.0f32; self.c_out * input.height * input.width];
+        self.finish_into(out, input, slope, &mut z);
         z
     }
 }
