@@ -24,13 +24,14 @@
 
 use rayon::prelude::*;
 
-use super::direct::{Isa, PackedConv, LANES};
+use super::direct::{fill_blocked, Isa, PackedConv, LANES};
 use super::gemm::{
     column_major, gemm_parallelism, matmul, matmul_strided, release, row_major, scratch,
 };
 use super::geometry::{ConvGeometry, Window};
 use super::im2col::{col2im, im2col};
 use super::pointwise::{bias_and_activation, bias_and_activation_par, channel_sums, sum};
+use super::winograd::{self, WinogradConv, WinogradScratch};
 
 /// Convolution forward: `Z = W * A + bias`, then leaky ReLU with `slope`
 /// (1 = none), applied to each chunk while it is still in cache.
@@ -60,9 +61,11 @@ fn runs_direct(g: &ConvGeometry) -> bool {
     same && g.ca >= LANES && g.cz >= LANES
 }
 
-/// [`forward`] on the blocked direct kernel, image by image: each image is
-/// copied into the blocked layout, convolved, and written back with the
-/// bias and activation. The weights are packed per call (they change every
+/// [`forward`] on the blocked kernels: each image is copied into the
+/// blocked layout, convolved, and written back with the bias and
+/// activation. 3x3 filters on even sizes run in Winograd form
+/// ([`super::winograd`], groups of images sharing each product), others
+/// on the direct kernel. The weights are packed per call (they change every
 /// training step; packing is a small fraction of a batch's work).
 ///
 /// # Shapes
@@ -77,9 +80,32 @@ fn forward_direct(
     let (p, cz) = (g.p(), g.cz);
     assert_eq!(a.len(), g.batch * g.a_len());
     let zeros = vec![0.0f32; cz];
-    let conv = PackedConv::new(w, bias.unwrap_or(&zeros), g.ca, cz, g.kernel, Isa::detect());
-    let shape = conv.input_shape(g.ha, g.wa);
+    let bias = bias.unwrap_or(&zeros);
+    let isa = Isa::detect();
     let mut z = vec![0.0f32; g.batch * cz * p];
+    if g.kernel == 3 && g.ha % 2 == 0 && g.wa % 2 == 0 && winograd::enabled() {
+        let conv = WinogradConv::new(w, bias, g.ca, cz, isa);
+        let shape = conv.input_shape(g.ha, g.wa);
+        let group = WinogradConv::images_per_group(g.ha, g.wa);
+        z.par_chunks_mut(group * cz * p)
+            .zip(a.par_chunks(group * g.a_len()))
+            .for_each_init(
+                || (Vec::new(), WinogradScratch::default()),
+                |(blocked, scratch): &mut (Vec<Vec<f32>>, _), (z, a)| {
+                    let n = a.len() / g.a_len();
+                    blocked.resize_with(n, || vec![0.0f32; shape.alloc_len()]);
+                    for (image, b) in a.chunks(g.a_len()).zip(blocked.iter_mut()) {
+                        fill_blocked(image, &shape, b);
+                    }
+                    let inputs: Vec<&[f32]> = blocked[..n].iter().map(Vec::as_slice).collect();
+                    let mut outputs: Vec<&mut [f32]> = z.chunks_mut(cz * p).collect();
+                    conv.run_plain(&inputs, &shape, &mut outputs, slope, scratch);
+                },
+            );
+        return z;
+    }
+    let conv = PackedConv::new(w, bias, g.ca, cz, g.kernel, isa);
+    let shape = conv.input_shape(g.ha, g.wa);
     z.par_chunks_mut(cz * p)
         .zip(a.par_chunks(g.a_len()))
         .for_each_init(
@@ -90,7 +116,7 @@ fn forward_direct(
                 )
             },
             |(blocked, scratch), (z, a)| {
-                conv.fill(a, &shape, blocked);
+                fill_blocked(a, &shape, blocked);
                 conv.conv_image(blocked, &shape, scratch);
                 conv.finish_into(scratch, &shape, slope, z);
             },

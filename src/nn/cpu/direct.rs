@@ -173,6 +173,30 @@ impl BlockedMaps {
     }
 }
 
+/// Copy one plain `[C, H, W]` image into the interior of its blocked
+/// maps `shape` (the border and unused lanes are left as they are: zero).
+pub fn fill_blocked(plain: &[f32], shape: &BlockedMaps, blocked: &mut [f32]) {
+    let (h, w) = (shape.height, shape.width);
+    assert_eq!(plain.len(), shape.channels * h * w);
+    assert!(blocked.len() >= shape.alloc_len());
+    // Pixel by pixel, 16 channels at a time: one vector written, 16 planes
+    // read in step (reading lane by lane would touch every cache line of
+    // the block 16 times).
+    for block in 0..shape.blocks() {
+        let lanes = (shape.channels - block * LANES).min(LANES);
+        let planes = &plain[block * LANES * h * w..];
+        for y in 0..h {
+            let at = shape.index(block * LANES, y, 0);
+            for x in 0..w {
+                let dst = &mut blocked[at + x * LANES..][..lanes];
+                for (l, d) in dst.iter_mut().enumerate() {
+                    *d = planes[(l * h + y) * w + x];
+                }
+            }
+        }
+    }
+}
+
 /// A convolution with odd kernel `k`, stride 1 and "same" padding `k / 2`,
 /// its weights packed once for the microkernel:
 /// `[output groups][input blocks][k * k taps][16 input lanes][OB blocks][16]`.
@@ -358,29 +382,6 @@ impl PackedConv {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::pool_avx2(&pool, next) },
             _ => pool.run(next),
-        }
-    }
-
-    /// Copy one plain `[Ci, H, W]` image into the interior of its blocked
-    /// input (the border and unused lanes are left as they are: zero).
-    pub fn fill(&self, plain: &[f32], shape: &BlockedMaps, blocked: &mut [f32]) {
-        let (h, w) = (shape.height, shape.width);
-        assert_eq!(plain.len(), self.c_in * h * w);
-        // Pixel by pixel, 16 channels at a time: one vector written, 16
-        // planes read in step (reading lane by lane would touch every
-        // cache line of the block 16 times).
-        for block in 0..shape.blocks() {
-            let lanes = (self.c_in - block * LANES).min(LANES);
-            let planes = &plain[block * LANES * h * w..];
-            for y in 0..h {
-                let at = shape.index(block * LANES, y, 0);
-                for x in 0..w {
-                    let dst = &mut blocked[at + x * LANES..][..lanes];
-                    for (l, d) in dst.iter_mut().enumerate() {
-                        *d = planes[(l * h + y) * w + x];
-                    }
-                }
-            }
         }
     }
 

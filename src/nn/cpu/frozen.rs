@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::direct::{BlockedMaps, Isa, PackedConv};
-use super::winograd::{WinogradConv, WinogradScratch};
+use super::winograd::{self, WinogradConv, WinogradScratch};
 
 /// One convolution's weights as plain buffers.
 #[derive(Clone, Debug)]
@@ -109,8 +109,11 @@ impl FrozenEncoder {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    let winograd =
-                        kernel == StageKernel::Auto && i > 0 && s.kernel == 3 && s.c_in >= 16;
+                    let winograd = kernel == StageKernel::Auto
+                        && winograd::enabled()
+                        && i > 0
+                        && s.kernel == 3
+                        && s.c_in >= 16;
                     if winograd {
                         Stage::Winograd(WinogradConv::new(&s.weight, &s.bias, s.c_in, s.c_out, isa))
                     } else {

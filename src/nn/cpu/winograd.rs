@@ -36,6 +36,14 @@ const G: [[f64; 3]; 4] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// Whether the Winograd form may be used: yes, unless
+/// `EQAE_CONV_KERNEL=direct` asks for the direct kernel everywhere (to
+/// compare the two on whole commands).
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("EQAE_CONV_KERNEL").as_deref() != Ok("direct"))
+}
+
 /// Tiles per matrix product: enough columns for the microkernel, few
 /// enough that a product's operands stay in the core's cache.
 const TILES: usize = 64;
@@ -67,21 +75,23 @@ impl WinogradConv {
     pub fn new(weight: &[f32], bias: &[f32], c_in: usize, c_out: usize, isa: Isa) -> Self {
         assert_eq!(weight.len(), c_out * c_in * 9);
         assert_eq!(bias.len(), c_out);
-        // # Shapes: [c_out, c_in, 3, 3] -> 16 x [c_out, c_in]
+        // # Shapes: [c_out, c_in, 3, 3] -> 16 x [c_out, c_in]; G g G^T as
+        // two products (G g, then with G^T): 84 multiply-adds a filter.
+        // Training transforms the weights at every step, so this is kept
+        // cheap; f32 is exact to rounding here (G holds 0, 1 and 1/2).
         let mut u = vec![vec![0.0f32; c_out * c_in]; 16];
-        for oc in 0..c_out {
-            for ic in 0..c_in {
-                let g = &weight[(oc * c_in + ic) * 9..][..9];
-                for xi in 0..4 {
-                    for nu in 0..4 {
-                        let mut s = 0.0f64;
-                        for a in 0..3 {
-                            for b in 0..3 {
-                                s += G[xi][a] * g[a * 3 + b] as f64 * G[nu][b];
-                            }
-                        }
-                        u[xi * 4 + nu][oc * c_in + ic] = s as f32;
-                    }
+        for (f, g) in weight.chunks(9).enumerate() {
+            let mut gg = [[0.0f32; 3]; 4];
+            for (xi, row) in G.iter().enumerate() {
+                for b in 0..3 {
+                    gg[xi][b] =
+                        row[0] as f32 * g[b] + row[1] as f32 * g[3 + b] + row[2] as f32 * g[6 + b];
+                }
+            }
+            for (xi, gg) in gg.iter().enumerate() {
+                for (nu, row) in G.iter().enumerate() {
+                    u[xi * 4 + nu][f] =
+                        gg[0] * row[0] as f32 + gg[1] * row[1] as f32 + gg[2] * row[2] as f32;
                 }
             }
         }
@@ -132,15 +142,52 @@ impl WinogradConv {
         scratch: &mut WinogradScratch,
     ) {
         let (h, w) = (shape.height, shape.width);
-        assert!(
-            h % 2 == 0 && w % 2 == 0,
-            "Winograd stages pool 2x2: even sizes"
-        );
-        assert_eq!((shape.channels, shape.border), (self.c_in, 1));
         assert_eq!(
             (next.channels, next.height, next.width),
             (self.c_out, h / 2, w / 2)
         );
+        self.convolve(
+            inputs,
+            shape,
+            outputs,
+            Output::Pooled(*next),
+            slope,
+            scratch,
+        );
+    }
+
+    /// Convolve, add the bias and apply leaky ReLU with `slope` (1 = none),
+    /// without pooling: the blocked maps `inputs[i]` into the plain maps
+    /// `outputs[i]`.
+    ///
+    /// # Shapes
+    /// each input blocked `[Ci, H, W]` (border 1) -> output `[Co, H, W]`
+    pub fn run_plain(
+        &self,
+        inputs: &[&[f32]],
+        shape: &BlockedMaps,
+        outputs: &mut [&mut [f32]],
+        slope: f32,
+        scratch: &mut WinogradScratch,
+    ) {
+        self.convolve(inputs, shape, outputs, Output::Plain, slope, scratch);
+    }
+
+    fn convolve(
+        &self,
+        inputs: &[&[f32]],
+        shape: &BlockedMaps,
+        outputs: &mut [&mut [f32]],
+        mode: Output,
+        slope: f32,
+        scratch: &mut WinogradScratch,
+    ) {
+        let (h, w) = (shape.height, shape.width);
+        assert!(
+            h % 2 == 0 && w % 2 == 0,
+            "Winograd tiles are 2x2: even sizes"
+        );
+        assert_eq!((shape.channels, shape.border), (self.c_in, 1));
         assert_eq!(inputs.len(), outputs.len());
         let per_image = (h / 2) * (w / 2);
         let tiles = inputs.len() * per_image;
@@ -175,14 +222,28 @@ impl WinogradConv {
             m_len,
             tiles_padded: m_len / (self.c_out.div_ceil(LANES) * LANES),
             bias: &self.bias,
+            c_out: self.c_out,
             slope,
-            next: *next,
+            tiles: (h / 2, w / 2),
+            mode,
         };
         for (i, output) in outputs.iter_mut().enumerate() {
-            assert!(output.len() >= next.alloc_len());
+            match mode {
+                Output::Pooled(next) => assert!(output.len() >= next.alloc_len()),
+                Output::Plain => assert_eq!(output.len(), self.c_out * h * w),
+            }
             finish.run(self.isa, i * per_image, output);
         }
     }
+}
+
+/// Where the output transform writes.
+#[derive(Clone, Copy)]
+enum Output {
+    /// The 2x2 mean of each tile, into the next layer's blocked input.
+    Pooled(BlockedMaps),
+    /// Every pixel, into plain `[Co, H, W]` maps.
+    Plain,
 }
 
 /// `B^T d B` of every 4x4 patch of one image, into the 16 blocked maps.
@@ -255,15 +316,18 @@ impl InputTransform {
     }
 }
 
-/// `A^T M A` of every tile, bias, leaky ReLU and the mean of the 2x2
-/// outputs: one pixel of the next map per tile.
+/// `A^T M A` of every tile, bias and leaky ReLU; then either the mean of
+/// the 2x2 outputs (one pixel of the next map per tile) or the four pixels.
 struct OutputTransform<'a> {
     m: &'a [f32],
     m_len: usize,
     tiles_padded: usize,
     bias: &'a [f32],
+    c_out: usize,
     slope: f32,
-    next: BlockedMaps,
+    /// Tiles per image down and across.
+    tiles: (usize, usize),
+    mode: Output,
 }
 
 impl OutputTransform<'_> {
@@ -281,19 +345,21 @@ impl OutputTransform<'_> {
     /// Always inlined into the `#[target_feature]` entry points.
     #[inline(always)]
     fn transform(&self, first_tile: usize, out: &mut [f32]) {
-        let n = &self.next;
+        let (tiles_y, tiles_x) = self.tiles;
+        let (h, w) = (2 * tiles_y, 2 * tiles_x);
         for block in 0..self.bias.len() / LANES {
             let bias: &[f32; LANES] = self.bias[block * LANES..][..LANES].try_into().unwrap();
-            for y in 0..n.height {
-                for x in 0..n.width {
-                    let tile = first_tile + y * n.width + x;
+            for ty in 0..tiles_y {
+                for tx in 0..tiles_x {
+                    let tile = first_tile + ty * tiles_x + tx;
                     let mut m = [[0.0f32; LANES]; 16];
                     for (p, m) in m.iter_mut().enumerate() {
                         let at = p * self.m_len + (block * self.tiles_padded + tile) * LANES;
                         *m = self.m[at..at + LANES].try_into().unwrap();
                     }
-                    // # Shapes: A^T M A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-                    let mut sum = [0.0f32; LANES];
+                    // # Shapes: A^T M A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]],
+                    // then bias and activation: [4 pixels][16 lanes]
+                    let mut y = [[0.0f32; LANES]; 4];
                     for l in 0..LANES {
                         let r = |a: usize| {
                             let (m0, m1, m2, m3) = (
@@ -305,21 +371,36 @@ impl OutputTransform<'_> {
                             (m0 + m1 + m2, m1 - m2 - m3)
                         };
                         let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
-                        let y = [
+                        let pixels = [
                             r0.0 + r1.0 + r2.0,
                             r0.1 + r1.1 + r2.1,
                             r1.0 - r2.0 - r3.0,
                             r1.1 - r2.1 - r3.1,
                         ];
-                        for y in y {
-                            let z = y + bias[l];
-                            sum[l] += if z > 0.0 { z } else { self.slope * z };
+                        for (y, v) in y.iter_mut().zip(pixels) {
+                            let z = v + bias[l];
+                            y[l] = if z > 0.0 { z } else { self.slope * z };
                         }
                     }
-                    let at = n.index(block * LANES, y, x);
-                    let dst: &mut [f32; LANES] = (&mut out[at..at + LANES]).try_into().unwrap();
-                    for l in 0..LANES {
-                        dst[l] = 0.25 * sum[l];
+                    match self.mode {
+                        Output::Pooled(next) => {
+                            let at = next.index(block * LANES, ty, tx);
+                            let dst: &mut [f32; LANES] =
+                                (&mut out[at..at + LANES]).try_into().unwrap();
+                            for l in 0..LANES {
+                                dst[l] = 0.25 * (y[0][l] + y[1][l] + y[2][l] + y[3][l]);
+                            }
+                        }
+                        Output::Plain => {
+                            let lanes = (self.c_out - block * LANES).min(LANES);
+                            let planes = &mut out[block * LANES * h * w..];
+                            for (p, y) in y.iter().enumerate() {
+                                let at = (2 * ty + p / 2) * w + 2 * tx + p % 2;
+                                for (l, &v) in y[..lanes].iter().enumerate() {
+                                    planes[l * h * w + at] = v;
+                                }
+                            }
+                        }
                     }
                 }
             }
