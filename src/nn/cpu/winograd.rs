@@ -358,26 +358,27 @@ impl OutputTransform<'_> {
                         *m = self.m[at..at + LANES].try_into().unwrap();
                     }
                     // # Shapes: A^T M A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]],
-                    // then bias and activation: [4 pixels][16 lanes]
+                    // then bias and activation: [4 pixels][16 lanes]. Whole
+                    // 16-lane rows at a time, so that each line is one
+                    // vector operation.
+                    let mut r = [[[0.0f32; LANES]; 2]; 4];
+                    for (a, r) in r.iter_mut().enumerate() {
+                        let (m0, m1, m2, m3) =
+                            (&m[a * 4], &m[a * 4 + 1], &m[a * 4 + 2], &m[a * 4 + 3]);
+                        for l in 0..LANES {
+                            r[0][l] = m0[l] + m1[l] + m2[l];
+                            r[1][l] = m1[l] - m2[l] - m3[l];
+                        }
+                    }
                     let mut y = [[0.0f32; LANES]; 4];
-                    for l in 0..LANES {
-                        let r = |a: usize| {
-                            let (m0, m1, m2, m3) = (
-                                m[a * 4][l],
-                                m[a * 4 + 1][l],
-                                m[a * 4 + 2][l],
-                                m[a * 4 + 3][l],
-                            );
-                            (m0 + m1 + m2, m1 - m2 - m3)
-                        };
-                        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
-                        let pixels = [
-                            r0.0 + r1.0 + r2.0,
-                            r0.1 + r1.1 + r2.1,
-                            r1.0 - r2.0 - r3.0,
-                            r1.1 - r2.1 - r3.1,
-                        ];
-                        for (y, v) in y.iter_mut().zip(pixels) {
+                    for (p, y) in y.iter_mut().enumerate() {
+                        let (dy, dx) = (p / 2, p % 2);
+                        for l in 0..LANES {
+                            let v = if dy == 0 {
+                                r[0][dx][l] + r[1][dx][l] + r[2][dx][l]
+                            } else {
+                                r[1][dx][l] - r[2][dx][l] - r[3][dx][l]
+                            };
                             let z = v + bias[l];
                             y[l] = if z > 0.0 { z } else { self.slope * z };
                         }
