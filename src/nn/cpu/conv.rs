@@ -83,7 +83,7 @@ fn forward_direct(
     let bias = bias.unwrap_or(&zeros);
     let isa = Isa::detect();
     let mut z = vec![0.0f32; g.batch * cz * p];
-    if g.kernel == 3 && g.ha % 2 == 0 && g.wa % 2 == 0 && winograd::enabled() {
+    if g.kernel == 3 && g.ha.is_multiple_of(2) && g.wa.is_multiple_of(2) && winograd::enabled() {
         let conv = WinogradConv::new(w, bias, g.ca, cz, isa);
         let shape = conv.input_shape(g.ha, g.wa);
         let group = WinogradConv::images_per_group(g.ha, g.wa);

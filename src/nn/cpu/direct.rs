@@ -85,8 +85,8 @@ impl Isa {
     /// accumulators as the registers hold, or a little fewer.
     fn tiles(self, blocks: usize) -> (usize, &'static [usize]) {
         match self {
-            Isa::Avx512 if blocks % 4 == 0 => (4, &[6, 5, 4]),
-            Isa::Avx512 if blocks % 2 == 0 => (2, &[12, 10, 8]),
+            Isa::Avx512 if blocks.is_multiple_of(4) => (4, &[6, 5, 4]),
+            Isa::Avx512 if blocks.is_multiple_of(2) => (2, &[12, 10, 8]),
             Isa::Avx512 => (1, &[24, 20, 16]),
             Isa::Avx2 => (1, &[6, 5, 4]),
             Isa::Portable => (1, &[4]),
@@ -568,8 +568,8 @@ impl Block16 for Portable {
     #[inline(always)]
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
         let mut r = c.0;
-        for l in 0..LANES {
-            r[l] += a.0[l] * b.0[l];
+        for (l, r) in r.iter_mut().enumerate() {
+            *r += a.0[l] * b.0[l];
         }
         Portable(r)
     }

@@ -53,6 +53,50 @@ enum Stage {
     Winograd(WinogradConv),
 }
 
+/// One thread's buffers for a chunk of images, kept between chunks: the
+/// maps' borders are zero once and only interiors are written after that.
+struct ChunkBuffers {
+    /// The maps' shapes these buffers were made for.
+    shapes: Vec<BlockedMaps>,
+    /// `maps[i][b]`: the output of stage `i` for image `b` of the chunk.
+    maps: Vec<Vec<Vec<f32>>>,
+    /// The first stage's input, one image at a time.
+    first: Vec<f32>,
+    scratch: Vec<f32>,
+    winograd: WinogradScratch,
+    /// The collapse's input, the chunk's images as pixels of one row.
+    row_maps: Vec<f32>,
+}
+
+impl ChunkBuffers {
+    fn new(shapes: &[BlockedMaps]) -> Self {
+        let last = shapes[shapes.len() - 1];
+        let rows = BlockedMaps {
+            channels: last.channels * last.height * last.width,
+            height: 1,
+            width: CHUNK,
+            border: 0,
+        };
+        ChunkBuffers {
+            shapes: shapes.to_vec(),
+            maps: shapes[1..]
+                .iter()
+                .map(|m| (0..CHUNK).map(|_| vec![0.0; m.alloc_len()]).collect())
+                .collect(),
+            first: vec![0.0; shapes[0].alloc_len()],
+            scratch: Vec::new(),
+            winograd: WinogradScratch::default(),
+            row_maps: vec![0.0; rows.alloc_len()],
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's [`ChunkBuffers`] (a few MiB), remade when an encoder
+    /// of other shapes runs.
+    static BUFFERS: std::cell::RefCell<Option<ChunkBuffers>> = const { std::cell::RefCell::new(None) };
+}
+
 /// The packed encoder: stages (conv, bias, leaky ReLU, pool), then the
 /// collapse.
 #[derive(Debug)]
@@ -98,7 +142,7 @@ impl FrozenEncoder {
             && stages.windows(2).all(|w| w[0].c_out == w[1].c_in)
             && stages.first().is_some_and(|s| s.c_in == 1)
             && stages.last().is_some_and(|s| s.c_out == collapse.c_in)
-            && collapse.c_out % order == 0;
+            && collapse.c_out.is_multiple_of(order);
         if !fits {
             return None;
         }
@@ -181,20 +225,40 @@ impl FrozenEncoder {
     /// [`Self::forward`] on one chunk of images, on one thread, stage by
     /// stage.
     fn forward_chunk(&self, images: &[f32], out: &mut [f32]) {
-        let (s, c) = (self.size, &self.collapse);
+        let s = self.size;
         let n = images.len() / (s * s);
         let shapes = self.shapes();
-        // # Shapes: maps[i][b], the output of stage i for image b (blocked)
-        let mut maps: Vec<Vec<Vec<f32>>> = shapes[1..]
-            .iter()
-            .map(|m| vec![vec![0.0; m.alloc_len()]; n])
-            .collect();
-        let mut first = vec![0.0f32; shapes[0].alloc_len()];
-        let mut scratch = Vec::new();
-        let mut winograd = WinogradScratch::default();
+        BUFFERS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.as_ref().is_none_or(|b| b.shapes != shapes) {
+                *cell = Some(ChunkBuffers::new(&shapes));
+            }
+            let buffers = cell.as_mut().expect("just made");
+            self.forward_chunk_in(images, out, n, buffers);
+        });
+    }
+
+    /// [`Self::forward_chunk`] in this thread's buffers.
+    fn forward_chunk_in(
+        &self,
+        images: &[f32],
+        out: &mut [f32],
+        n: usize,
+        buffers: &mut ChunkBuffers,
+    ) {
+        let (s, c) = (self.size, &self.collapse);
+        let ChunkBuffers {
+            shapes,
+            maps,
+            first,
+            scratch,
+            winograd,
+            row_maps,
+        } = buffers;
+        let shapes = &*shapes;
         for (i, stage) in self.stages.iter().enumerate() {
             let (done, rest) = maps.split_at_mut(i);
-            let (inputs, outputs) = (done.last(), &mut rest[0]);
+            let (inputs, outputs) = (done.last().map(|m| &m[..n]), &mut rest[0][..n]);
             let (shape, next) = (&shapes[i], &shapes[i + 1]);
             match stage {
                 Stage::Direct(conv) => {
@@ -209,11 +273,11 @@ impl FrozenEncoder {
                                         first[shape.index(0, y, x)] = v;
                                     }
                                 }
-                                &first
+                                &*first
                             }
                         };
-                        conv.conv_image(input, shape, &mut scratch);
-                        conv.finish_pooled(&scratch, shape, self.slope, output, next);
+                        conv.conv_image(input, shape, scratch);
+                        conv.finish_pooled(scratch, shape, self.slope, output, next);
                     }
                 }
                 Stage::Winograd(conv) => {
@@ -223,18 +287,17 @@ impl FrozenEncoder {
                         let ins: Vec<&[f32]> = ins.iter().map(Vec::as_slice).collect();
                         let mut outs: Vec<&mut [f32]> =
                             outs.iter_mut().map(Vec::as_mut_slice).collect();
-                        conv.run(&ins, shape, &mut outs, next, self.slope, &mut winograd);
+                        conv.run(&ins, shape, &mut outs, next, self.slope, winograd);
                     }
                 }
             }
         }
         // # Shapes: the collapse's input, the chunk's images as pixels of
-        // one row: blocked [C * s * s, 1, n]
-        let rows = c.input_shape(1, n);
-        let mut row_maps = vec![0.0f32; rows.alloc_len()];
+        // one row: blocked [C * s * s, 1, CHUNK] (past n: last chunk's, unused)
+        let rows = c.input_shape(1, CHUNK);
         let last = &shapes[shapes.len() - 1];
         let side = last.height;
-        for (b, map) in maps[maps.len() - 1].iter().enumerate() {
+        for (b, map) in maps[maps.len() - 1][..n].iter().enumerate() {
             for ch in 0..last.channels {
                 for y in 0..side {
                     for x in 0..side {
@@ -245,14 +308,14 @@ impl FrozenEncoder {
             }
         }
         scratch.resize(c.scratch_len(&rows), 0.0);
-        c.conv_image(&row_maps, &rows, &mut scratch);
-        // # Shapes: [L * N, 1, n] -> [n, N, L]
-        let z = c.finish_plain(&scratch, &rows, 1.0);
+        c.conv_image(row_maps, &rows, scratch);
+        // # Shapes: [L * N, 1, CHUNK] -> [n, N, L]
+        let z = c.finish_plain(scratch, &rows, 1.0);
         let (order, latent) = (self.order, c.c_out / self.order);
         for (b, ob) in out.chunks_mut(c.c_out).enumerate() {
             for l in 0..latent {
                 for g in 0..order {
-                    ob[g * latent + l] = z[(l * order + g) * n + b];
+                    ob[g * latent + l] = z[(l * order + g) * CHUNK + b];
                 }
             }
         }

@@ -265,8 +265,10 @@ impl InputTransform {
         }
     }
 
-    /// Always inlined into the `#[target_feature]` entry points.
+    /// Always inlined into the `#[target_feature]` entry points. The lane
+    /// loops index several arrays in step, which the compiler vectorises.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     fn transform(&self, input: &[f32], first_tile: usize, v: &mut [f32]) {
         let s = &self.shape;
         let (row, tiles_x) = (s.row(), s.width / 2);
