@@ -18,6 +18,8 @@
 //! convolution only multiplies and adds: the results differ from it by
 //! rounding (tested to 1e-5 relative).
 
+use rayon::prelude::*;
+
 use super::direct::{BlockedMaps, Isa, PackedConv, LANES};
 
 /// `B^T`: input patch to the transformed domain.
@@ -28,13 +30,21 @@ const BT: [[f32; 4]; 4] = [
     [0.0, 1.0, 0.0, -1.0],
 ];
 
-/// `G`: 3x3 filter to the transformed domain.
-const G: [[f64; 3]; 4] = [
-    [1.0, 0.0, 0.0],
-    [0.5, 0.5, 0.5],
-    [0.5, -0.5, 0.5],
-    [0.0, 0.0, 1.0],
-];
+/// `G g G^T` of one 3x3 filter `g` (row-major), with
+/// `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`: the
+/// filter in the transformed domain, `U[xi * 4 + nu]`.
+fn transform_filter(g: &[f32]) -> [f32; 16] {
+    // Applied to three values: G's four rows.
+    let apply = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+    // # Shapes: G g [4, 3], one column of g at a time
+    let columns: [[f32; 4]; 3] = std::array::from_fn(|j| apply(g[j], g[3 + j], g[6 + j]));
+    let mut u = [0.0f32; 16];
+    for xi in 0..4 {
+        let row = apply(columns[0][xi], columns[1][xi], columns[2][xi]);
+        u[xi * 4..][..4].copy_from_slice(&row);
+    }
+    u
+}
 
 /// Whether the Winograd form may be used: yes, unless
 /// `EQAE_CONV_KERNEL=direct` asks for the direct kernel everywhere (to
@@ -75,30 +85,17 @@ impl WinogradConv {
     pub fn new(weight: &[f32], bias: &[f32], c_in: usize, c_out: usize, isa: Isa) -> Self {
         assert_eq!(weight.len(), c_out * c_in * 9);
         assert_eq!(bias.len(), c_out);
-        // # Shapes: [c_out, c_in, 3, 3] -> 16 x [c_out, c_in]; G g G^T as
-        // two products (G g, then with G^T): 84 multiply-adds a filter.
-        // Training transforms the weights at every step, so this is kept
-        // cheap; f32 is exact to rounding here (G holds 0, 1 and 1/2).
-        let mut u = vec![vec![0.0f32; c_out * c_in]; 16];
-        for (f, g) in weight.chunks(9).enumerate() {
-            let mut gg = [[0.0f32; 3]; 4];
-            for (xi, row) in G.iter().enumerate() {
-                for b in 0..3 {
-                    gg[xi][b] =
-                        row[0] as f32 * g[b] + row[1] as f32 * g[3 + b] + row[2] as f32 * g[6 + b];
-                }
-            }
-            for (xi, gg) in gg.iter().enumerate() {
-                for (nu, row) in G.iter().enumerate() {
-                    u[xi * 4 + nu][f] =
-                        gg[0] * row[0] as f32 + gg[1] * row[1] as f32 + gg[2] * row[2] as f32;
-                }
-            }
-        }
+        // # Shapes: [c_out, c_in, 3, 3] -> 16 x [c_out, c_in]. Training
+        // transforms the weights at every step, so this runs in parallel
+        // and in f32 (exact to rounding: G holds 0, 1 and 1/2).
+        let filters: Vec<[f32; 16]> = weight.par_chunks(9).map(transform_filter).collect();
         let zero = vec![0.0f32; c_out];
-        let products = u
-            .iter()
-            .map(|u| PackedConv::new(u, &zero, c_in, c_out, 1, isa))
+        let products = (0..16)
+            .into_par_iter()
+            .map(|p| {
+                let u: Vec<f32> = filters.iter().map(|f| f[p]).collect();
+                PackedConv::new(&u, &zero, c_in, c_out, 1, isa)
+            })
             .collect();
         let mut padded_bias = bias.to_vec();
         padded_bias.resize(c_out.div_ceil(LANES) * LANES, 0.0);
@@ -460,6 +457,30 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// The filter transform is `G g G^T`, written out in f64.
+    #[test]
+    fn filter_transform_is_g_g_gt() {
+        const G: [[f64; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        let g = values(9, 7);
+        let u = transform_filter(&g);
+        for xi in 0..4 {
+            for nu in 0..4 {
+                let mut want = 0.0f64;
+                for a in 0..3 {
+                    for b in 0..3 {
+                        want += G[xi][a] * g[a * 3 + b] as f64 * G[nu][b];
+                    }
+                }
+                assert!((u[xi * 4 + nu] as f64 - want).abs() < 1e-6, "({xi}, {nu})");
+            }
+        }
     }
 
     /// The Winograd stage equals the direct one (conv, bias, leaky ReLU,
