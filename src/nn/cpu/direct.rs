@@ -33,14 +33,15 @@ pub const LANES: usize = 16;
 const MAX_PX: usize = 24;
 
 /// The vector instructions a kernel is compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Ordered from the least to the most capable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
-    /// 512-bit vectors: one block per register.
-    Avx512,
-    /// 256-bit vectors with fused multiply-add: two registers per block.
-    Avx2,
     /// Plain Rust (whatever the compiler vectorises).
     Portable,
+    /// 256-bit vectors with fused multiply-add: two registers per block.
+    Avx2,
+    /// 512-bit vectors: one block per register.
+    Avx512,
 }
 
 impl Isa {
@@ -99,33 +100,15 @@ impl Isa {
     /// near-ties (it reloads the weights less often).
     fn tile(self, blocks: usize, pixels: usize) -> (usize, usize) {
         let (ob, widths) = self.tiles(blocks);
-        let cost = |px: usize| pixels.div_ceil(px) * px * (px + 1) * 1000 / px;
+        // The padded pixels, plus one pixel's work per tile for its
+        // weight loads and stores; the first (widest) wins ties.
+        let cost = |px: usize| pixels.div_ceil(px) * (px + 1);
         let px = widths
             .iter()
             .copied()
             .min_by_key(|&px| cost(px))
             .expect("a tile width");
         (ob, px)
-    }
-
-    fn rank(self) -> u8 {
-        match self {
-            Isa::Avx512 => 2,
-            Isa::Avx2 => 1,
-            Isa::Portable => 0,
-        }
-    }
-}
-
-impl PartialOrd for Isa {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Isa {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.rank().cmp(&other.rank())
     }
 }
 
@@ -668,23 +651,10 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::nn::cpu::geometry::{ConvGeometry, Window};
-    use crate::nn::cpu::test_util::naive_forward;
+    use crate::nn::cpu::test_util::{naive_forward, pseudo_random};
 
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// A plain `[C, H, W]` map into the blocked layout.
+    /// A plain `[C, H, W]` map into the blocked layout, one element at a
+    /// time: the reference for [`fill_blocked`].
     fn blocked(plain: &[f32], shape: &BlockedMaps) -> Vec<f32> {
         let mut out = vec![0.0; shape.alloc_len()];
         for c in 0..shape.channels {
@@ -695,6 +665,22 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn fill_blocked_places_every_channel_and_pixel() {
+        for (c, h, w, border) in [(1, 5, 4, 1), (20, 3, 6, 2), (48, 4, 4, 0)] {
+            let shape = BlockedMaps {
+                channels: c,
+                height: h,
+                width: w,
+                border,
+            };
+            let plain = pseudo_random(c * h * w, 9);
+            let mut got = vec![0.0; shape.alloc_len()];
+            fill_blocked(&plain, &shape, &mut got);
+            assert_eq!(got, blocked(&plain, &shape), "{shape:?}");
+        }
     }
 
     /// Every instruction set this processor has, every tile shape, channel
@@ -715,9 +701,9 @@ mod tests {
         }
         for isa in Isa::available() {
             for &(c_in, c_out, size, k) in &cases {
-                let w = values(c_out * c_in * k * k, 1);
-                let b = values(c_out, 2);
-                let a = values(c_in * size * size, 3);
+                let w = pseudo_random(c_out * c_in * k * k, 1);
+                let b = pseudo_random(c_out, 2);
+                let a = pseudo_random(c_in * size * size, 3);
                 let conv = PackedConv::new(&w, &b, c_in, c_out, k, isa);
                 let shape = conv.input_shape(size, size);
                 let mut out = vec![f32::NAN; conv.scratch_len(&shape)];
@@ -743,9 +729,9 @@ mod tests {
     fn pooled_epilogue_matches_plain_one() {
         for isa in Isa::available() {
             let (c_in, c_out, size) = (8, 32, 6);
-            let w = values(c_out * c_in * 9, 4);
-            let b = values(c_out, 5);
-            let a = values(c_in * size * size, 6);
+            let w = pseudo_random(c_out * c_in * 9, 4);
+            let b = pseudo_random(c_out, 5);
+            let a = pseudo_random(c_in * size * size, 6);
             let conv = PackedConv::new(&w, &b, c_in, c_out, 3, isa);
             let shape = conv.input_shape(size, size);
             let mut out = vec![0.0; conv.scratch_len(&shape)];

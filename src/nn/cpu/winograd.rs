@@ -446,18 +446,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::nn::cpu::direct::fill_blocked;
+    use crate::nn::cpu::test_util::pseudo_random;
 
     /// The filter transform is `G g G^T`, written out in f64.
     #[test]
@@ -468,7 +458,7 @@ mod tests {
             [0.5, -0.5, 0.5],
             [0.0, 0.0, 1.0],
         ];
-        let g = values(9, 7);
+        let g = pseudo_random(9, 7);
         let u = transform_filter(&g);
         for xi in 0..4 {
             for nu in 0..4 {
@@ -495,8 +485,8 @@ mod tests {
                 (20, 24, 4, 5),
                 (16, 16, 2, 2),
             ] {
-                let w = values(c_out * c_in * 9, 1);
-                let b = values(c_out, 2);
+                let w = pseudo_random(c_out * c_in * 9, 1);
+                let b = pseudo_random(c_out, 2);
                 let direct = PackedConv::new(&w, &b, c_in, c_out, 3, isa);
                 let wino = WinogradConv::new(&w, &b, c_in, c_out, isa);
                 let shape = wino.input_shape(size, size);
@@ -510,14 +500,8 @@ mod tests {
                 let mut inputs = Vec::new();
                 for i in 0..images {
                     let mut x = vec![0.0f32; shape.alloc_len()];
-                    let plain = values(c_in * size * size, 10 + i as u64);
-                    for c in 0..c_in {
-                        for y in 0..size {
-                            for xx in 0..size {
-                                x[shape.index(c, y, xx)] = plain[(c * size + y) * size + xx];
-                            }
-                        }
-                    }
+                    let plain = pseudo_random(c_in * size * size, 10 + i as u32);
+                    fill_blocked(&plain, &shape, &mut x);
                     inputs.push(x);
                 }
                 let mut outs = vec![vec![0.0f32; next.alloc_len()]; images];
