@@ -184,3 +184,87 @@ fn a_missing_or_empty_image_folder_is_named() {
         &["empty", "PNG or JPEG images"],
     );
 }
+
+/// A folder data set is held on disk, and its splits are those of the same
+/// images held in memory: the same files, labels and pixels, bit for bit,
+/// after the stratified splits, the limits and the random turns.
+#[test]
+fn a_folder_data_set_on_disk_splits_and_turns_as_in_memory() {
+    use eqae::config::{DataConfig, DatasetKind};
+    use eqae::data::{self, stratified_split, Pixels};
+    let dir = tempfile::tempdir().unwrap();
+    shapes(&dir.path().join("shapes"), 30, 20);
+    let config = DataConfig {
+        dataset: DatasetKind::Folder,
+        root: dir.path().join("shapes"),
+        image_size: 24,
+        augment: true,
+        train_limit: 60,
+        validation_fraction: 0.2,
+        seed: 3,
+        ..DataConfig::default()
+    };
+    let splits = data::load_splits(&config).unwrap();
+    assert!(splits.train.on_disk() && splits.validation.on_disk() && splits.test.on_disk());
+
+    // the same steps on the same images, in memory
+    let (train, test) = data::load_raw(&config).unwrap();
+    let in_memory = |d: data::Dataset| data::Dataset {
+        pixels: Pixels::Memory(d.all_pixels().unwrap().into_owned()),
+        ..d
+    };
+    let (train, test) = (in_memory(train), in_memory(test));
+    let place = |d: data::Dataset, seed| d.augmented(24, true, seed, config.resampling).unwrap();
+    let train = place(train.take(60), data::train_augment_seed(&config));
+    let test = place(test, data::test_augment_seed(&config));
+    let (train, validation) = stratified_split(&train, 0.2, 3);
+    for (name, disk, memory) in [
+        ("train", &splits.train, &train),
+        ("validation", &splits.validation, &validation),
+        ("test", &splits.test, &test),
+    ] {
+        assert!(!memory.on_disk());
+        assert_eq!(disk.file_names, memory.file_names, "{name}");
+        assert_eq!(disk.labels, memory.labels, "{name}");
+        let (a, b) = (disk.all_pixels().unwrap(), memory.all_pixels().unwrap());
+        assert_eq!(a.len(), memory.len() * 24 * 24, "{name}");
+        assert!(
+            a.iter()
+                .zip(b.iter())
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name}: pixels differ"
+        );
+        // rows gathered out of order, with repeats, are those rows
+        let idx = [memory.len() - 1, 0, 2, 1, 1];
+        assert_eq!(
+            disk.gather(&idx).unwrap(),
+            memory.gather(&idx).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(train.len() + validation.len(), 60);
+    assert_eq!(test.len(), 18);
+}
+
+/// Where the image cache cannot be written, training says where and what
+/// to do, in one line.
+#[test]
+fn an_unwritable_cache_folder_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shapes(&d.join("shapes"), 4, 16);
+    let config = toy("f", "dataset = \"folder\"\nroot = \"shapes\"", "", "");
+    std::fs::write(d.join("f.toml"), config).unwrap();
+    let out = common::eqae(d)
+        .args(["train", "--config", "f.toml", "--quiet"])
+        .env("TMPDIR", d.join("no such folder"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no such folder") && err.contains("TMPDIR"),
+        "{err}"
+    );
+}

@@ -164,7 +164,7 @@ fn attention_heads_are_invariant_from_the_image_on() {
             }
         }
         let data = Dataset {
-            images,
+            pixels: images.into(),
             size,
             labels: vec![0; exact.len() * 3],
             class_names: vec!["blob".into()],

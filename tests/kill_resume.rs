@@ -94,7 +94,7 @@ fn outputs(run: &Path) -> Vec<u32> {
     let device = burn::tensor::Device::flex();
     let model = run.load_model(&config, &device).unwrap();
     let data = eqae::data::load_splits(&config.data).unwrap();
-    let x = batch_tensor(&data.test, &(0..8).collect::<Vec<_>>(), &device);
+    let x = batch_tensor(&data.test, &(0..8).collect::<Vec<_>>(), &device).unwrap();
     let y = model.valid().forward(x).reconstruction;
     eqae::nn::transform::to_vec(&y)
         .into_iter()

@@ -72,7 +72,7 @@ fn shipped_features_are_invariant_on_generated_images() {
         }
         let rows = exact.len() * 4;
         let data = Dataset {
-            images,
+            pixels: images.into(),
             size,
             labels: vec![0; rows],
             class_names: vec!["blob".into()],

@@ -235,7 +235,7 @@ fn attention_recovers_exact_grid_transforms_of_the_same_images() {
         }
     }
     let test = Dataset {
-        images,
+        pixels: images.into(),
         size: 16,
         labels,
         class_names: (0..classes).map(|c| c.to_string()).collect(),

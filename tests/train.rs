@@ -98,7 +98,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn outputs(run: &RunDir, config: &Config) -> Vec<f32> {
     let model: Autoencoder = run.load_model(config, &device()).unwrap();
     let data = load_splits(&config.data).unwrap();
-    let x = batch_tensor(&data.test, &(0..8).collect::<Vec<_>>(), &device());
+    let x = batch_tensor(&data.test, &(0..8).collect::<Vec<_>>(), &device()).unwrap();
     to_vec(&model.valid().forward(x).reconstruction)
 }
 
@@ -159,7 +159,10 @@ fn nan_in_the_data_stops_training_cleanly() {
     let run = RunDir::new(dir.path().join("nan"));
     // first epoch clean, so a checkpoint exists; then poison one image
     train(&config, &run, &data, &device(), &quiet(false, Some(1))).unwrap();
-    data.train.images[5] = f32::NAN;
+    let eqae::data::Pixels::Memory(pixels) = &mut data.train.pixels else {
+        panic!("generated shapes are held in memory")
+    };
+    pixels[5] = f32::NAN;
     let err = train(&config, &run, &data, &device(), &quiet(true, None))
         .unwrap_err()
         .to_string();

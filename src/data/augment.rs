@@ -29,41 +29,22 @@ pub fn draw(seed: u64, index: usize) -> Draw {
     }
 }
 
-/// Place `n` images of `src x src` pixels onto `canvas x canvas`, rotated
-/// and mirrored at random when `augment` is set (else only centred).
-/// Returns `n * canvas * canvas` values.
-pub fn augment_images(
-    images: &[f32],
-    (src, canvas): (usize, usize),
-    augment: bool,
-    seed: u64,
-    resampling: Resampling,
-) -> Vec<f32> {
-    place(images, (src, canvas), resampling, |i| {
-        if augment {
-            draw(seed, i)
-        } else {
-            Draw {
-                degrees: 0.0,
-                mirror: false,
-            }
+/// The draw for image `index` when `augment` is set, else the identity
+/// (the image only centred on the canvas).
+pub fn draw_or_upright(augment: bool, seed: u64, index: usize) -> Draw {
+    if augment {
+        draw(seed, index)
+    } else {
+        Draw {
+            degrees: 0.0,
+            mirror: false,
         }
-    })
+    }
 }
 
-/// Place every image onto `canvas x canvas` under the same transform `d`
-/// (mirror, then rotate counter-clockwise about the centre).
-pub fn transform_images(
-    images: &[f32],
-    (src, canvas): (usize, usize),
-    d: Draw,
-    resampling: Resampling,
-) -> Vec<f32> {
-    place(images, (src, canvas), resampling, |_| d)
-}
-
-/// Place image `i` under the transform `draw_for(i)`.
-fn place(
+/// Place image `i` of `images` (each `src x src`) on `canvas x canvas`
+/// under the transform `draw_for(i)`.
+pub fn place(
     images: &[f32],
     (src, canvas): (usize, usize),
     resampling: Resampling,

@@ -281,7 +281,8 @@ pub fn load_files(files: &[PathBuf], size: usize) -> Result<Vec<f32>, DataError>
 /// canvas (resized to `size x size`): the data set of `dataset =
 /// "folder"`. Top-level class folders, where every image has one, are
 /// the labels; else every label is 0 (class `unlabelled`). The first file
-/// that cannot be listed or read stops the load, with its name.
+/// that cannot be listed or read stops the load, with its name. The
+/// prepared images are kept on disk ([`super::disk`]), not in memory.
 pub fn load_image_folder(root: &Path, size: usize) -> Result<Dataset, DataError> {
     let mut names = Vec::new();
     let summary = FolderSummary::walk(root, false, |item| {
@@ -309,10 +310,21 @@ pub fn load_image_folder(root: &Path, size: usize) -> Result<Dataset, DataError>
         });
     }
     let canvas = Canvas::square(size);
-    let images: Result<Vec<Vec<f32>>, DataError> = names
-        .par_iter()
-        .map(|rel| load_image_onto(&root.join(rel), canvas))
-        .collect();
+    // decoded in parallel a chunk at a time into a file on disk, so that
+    // memory holds one chunk whatever the number of images
+    let mut out = super::disk::PixelFileWriter::new(size * size)?;
+    let bar = crate::progress::bar(names.len() as u64, names.len() < 20_000, "decoding");
+    for chunk in names.chunks(2048) {
+        let images = chunk
+            .par_iter()
+            .map(|rel| load_image_onto(&root.join(rel), canvas))
+            .collect::<Result<Vec<Vec<f32>>, DataError>>()?;
+        for image in &images {
+            out.push(image)?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
     let labels = names.iter().map(|rel| summary.label(rel)).collect();
     let class_names = if summary.classes.is_empty() {
         vec!["unlabelled".to_string()]
@@ -320,7 +332,7 @@ pub fn load_image_folder(root: &Path, size: usize) -> Result<Dataset, DataError>
         summary.classes.clone()
     };
     Ok(Dataset {
-        images: images?.concat(),
+        pixels: super::Pixels::Disk(out.finish()?),
         size,
         labels,
         class_names,

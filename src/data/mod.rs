@@ -3,6 +3,7 @@
 //! images as `f32` in [0, 1] on a square canvas, background 0.
 
 pub mod augment;
+pub mod disk;
 pub mod folder;
 pub mod idx;
 pub mod plankton;
@@ -99,11 +100,33 @@ impl DataError {
     }
 }
 
-/// Images with labels, row-major, `len * size * size` values.
+/// Where a data set's pixels are.
+#[derive(Clone, Debug)]
+pub enum Pixels {
+    /// In memory, image after image (`len * size * size` values).
+    Memory(Vec<f32>),
+    /// Rows of a file on disk ([`disk`]): folder data sets, so that a
+    /// collection larger than memory trains in bounded memory.
+    Disk(disk::DiskRows),
+}
+
+impl Default for Pixels {
+    fn default() -> Self {
+        Pixels::Memory(Vec::new())
+    }
+}
+
+impl From<Vec<f32>> for Pixels {
+    fn from(images: Vec<f32>) -> Self {
+        Pixels::Memory(images)
+    }
+}
+
+/// Images with labels, each `size * size` values in [0, 1].
 #[derive(Clone, Debug, Default)]
 pub struct Dataset {
-    /// Pixels in [0, 1].
-    pub images: Vec<f32>,
+    /// The pixels, in memory or on disk.
+    pub pixels: Pixels,
     /// Side of the square images.
     pub size: usize,
     /// Class index per image.
@@ -113,6 +136,10 @@ pub struct Dataset {
     /// Source file per image, when images came from files.
     pub file_names: Option<Vec<String>>,
 }
+
+/// Images mapped to others a chunk at a time when they are on disk: 2,048
+/// images of 64x64 are 32 MiB.
+const DISK_CHUNK: usize = 2048;
 
 impl Dataset {
     /// Number of images.
@@ -125,25 +152,52 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Whether the pixels are on disk.
+    pub fn on_disk(&self) -> bool {
+        matches!(self.pixels, Pixels::Disk(_))
+    }
+
     /// Pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[f32] {
-        let p = self.size * self.size;
-        &self.images[i * p..(i + 1) * p]
+    pub fn image(&self, i: usize) -> Result<Vec<f32>, DataError> {
+        self.gather(&[i])
+    }
+
+    /// Every image's pixels, one after the other (read whole from disk
+    /// where they are there).
+    pub fn all_pixels(&self) -> Result<std::borrow::Cow<'_, [f32]>, DataError> {
+        match &self.pixels {
+            Pixels::Memory(v) => Ok(std::borrow::Cow::Borrowed(v)),
+            Pixels::Disk(_) => Ok(std::borrow::Cow::Owned(
+                self.gather(&(0..self.len()).collect::<Vec<_>>())?,
+            )),
+        }
     }
 
     /// The pixels of the images at `indices`, one after the other: a batch.
-    pub fn gather(&self, indices: &[usize]) -> Vec<f32> {
-        let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size);
-        for &i in indices {
-            pixels.extend_from_slice(self.image(i));
+    pub fn gather(&self, indices: &[usize]) -> Result<Vec<f32>, DataError> {
+        let per = self.size * self.size;
+        let mut pixels = Vec::with_capacity(indices.len() * per);
+        match &self.pixels {
+            Pixels::Memory(v) => {
+                for &i in indices {
+                    pixels.extend_from_slice(&v[i * per..(i + 1) * per]);
+                }
+            }
+            Pixels::Disk(rows) => rows.read(indices, &mut pixels)?,
         }
-        pixels
+        Ok(pixels)
     }
 
-    /// The images at `indices`, in that order.
+    /// The images at `indices`, in that order (on disk: the same file).
     pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let pixels = match &self.pixels {
+            Pixels::Memory(_) => {
+                Pixels::Memory(self.gather(indices).expect("in-memory reads cannot fail"))
+            }
+            Pixels::Disk(rows) => Pixels::Disk(rows.subset(indices)),
+        };
         Dataset {
-            images: self.gather(indices),
+            pixels,
             size: self.size,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
@@ -164,24 +218,63 @@ impl Dataset {
 
     /// Place every image onto a `canvas x canvas` square, rotated and
     /// mirrored at random when `augment` is set, resampled by `resampling`.
+    /// Image `i` gets `augment::draw(seed, i)` wherever its pixels are.
     pub fn augmented(
         &self,
         canvas: usize,
         augment: bool,
         seed: u64,
         resampling: Resampling,
-    ) -> Dataset {
-        Dataset {
-            images: augment::augment_images(
-                &self.images,
-                (self.size, canvas),
-                augment,
-                seed,
-                resampling,
-            ),
+    ) -> Result<Dataset, DataError> {
+        let transform = |i| augment::draw_or_upright(augment, seed, i);
+        self.placed(canvas, resampling, transform)
+    }
+
+    /// Every image under the same transform `d` (mirror, then rotate
+    /// counter-clockwise about the centre), placed on `canvas x canvas`.
+    pub fn transformed(
+        &self,
+        canvas: usize,
+        d: augment::Draw,
+        resampling: Resampling,
+    ) -> Result<Dataset, DataError> {
+        self.placed(canvas, resampling, |_| d)
+    }
+
+    /// Image `i` placed on the canvas under `draw_for(i)`; on disk, a chunk
+    /// at a time into a new file.
+    fn placed(
+        &self,
+        canvas: usize,
+        resampling: Resampling,
+        draw_for: impl Fn(usize) -> augment::Draw + Sync,
+    ) -> Result<Dataset, DataError> {
+        let src = self.size;
+        let pixels = match &self.pixels {
+            Pixels::Memory(v) => {
+                Pixels::Memory(augment::place(v, (src, canvas), resampling, draw_for))
+            }
+            Pixels::Disk(_) => {
+                let mut out = disk::PixelFileWriter::new(canvas * canvas)?;
+                for start in (0..self.len()).step_by(DISK_CHUNK) {
+                    let idx: Vec<usize> = (start..(start + DISK_CHUNK).min(self.len())).collect();
+                    let chunk = self.gather(&idx)?;
+                    let placed =
+                        augment::place(&chunk, (src, canvas), resampling, |k| draw_for(start + k));
+                    for image in placed.chunks(canvas * canvas) {
+                        out.push(image)?;
+                    }
+                }
+                Pixels::Disk(out.finish()?)
+            }
+        };
+        Ok(Dataset {
+            pixels,
             size: canvas,
-            ..self.clone()
-        }
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+            file_names: self.file_names.clone(),
+        })
     }
 
     /// Images per class.
@@ -268,7 +361,11 @@ pub fn load_idx_pair(
         ));
     }
     Ok(Dataset {
-        images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        pixels: pixels
+            .iter()
+            .map(|&p| p as f32 / 255.0)
+            .collect::<Vec<_>>()
+            .into(),
         size: rows,
         labels: lab.into_iter().map(usize::from).collect(),
         class_names,
@@ -352,12 +449,12 @@ pub fn test_augment_seed(config: &DataConfig) -> u64 {
 pub fn load_test_split(config: &DataConfig) -> Result<Dataset, DataError> {
     let (_, test) = load_raw(config)?;
     let test = test.take(config.test_limit);
-    Ok(test.augmented(
+    test.augmented(
         config.image_size,
         config.augment,
         test_augment_seed(config),
         config.resampling,
-    ))
+    )
 }
 
 /// Load, limit, augment and split as the config says. The training and
@@ -372,13 +469,13 @@ pub fn load_splits(config: &DataConfig) -> Result<Splits, DataError> {
         config.augment,
         train_augment_seed(config),
         config.resampling,
-    );
+    )?;
     let test = test.augmented(
         s,
         config.augment,
         test_augment_seed(config),
         config.resampling,
-    );
+    )?;
     let (train, validation) = stratified_split(&train, config.validation_fraction, config.seed);
     Ok(Splits {
         train,

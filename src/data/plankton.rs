@@ -51,7 +51,7 @@ pub fn load_plankton(root: &Path, size: usize) -> Result<Dataset, DataError> {
         .collect::<Result<Vec<_>, _>>()?;
     let images = load_files(&files, size)?;
     Ok(Dataset {
-        images,
+        pixels: images.into(),
         size,
         labels,
         class_names: classes,

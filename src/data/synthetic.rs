@@ -45,7 +45,7 @@ pub fn shapes(n: usize, size: usize, seed: u64) -> Dataset {
         labels.push(class);
     }
     Dataset {
-        images,
+        pixels: images.into(),
         size,
         labels,
         class_names: (1..=CLASSES).map(|b| format!("{b}-blob")).collect(),

@@ -648,8 +648,22 @@ fn produce(
         Source::Split(d) => {
             for start in range.clone().step_by(batch) {
                 let idx: Vec<usize> = (start..(start + batch).min(range.end)).collect();
+                let pixels = match d.gather(&idx) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Batch {
+                            pixels: Vec::new(),
+                            items: vec![Item {
+                                name: None,
+                                label: 0,
+                                read: Err(e),
+                            }],
+                        });
+                        return;
+                    }
+                };
                 let batch = Batch {
-                    pixels: d.gather(&idx),
+                    pixels,
                     items: idx
                         .iter()
                         .map(|&i| Item {

@@ -291,7 +291,7 @@ pub fn extract(
     let mut width = 0;
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(batch) {
-        let f = reader.read(batch_tensor(data, chunk, reader.device()))?;
+        let f = reader.read(batch_tensor(data, chunk, reader.device())?)?;
         width = f.dims()[1];
         rows.extend(to_vec(&f));
         bar.inc(chunk.len() as u64);

@@ -97,7 +97,11 @@ pub fn map(req: &MapRequest) -> Result<MapDone> {
     } else {
         reduced.mapv(|v| v as f32)
     };
-    let (ids, dist) = nearest(&reduced32, LAYOUT_NEIGHBOURS.max(NEIGHBOURS));
+    let bar = crate::progress::bar(n as u64, req.quiet, "neighbours");
+    let (ids, dist) = nearest(&reduced32, LAYOUT_NEIGHBOURS.max(NEIGHBOURS), |rows| {
+        bar.inc(rows as u64)
+    });
+    bar.finish_and_clear();
     let k = NEIGHBOURS.min(n.saturating_sub(1)).max(1);
     let neighbours = Array2::from_shape_fn((n, k), |(i, c)| ids[i].get(c).copied().unwrap_or(i));
     let xy = if n > UMAP_FROM_ROWS {

@@ -347,7 +347,9 @@ impl Collection {
                 .get_or_init(|| load_split(self.run.as_ref()?, &rows.split))
                 .as_ref()?;
             let j = rows.offset + i;
-            return (j < data.len() && data.size == canvas.size).then(|| data.image(j).to_vec());
+            return (j < data.len() && data.size == canvas.size)
+                .then(|| data.image(j).ok())
+                .flatten();
         }
         let root = self.images.as_ref()?;
         load_image_onto(&root.join(&self.files[i]), canvas).ok()

@@ -145,7 +145,7 @@ pub fn bench_data(dataset: DatasetKind, json: Option<&Path>) -> Result<()> {
     let (train, test) = crate::data::load_raw(&config)?;
     let loaded = started.elapsed().as_secs_f64();
     let t = Instant::now();
-    let augmented = train.augmented(config.image_size, true, 0, Resampling::Bilinear);
+    let augmented = train.augmented(config.image_size, true, 0, Resampling::Bilinear)?;
     let augment = t.elapsed().as_secs_f64();
     let counts = train.class_counts();
     println!(

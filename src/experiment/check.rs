@@ -10,13 +10,13 @@ use burn::tensor::{Device, Distribution, Tensor};
 use super::invariance::{feature_change_over_angles, group_mirrors, upright_test_set, AngleChange};
 use super::report::csv_text;
 use crate::config::Config;
-use crate::data::synthetic;
+use crate::data::{augment, synthetic};
 use crate::eval::features::Head;
 use crate::eval::plots;
 use crate::group::resample::Resampling;
 use crate::model::check::{check_model, CheckRow};
 use crate::model::{Autoencoder, EquivariantAutoencoder};
-use crate::train::{batch_tensor, RunDir};
+use crate::train::{images_tensor, RunDir};
 
 /// Where the model to check comes from.
 pub enum ModelSource {
@@ -132,8 +132,14 @@ fn check_inputs(
 ) -> Vec<CheckRow> {
     let s = config.data.image_size;
     let random = Tensor::<4>::random([batch, 1, s, s], Distribution::Uniform(0.0, 1.0), device);
-    let shapes = synthetic::shapes(batch, s - 4, 5).augmented(s, true, 5, Resampling::Bilinear);
-    let blobs = batch_tensor(&shapes, &(0..batch).collect::<Vec<_>>(), device);
+    let shapes = synthetic::shapes(batch, s - 4, 5);
+    let placed = augment::place(
+        &shapes.all_pixels().expect("generated in memory"),
+        (s - 4, s),
+        Resampling::Bilinear,
+        |i| augment::draw(5, i),
+    );
+    let blobs = images_tensor(placed, s, device);
     let mut rows = check_model(model, &random, "random");
     rows.extend(check_model(model, &blobs, "shapes"));
     rows

@@ -16,11 +16,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::data::augment::{transform_images, Draw};
+use crate::data::augment::Draw;
 use crate::data::{load_raw, Dataset, Splits};
 use crate::eval::features::{extract, Head};
 use crate::eval::probes::{FittedProbes, SupervisedScores};
-use crate::group::resample::Resampling;
 use crate::model::Autoencoder;
 
 /// A seeded stratified subset of `labels`' indices of (about) `n` rows:
@@ -126,16 +125,6 @@ pub fn upright_test_set(config: &Config) -> Result<Dataset> {
     Ok(raw.take(config.data.test_limit))
 }
 
-/// `raw` images placed on a `canvas x canvas` square under the transform
-/// `d`, resampled by `resampling`.
-pub fn transformed(raw: &Dataset, canvas: usize, d: Draw, resampling: Resampling) -> Dataset {
-    Dataset {
-        images: transform_images(&raw.images, (raw.size, canvas), d, resampling),
-        size: canvas,
-        ..raw.clone()
-    }
-}
-
 /// Fit the probes on all training features of `head` (or take `fitted`,
 /// fitted on them already), then score them on the upright test images
 /// (the first `images` of them; 0 = all) rotated by `0, step, 2 step, ...
@@ -180,7 +169,7 @@ pub fn rotation_robustness(
                 degrees,
                 mirror: mirrored,
             };
-            let test = transformed(&raw, config.data.image_size, d, config.data.resampling);
+            let test = raw.transformed(config.data.image_size, d, config.data.resampling)?;
             let f_test = extract(model, config, head, &test, device, true)?;
             points.push(AnglePoint {
                 degrees,
@@ -247,7 +236,7 @@ pub fn feature_change_over_angles(
         model,
         config,
         head,
-        &transformed(raw, canvas, upright, config.data.resampling),
+        &raw.transformed(canvas, upright, config.data.resampling)?,
         device,
         true,
     )?;
@@ -262,15 +251,14 @@ pub fn feature_change_over_angles(
     for mirrored in [false, true] {
         for k in 0..steps {
             let degrees = k as f64 * step_degrees;
-            let turned = transformed(
-                raw,
+            let turned = raw.transformed(
                 canvas,
                 Draw {
                     degrees,
                     mirror: mirrored,
                 },
                 config.data.resampling,
-            );
+            )?;
             let f = extract(model, config, head, &turned, device, true)?;
             let changes: Vec<f64> = f
                 .rows()

@@ -134,7 +134,7 @@ fn attention_argmax(
     let (mut entropy, mut max_weight) = (0.0, 0.0);
     let all: Vec<usize> = (0..test.len()).collect();
     for chunk in all.chunks(256) {
-        let x = batch_tensor(test, chunk, &device);
+        let x = batch_tensor(test, chunk, &device)?;
         let weights = m.encode(x).weights.expect("attention model");
         let w: Vec<f32> = weights
             .into_data()

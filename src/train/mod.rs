@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{changes_text, Config, TrainConfig};
-use crate::data::{Dataset, Splits};
+use crate::data::{DataError, Dataset, Splits};
 use crate::model::Autoencoder;
 use crate::progress;
 pub use run_dir::{load_weights, EpochMetrics, RunDir};
@@ -50,8 +50,12 @@ pub struct TrainSummary {
 }
 
 /// `[B, 1, S, S]` tensor of the images at `indices`.
-pub fn batch_tensor(data: &Dataset, indices: &[usize], device: &Device) -> Tensor<4> {
-    images_tensor(data.gather(indices), data.size, device)
+pub fn batch_tensor(
+    data: &Dataset,
+    indices: &[usize],
+    device: &Device,
+) -> Result<Tensor<4>, DataError> {
+    Ok(images_tensor(data.gather(indices)?, data.size, device))
 }
 
 /// `[B, 1, S, S]` tensor of `B` images of `S x S` pixels, one after the other.
@@ -143,19 +147,19 @@ pub fn reconstruction_loss(
     data: &Dataset,
     batch: usize,
     device: &Device,
-) -> f64 {
+) -> Result<f64, DataError> {
     let model = model.for_inference();
     let device = device.clone().without_autodiff();
     let (mut total, mut count) = (0.0f64, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(batch) {
-        let x = batch_tensor(data, chunk, &device);
+        let x = batch_tensor(data, chunk, &device)?;
         let out = model.forward(x.clone());
         let se: f32 = (out.reconstruction - x).powi_scalar(2).sum().into_scalar();
         total += se as f64;
         count += chunk.len() * data.size * data.size;
     }
-    total / count.max(1) as f64
+    Ok(total / count.max(1) as f64)
 }
 
 /// The trained model of `config` in `run`: loaded when the run holds
@@ -308,13 +312,15 @@ fn train_epoch(
     let started = Instant::now();
     let (mut loss_sum, mut entropy_sum, mut steps) = (0.0f64, 0.0f64, 0usize);
     let mut seen = 0usize;
-    let (tx, rx) = sync_channel::<Vec<f32>>(2);
+    let (tx, rx) = sync_channel::<Result<Vec<f32>, DataError>>(2);
     let train_set = &data.train;
     std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || {
             for idx in &batches {
-                if tx.send(train_set.gather(idx)).is_err() {
-                    break; // the trainer stopped: an error or a panic
+                let batch = train_set.gather(idx);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    break; // the trainer stopped (an error or a panic), or the read failed
                 }
             }
         });
@@ -322,7 +328,7 @@ fn train_epoch(
         // which ends the loader's blocked `send` and lets the scope join.
         let rx = rx;
         for (step, pixels) in rx.iter().enumerate() {
-            let x = images_tensor(pixels, train_set.size, &state.device);
+            let x = images_tensor(pixels?, train_set.size, &state.device);
             let n = x.dims()[0];
             let lr = t
                 .learning_rate_at((epoch as f64 + step as f64 / steps_per_epoch) / t.epochs as f64);
@@ -386,7 +392,7 @@ fn end_epoch(
     let val = if data.validation.is_empty() {
         f64::NAN
     } else {
-        reconstruction_loss(&state.model, &data.validation, 256, device)
+        reconstruction_loss(&state.model, &data.validation, 256, device)?
     };
     // a loss that jumps by orders of magnitude without becoming NaN is a
     // divergence too: stop before its weights replace the last good

@@ -27,7 +27,7 @@ pub fn save_reconstructions(
     }
     let device = device.clone().without_autodiff();
     let idx: Vec<usize> = (0..count).collect();
-    let x = batch_tensor(data, &idx, &device);
+    let x = batch_tensor(data, &idx, &device)?;
     let y = model.valid().forward(x.clone()).reconstruction;
     save_grid(&[to_vec(&x), to_vec(&y)], count, data.size, path)
 }

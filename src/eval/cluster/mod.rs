@@ -227,7 +227,9 @@ fn cut_rows(
         settings,
         format!("{} nearest neighbours of each row", settings.neighbours),
     );
-    let (ids, dist) = reduce::nearest(&space, settings.neighbours);
+    let bar = crate::progress::bar(n as u64, settings.quiet, "neighbours");
+    let (ids, dist) = reduce::nearest(&space, settings.neighbours, |rows| bar.inc(rows as u64));
+    bar.finish_and_clear();
     let graph = umap::fuzzy_graph(&ids, &dist);
     drop((ids, dist));
     let points = match settings.method {

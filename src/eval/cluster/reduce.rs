@@ -97,26 +97,32 @@ pub type Neighbours = (Vec<Vec<usize>>, Vec<Vec<f32>>);
 
 /// The `k` nearest other rows of every row, exactly (Euclidean distance,
 /// which for unit rows orders as cosine distance), nearest first, ties to
-/// the lower row; one matrix product per block of rows.
+/// the lower row; one matrix product per block of rows, `done(rows)` after
+/// each block (for a progress bar).
 ///
 /// # Shapes
 /// `x [N, D]` -> indices `N x k`, distances `N x k`
-pub fn nearest(x: &Array2<f32>, k: usize) -> Neighbours {
+pub fn nearest(x: &Array2<f32>, k: usize, done: impl Fn(usize) + Sync) -> Neighbours {
     let n = x.nrows();
     let k = k.min(n.saturating_sub(1));
     let norms: Vec<f32> = x.outer_iter().map(|r| r.dot(&r)).collect();
+    // a block's distances at most 256 MiB (each thread holds one)
+    let block = (BLOCK_VALUES / n.max(1)).clamp(64, 512);
     let blocks: Vec<Neighbours> = (0..n)
-        .step_by(512)
+        .step_by(block)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|start| {
-            let end = (start + 512).min(n);
+            let end = (start + block).min(n);
             // # Shapes: [B, D] x [D, N] -> [B, N]
             let dots = x.slice(s![start..end, ..]).dot(&x.t());
-            dots.outer_iter()
+            let found = dots
+                .outer_iter()
                 .enumerate()
                 .map(|(b, row)| k_smallest(row, start + b, &norms, k))
-                .unzip()
+                .unzip();
+            done(end - start);
+            found
         })
         .collect();
     let mut ids = Vec::with_capacity(n);
@@ -127,6 +133,9 @@ pub fn nearest(x: &Array2<f32>, k: usize) -> Neighbours {
     }
     (ids, dist)
 }
+
+/// Values in one block of distances of [`nearest`].
+const BLOCK_VALUES: usize = 64 << 20;
 
 /// A squared distance and a row, ordered by distance, then row.
 #[derive(PartialEq)]
