@@ -72,8 +72,40 @@ pub fn load_image(path: &Path, size: usize) -> Result<Vec<f32>, DataError> {
     load_image_onto(path, Canvas::square(size))
 }
 
-/// Refuse what is not a regular file before reading it (reading a FIFO
-/// would block forever), naming what it is.
+/// The bytes of a regular file; anything else is refused, naming what it
+/// is. The file is opened without blocking (an ordinary open of a FIFO
+/// waits for a writer forever) and checked on the open handle, so that one
+/// path lookup serves; where the open fails, the path is examined to say
+/// why (a dangling link, a loop, a socket).
+fn read_regular(path: &Path) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |error| DataError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) => {
+            check_regular(path)?;
+            return Err(io(error));
+        }
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular(path, &meta));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// Refuse what is not a regular file, naming what it is (following
+/// symbolic links, and saying where one leads nowhere or in a loop).
 fn check_regular(path: &Path) -> Result<(), DataError> {
     let link = std::fs::symlink_metadata(path).map_err(|error| DataError::Io {
         path: path.to_path_buf(),
@@ -96,6 +128,11 @@ fn check_regular(path: &Path) -> Result<(), DataError> {
     if meta.is_file() {
         return Ok(());
     }
+    Err(not_regular(path, &meta))
+}
+
+/// The error for `path`, which `meta` says is not a regular file.
+fn not_regular(path: &Path, meta: &std::fs::Metadata) -> DataError {
     use std::os::unix::fs::FileTypeExt;
     let ft = meta.file_type();
     let what = if ft.is_dir() {
@@ -109,19 +146,12 @@ fn check_regular(path: &Path) -> Result<(), DataError> {
     } else {
         "not a regular file"
     };
-    Err(DataError::format(
-        path,
-        format!("{what}, not an image file"),
-    ))
+    DataError::format(path, format!("{what}, not an image file"))
 }
 
 /// Decode one image file and place it on `canvas` (see [`Canvas`]).
 pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataError> {
-    check_regular(path)?;
-    let bytes = std::fs::read(path).map_err(|error| DataError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let bytes = read_regular(path)?;
     if bytes.is_empty() {
         return Err(DataError::format(
             path,
@@ -146,7 +176,7 @@ pub fn load_image_onto(path: &Path, canvas: Canvas) -> Result<Vec<f32>, DataErro
         ),
         e => DataError::format(path, format!("cannot decode image: {e}")),
     })?;
-    let img = grey_levels(&img);
+    let img = grey_levels(img);
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::format(path, "image has no pixels"));
     }
@@ -179,8 +209,17 @@ fn centre_on(content: &[f32], canvas: Canvas) -> Vec<f32> {
 /// each sample scaled to [0, 1] (8 and 16 bits alike), colour read as its
 /// Rec. 709 luma (0.2126 R + 0.7152 G + 0.0722 B), a transparent pixel
 /// laid over white (grey * alpha + 1 - alpha), then rounded to the nearest
-/// of 256 levels. `scripts/prepare.py` does the same in NumPy.
-pub fn grey_levels(img: &image::DynamicImage) -> GrayImage {
+/// of 256 levels. `scripts/prepare.py` does the same in NumPy. An 8-bit
+/// grey image is its own levels, taken as it is.
+pub fn grey_levels(img: image::DynamicImage) -> GrayImage {
+    match img {
+        image::DynamicImage::ImageLuma8(grey) => grey,
+        other => converted_grey_levels(&other),
+    }
+}
+
+/// [`grey_levels`] of any pixel format, by the formula.
+fn converted_grey_levels(img: &image::DynamicImage) -> GrayImage {
     let colour = img.color().has_color();
     let rgba = img.to_rgba32f();
     let mut out = GrayImage::new(img.width(), img.height());
@@ -606,6 +645,15 @@ pub fn parse_listing_line(line: &str) -> Option<Listed> {
 mod tests {
     use super::*;
 
+    /// The 8-bit grey shortcut gives the levels the formula gives.
+    #[test]
+    fn eight_bit_grey_is_its_own_levels() {
+        let grey = GrayImage::from_fn(16, 16, |x, y| image::Luma([(y * 16 + x) as u8]));
+        let by_formula = converted_grey_levels(&image::DynamicImage::ImageLuma8(grey.clone()));
+        assert_eq!(by_formula, grey);
+        assert_eq!(grey_levels(image::DynamicImage::ImageLuma8(grey.clone())), grey);
+    }
+
     /// The copy gives the bilinear placement's values bit for bit.
     #[test]
     fn centring_by_copy_equals_the_bilinear_placement() {
@@ -619,3 +667,4 @@ mod tests {
         }
     }
 }
+
