@@ -130,7 +130,7 @@ def train(eqae, root, side, seconds, work):
         time.sleep(0.2)
     trained = time.time() - started - loaded
     if running():
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signal.SIGTERM)  # SIGINT is ignored by background jobs
     _, status, usage = os.wait4(child.pid, 0)
     if not ready.is_set():
         sys.exit("training stopped before its data were ready:\n" + "\n".join(log))
