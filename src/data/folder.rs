@@ -651,7 +651,10 @@ mod tests {
         let grey = GrayImage::from_fn(16, 16, |x, y| image::Luma([(y * 16 + x) as u8]));
         let by_formula = converted_grey_levels(&image::DynamicImage::ImageLuma8(grey.clone()));
         assert_eq!(by_formula, grey);
-        assert_eq!(grey_levels(image::DynamicImage::ImageLuma8(grey.clone())), grey);
+        assert_eq!(
+            grey_levels(image::DynamicImage::ImageLuma8(grey.clone())),
+            grey
+        );
     }
 
     /// The copy gives the bilinear placement's values bit for bit.
@@ -667,4 +670,3 @@ mod tests {
         }
     }
 }
-

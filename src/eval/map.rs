@@ -84,19 +84,19 @@ pub fn map(req: &MapRequest) -> Result<MapDone> {
         }
     };
     let n = collection.len();
-    say(&format!("map: {n} rows, reducing to 50 PCA dimensions"));
-    let reduced = plots::pca(&collection.unit_rows().mapv(f64::from), 50.min(n), 50)?.0;
-    say("map: nearest neighbours");
-    // large maps: neighbours in the whitened space that `eqae cluster` uses
-    let reduced32 = if n > UMAP_FROM_ROWS {
-        whiten(
-            collection.unit_rows(),
-            WHITENED_AXES.min(collection.width()),
-            req.seed,
-        )?
+    // large maps: UMAP of the neighbours in the whitened space that `eqae
+    // cluster` uses (its axes fitted on a sample); small ones: t-SNE of
+    // the rows' 50 leading principal coordinates, neighbours there too
+    let (reduced32, reduced) = if n > UMAP_FROM_ROWS {
+        let axes = WHITENED_AXES.min(collection.width());
+        say(&format!("map: {n} rows, whitened on {axes} principal axes"));
+        (whiten(collection.unit_rows(), axes, req.seed)?, None)
     } else {
-        reduced.mapv(|v| v as f32)
+        say(&format!("map: {n} rows, reducing to 50 PCA dimensions"));
+        let reduced = plots::pca(&collection.unit_rows().mapv(f64::from), 50.min(n), 50)?.0;
+        (reduced.mapv(|v| v as f32), Some(reduced))
     };
+    say("map: nearest neighbours");
     let bar = crate::progress::bar(n as u64, req.quiet, "neighbours");
     let (ids, dist) = nearest(&reduced32, LAYOUT_NEIGHBOURS.max(NEIGHBOURS), |rows| {
         bar.inc(rows as u64)
@@ -104,12 +104,15 @@ pub fn map(req: &MapRequest) -> Result<MapDone> {
     bar.finish_and_clear();
     let k = NEIGHBOURS.min(n.saturating_sub(1)).max(1);
     let neighbours = Array2::from_shape_fn((n, k), |(i, c)| ids[i].get(c).copied().unwrap_or(i));
-    let xy = if n > UMAP_FROM_ROWS {
-        say("map: UMAP");
-        umap_layout(&reduced32, &ids, &dist, req)
-    } else {
-        say("map: t-SNE");
-        layout(&reduced, req.seed)?
+    let xy = match &reduced {
+        None => {
+            say("map: UMAP");
+            umap_layout(&reduced32, &ids, &dist, req)
+        }
+        Some(reduced) => {
+            say("map: t-SNE");
+            layout(reduced, req.seed)?
+        }
     };
     drop((ids, dist));
     let labels = collection.labels()?;

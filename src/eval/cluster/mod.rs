@@ -96,11 +96,11 @@ pub struct ClusterSettings {
 /// The defaults of `eqae cluster` (and of `eval`'s clustering columns):
 /// the largest k tried when choosing, neighbours per row, layout dimensions.
 pub const DEFAULT_MAX_K: usize = 30;
-pub const DEFAULT_NEIGHBOURS: usize = 15;
+pub const DEFAULT_NEIGHBOURS: usize = 20;
 pub const DEFAULT_LAYOUT_DIMS: usize = 10;
 
 impl ClusterSettings {
-    /// `eqae cluster`'s defaults: a UMAP layout of the 15-neighbour graph
+    /// `eqae cluster`'s defaults: a UMAP layout of the 20-neighbour graph
     /// of all whitened axes in 10 dimensions, cut by a Gaussian mixture;
     /// `k` clusters, or (None) chosen by modularity over 2..=30.
     pub fn defaults(k: Option<usize>, seed: u64) -> Self {

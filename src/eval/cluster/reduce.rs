@@ -11,6 +11,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::nn::cpu::gemm::{column_major, matmul, row_major};
+
 /// Rows the principal axes are fitted on (a seeded sample of larger
 /// collections: the axes of 20,000 rows of a few hundred features are
 /// already stable, and the covariance of every row would cost minutes).
@@ -97,14 +99,17 @@ pub type Neighbours = (Vec<Vec<usize>>, Vec<Vec<f32>>);
 
 /// The `k` nearest other rows of every row, exactly (Euclidean distance,
 /// which for unit rows orders as cosine distance), nearest first, ties to
-/// the lower row; one matrix product per block of rows, `done(rows)` after
-/// each block (for a progress bar).
+/// the lower row; one matrix product per block of rows (the gemm crate,
+/// into a buffer each thread reuses), `done(rows)` after each block (for a
+/// progress bar).
 ///
 /// # Shapes
 /// `x [N, D]` -> indices `N x k`, distances `N x k`
 pub fn nearest(x: &Array2<f32>, k: usize, done: impl Fn(usize) + Sync) -> Neighbours {
-    let n = x.nrows();
+    let (n, d) = x.dim();
     let k = k.min(n.saturating_sub(1));
+    let x = x.as_standard_layout();
+    let values = x.as_slice().expect("standard layout");
     let norms: Vec<f32> = x.outer_iter().map(|r| r.dot(&r)).collect();
     // a block's distances at most 256 MiB (each thread holds one)
     let block = (BLOCK_VALUES / n.max(1)).clamp(64, 512);
@@ -112,12 +117,20 @@ pub fn nearest(x: &Array2<f32>, k: usize, done: impl Fn(usize) + Sync) -> Neighb
         .step_by(block)
         .collect::<Vec<_>>()
         .into_par_iter()
-        .map(|start| {
+        .map_init(Vec::new, |dots, start| {
             let end = (start + block).min(n);
             // # Shapes: [B, D] x [D, N] -> [B, N]
-            let dots = x.slice(s![start..end, ..]).dot(&x.t());
+            dots.resize((end - start) * n, 0.0);
+            matmul(
+                (end - start, n, d),
+                dots,
+                false,
+                row_major(&values[start * d..end * d], d),
+                column_major(values, d),
+                gemm::Parallelism::None,
+            );
             let found = dots
-                .outer_iter()
+                .chunks(n)
                 .enumerate()
                 .map(|(b, row)| k_smallest(row, start + b, &norms, k))
                 .unzip();
@@ -156,26 +169,28 @@ impl Ord for Near {
 }
 
 /// The `k` rows other than `i` nearest to row `i`, from its dot products
-/// with every row, in one pass that keeps the `k` best in a heap.
-fn k_smallest(
-    dots: ndarray::ArrayView1<f32>,
-    i: usize,
-    norms: &[f32],
-    k: usize,
-) -> (Vec<usize>, Vec<f32>) {
+/// with every row, in one pass that keeps the `k` best in a heap. Most
+/// rows are farther than the `k`-th best so far: a plain comparison with
+/// its distance turns them away before the heap is touched (rows scanned
+/// in order, so a row at the same distance as the `k`-th, being higher,
+/// never enters).
+fn k_smallest(dots: &[f32], i: usize, norms: &[f32], k: usize) -> (Vec<usize>, Vec<f32>) {
     let mut best: std::collections::BinaryHeap<Near> =
         std::collections::BinaryHeap::with_capacity(k + 1);
+    let mut worst = f32::INFINITY;
     if k > 0 {
-        for (j, &d) in dots.iter().enumerate() {
-            if j == i {
+        let ni = norms[i];
+        for (j, (&dot, &nj)) in dots.iter().zip(norms).enumerate() {
+            let d = (ni + nj - 2.0 * dot).max(0.0);
+            if d >= worst || j == i {
                 continue;
             }
-            let near = Near((norms[i] + norms[j] - 2.0 * d).max(0.0), j);
-            if best.len() < k {
-                best.push(near);
-            } else if near < *best.peek().expect("k > 0") {
+            best.push(Near(d, j));
+            if best.len() > k {
                 best.pop();
-                best.push(near);
+            }
+            if best.len() == k {
+                worst = best.peek().expect("k > 0").0;
             }
         }
     }

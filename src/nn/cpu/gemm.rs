@@ -41,13 +41,13 @@ pub(super) fn release(v: Vec<f32>) {
 /// One operand of a matrix product: its values and its (row stride,
 /// column stride) in elements.
 #[derive(Clone, Copy)]
-pub(super) struct Operand<'a> {
+pub(crate) struct Operand<'a> {
     pub values: &'a [f32],
     pub strides: (usize, usize),
 }
 
 /// A row-major matrix with `columns` columns.
-pub(super) fn row_major(values: &[f32], columns: usize) -> Operand<'_> {
+pub(crate) fn row_major(values: &[f32], columns: usize) -> Operand<'_> {
     Operand {
         values,
         strides: (columns, 1),
@@ -55,7 +55,7 @@ pub(super) fn row_major(values: &[f32], columns: usize) -> Operand<'_> {
 }
 
 /// A column-major matrix with `rows` rows (the transpose of a row-major one).
-pub(super) fn column_major(values: &[f32], rows: usize) -> Operand<'_> {
+pub(crate) fn column_major(values: &[f32], rows: usize) -> Operand<'_> {
     Operand {
         values,
         strides: (1, rows),
@@ -63,7 +63,7 @@ pub(super) fn column_major(values: &[f32], rows: usize) -> Operand<'_> {
 }
 
 /// `dst[m x n] (+)= lhs[m x k] . rhs[k x n]`; `dst` is row-major.
-pub(super) fn matmul(
+pub(crate) fn matmul(
     mnk: (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,
@@ -80,7 +80,7 @@ pub(super) fn matmul(
 /// orientation of `dst` (it transposes the problem when `dst` is
 /// row-major), so the caller picks the orientation that leaves its biggest
 /// operand unpacked.
-pub(super) fn matmul_strided(
+pub(crate) fn matmul_strided(
     (m, n, k): (usize, usize, usize),
     (dst, (dst_rs, dst_cs)): (&mut [f32], (usize, usize)),
     accumulate: bool,
