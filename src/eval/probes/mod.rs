@@ -50,7 +50,7 @@ pub struct ProbeScores {
 
 impl ProbeScores {
     /// One log line: `logistic 95.5%, MLP 95.6%, kNN 88.8%, k-means 39.8%,
-    /// NMI 0.357, clusters 90.1% / NMI 0.810`.
+    /// NMI 0.357, clusters 88.1% / NMI 0.803`.
     pub fn summary(&self) -> String {
         format!(
             "logistic {:.2}%, MLP {:.2}%, kNN {:.2}%, k-means {:.1}%, NMI {:.3}, clusters {:.1}% / NMI {:.3}",
