@@ -4,6 +4,7 @@ scale (seed 0 by default): the clustering columns beside the paper-style
 k-means column.
 
     scripts/cluster_table1.py [--runs runs/table1-full] [--seed 0]
+                              [--configs d4_attention ...]
                               [--out docs/results/table1_full_clusters.csv]
 
 Standard library only. For each row whose model is trained
@@ -16,7 +17,8 @@ listed as missing), it runs
 without `--k` (k chosen by modularity), and writes one CSV line per row
 and k: accuracy (Hungarian-matched), NMI, ARI, the k, seconds and peak
 memory as `eqae cluster` reports them. Each row's outputs stay in
-reports/table1_full_clusters/.
+reports/table1_full_clusters/. With `--configs`, only those rows' models
+are clustered, and their lines replace theirs in an existing CSV.
 """
 import argparse
 import csv
@@ -46,11 +48,21 @@ def main():
     ap.add_argument("--runs", default=os.path.join(ROOT, "runs/table1-full"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eqae", default=os.path.join(ROOT, "target/release/eqae"))
+    ap.add_argument("--configs", nargs="+", help="only these row configs (others kept from --out)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/results/table1_full_clusters.csv"))
     a = ap.parse_args()
     reports = os.path.join(ROOT, "reports/table1_full_clusters")
     lines = []
+    kept = {}
+    if a.configs and os.path.exists(a.out):
+        for line in csv.DictReader(open(a.out)):
+            kept.setdefault((line["row"], line["k_given"] == "True"), line)
     for label, config, head in ROWS:
+        if a.configs and config not in a.configs:
+            for k_given in (True, False):
+                if (label, k_given) in kept:
+                    lines.append(kept[(label, k_given)])
+            continue
         run = os.path.join(a.runs, f"{config}-s{a.seed}")
         if not os.path.exists(os.path.join(run, "model.bpk")):
             print(f"{label}: {run} is not trained; left out", file=sys.stderr)
