@@ -24,22 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def png_bytes(pixels, w, h):
-    raw = b"".join(b"\x00" + pixels[y * w:(y + 1) * w] for y in range(h))
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
+from bench_embed import ROOT, png_bytes  # scripts/ is on the path when run as a script
 
 
 def read_idx(name):
