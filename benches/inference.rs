@@ -19,66 +19,13 @@
 //!
 //! Prints a table and writes it as CSV with `--out`.
 
-use std::time::Instant;
+mod common;
 
+use common::{best_of, flag_value, gemm_peak, values};
 use eqae::nn::cpu::direct::{BlockedMaps, Isa, PackedConv};
 use eqae::nn::cpu::frozen::{ConvWeights, FrozenEncoder, StageKernel};
 use eqae::nn::cpu::winograd::{WinogradConv, WinogradScratch};
 use rayon::prelude::*;
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 0.2 - 0.1
-        })
-        .collect()
-}
-
-fn best_of<F: FnMut()>(rounds: usize, mut f: F) -> f64 {
-    f();
-    (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-/// GFLOP/s of the gemm crate's square sgemm of side `n`.
-fn gemm_peak(n: usize) -> f64 {
-    let (a, b) = (values(n * n, 1), values(n * n, 2));
-    let mut c = vec![0.0f32; n * n];
-    let threads = rayon::current_num_threads();
-    let seconds = best_of(10, || unsafe {
-        gemm::gemm(
-            n,
-            n,
-            n,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            n as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(threads),
-        )
-    });
-    2.0 * (n * n * n) as f64 / seconds / 1e9
-}
 
 /// GFLOP/s of one stage (conv + bias + leaky ReLU + pool) over `images`
 /// images, parallel over images, counted as the direct convolution's
@@ -132,7 +79,7 @@ fn stage_rate(c_in: usize, c_out: usize, size: usize, images: usize, kernel: Sta
 }
 
 fn main() {
-    let out = std::env::args().skip_while(|a| a != "--out").nth(1);
+    let out = flag_value("--out");
     let threads = rayon::current_num_threads();
     let peak = gemm_peak(2048);
     let mut rows = vec![format!("gemm sgemm 2048^3,,,,{peak:.1},1.00")];

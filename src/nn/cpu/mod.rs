@@ -24,6 +24,7 @@ pub mod geometry;
 pub mod im2col;
 pub mod pointwise;
 pub mod winograd;
+pub mod winograd_grad;
 
 pub use geometry::{ConvGeometry, Window};
 

@@ -22,14 +22,6 @@ use rayon::prelude::*;
 
 use super::direct::{BlockedMaps, Isa, PackedConv, LANES};
 
-/// `B^T`: input patch to the transformed domain.
-const BT: [[f32; 4]; 4] = [
-    [1.0, 0.0, -1.0, 0.0],
-    [0.0, 1.0, 1.0, 0.0],
-    [0.0, -1.0, 1.0, 0.0],
-    [0.0, 1.0, 0.0, -1.0],
-];
-
 /// `G g G^T` of one 3x3 filter `g` (row-major), with
 /// `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`: the
 /// filter in the transformed domain, `U[xi * 4 + nu]`.
@@ -200,12 +192,13 @@ impl WinogradConv {
         scratch.m.resize(16 * m_len, 0.0);
         let transform = InputTransform {
             shape: *shape,
-            v_shape,
-            v_len,
+            tile_stride: LANES,
+            block_stride: v_shape.block_len(),
         };
+        let mut v: Vec<&mut [f32]> = scratch.v.chunks_mut(v_len).collect();
         for (i, input) in inputs.iter().enumerate() {
             assert!(input.len() >= shape.alloc_len());
-            transform.run(self.isa, input, i * per_image, &mut scratch.v);
+            transform.run(self.isa, input, i * per_image, &mut v);
         }
         for (p, product) in self.products.iter().enumerate() {
             product.conv_image(
@@ -243,15 +236,21 @@ enum Output {
     Plain,
 }
 
-/// `B^T d B` of every 4x4 patch of one image, into the 16 blocked maps.
-struct InputTransform {
-    shape: BlockedMaps,
-    v_shape: BlockedMaps,
-    v_len: usize,
+/// `B^T d B` of every 4x4 patch of one image, into 16 maps `v[xi * 4 + nu]`
+/// in which tile `t`'s 16 channels of block `b` start at
+/// `t * tile_stride + b * block_stride`: blocked `[C/16][tiles][16]` for
+/// the forward pass, `[tiles][C]` for the weight gradient
+/// ([`super::winograd_grad`]).
+pub(super) struct InputTransform {
+    pub shape: BlockedMaps,
+    pub tile_stride: usize,
+    pub block_stride: usize,
 }
 
 impl InputTransform {
-    fn run(&self, isa: Isa, input: &[f32], first_tile: usize, v: &mut [f32]) {
+    /// Transform the blocked image `input` (border 1), its tiles numbered
+    /// from `first_tile`.
+    pub fn run(&self, isa: Isa, input: &[f32], first_tile: usize, v: &mut [&mut [f32]]) {
         match isa {
             // SAFETY: the instruction set was checked by `Isa::detect`.
             #[cfg(target_arch = "x86_64")]
@@ -262,11 +261,11 @@ impl InputTransform {
         }
     }
 
-    /// Always inlined into the `#[target_feature]` entry points. The lane
-    /// loops index several arrays in step, which the compiler vectorises.
+    /// Always inlined into the `#[target_feature]` entry points. Each line
+    /// of the lane loops is one vector operation.
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn transform(&self, input: &[f32], first_tile: usize, v: &mut [f32]) {
+    fn transform(&self, input: &[f32], first_tile: usize, v: &mut [&mut [f32]]) {
+        assert_eq!(v.len(), 16);
         let s = &self.shape;
         let (row, tiles_x) = (s.row(), s.width / 2);
         for block in 0..s.blocks() {
@@ -275,44 +274,53 @@ impl InputTransform {
                 for tx in 0..tiles_x {
                     // The patch's rows and columns in padded coordinates:
                     // 2ty-1.. in the image is 2ty.. with the border.
-                    let mut d = [[[0.0f32; LANES]; 4]; 4];
-                    for (i, d) in d.iter_mut().enumerate() {
-                        for (j, d) in d.iter_mut().enumerate() {
-                            let q = (2 * ty + i) * row + 2 * tx + j;
-                            *d = src[q * LANES..][..LANES].try_into().unwrap();
-                        }
-                    }
-                    // # Shapes: B^T d B, one 16-lane vector per entry
-                    let mut t = [[[0.0f32; LANES]; 4]; 4];
-                    for (a, bt) in BT.iter().enumerate() {
-                        for j in 0..4 {
-                            for l in 0..LANES {
-                                t[a][j][l] = bt[0] * d[0][j][l]
-                                    + bt[1] * d[1][j][l]
-                                    + bt[2] * d[2][j][l]
-                                    + bt[3] * d[3][j][l];
-                            }
-                        }
+                    // # Shapes: B^T d [4 rows][4 columns], one 16-lane
+                    // vector per entry, a column at a time; then (B^T d) B,
+                    // a row at a time. (Plain loops: closures and
+                    // `array::from_fn` are not inlined into the vector
+                    // entry points.)
+                    let mut columns = [[[0.0f32; LANES]; 4]; 4];
+                    for (j, column) in columns.iter_mut().enumerate() {
+                        let q = |i: usize| ((2 * ty + i) * row + 2 * tx + j) * LANES;
+                        let d: [&[f32; LANES]; 4] = [
+                            src[q(0)..][..LANES].try_into().unwrap(),
+                            src[q(1)..][..LANES].try_into().unwrap(),
+                            src[q(2)..][..LANES].try_into().unwrap(),
+                            src[q(3)..][..LANES].try_into().unwrap(),
+                        ];
+                        *column = apply_bt(d);
                     }
                     let tile = first_tile + ty * tiles_x + tx;
+                    let at = tile * self.tile_stride + block * self.block_stride;
                     for a in 0..4 {
-                        for (b, bt) in BT.iter().enumerate() {
-                            let at = (a * 4 + b) * self.v_len
-                                + self.v_shape.index(block * LANES, 0, tile);
-                            let dst: &mut [f32; LANES] =
-                                (&mut v[at..at + LANES]).try_into().unwrap();
-                            for l in 0..LANES {
-                                dst[l] = bt[0] * t[a][0][l]
-                                    + bt[1] * t[a][1][l]
-                                    + bt[2] * t[a][2][l]
-                                    + bt[3] * t[a][3][l];
-                            }
+                        let row = apply_bt([
+                            &columns[0][a],
+                            &columns[1][a],
+                            &columns[2][a],
+                            &columns[3][a],
+                        ]);
+                        for (b, row) in row.iter().enumerate() {
+                            v[a * 4 + b][at..at + LANES].copy_from_slice(row);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// `B^T` applied to four 16-lane vectors (its rows: `d0 - d2`, `d1 + d2`,
+/// `d2 - d1`, `d1 - d3`).
+#[inline(always)]
+fn apply_bt(d: [&[f32; LANES]; 4]) -> [[f32; LANES]; 4] {
+    let mut r = [[0.0f32; LANES]; 4];
+    for l in 0..LANES {
+        r[0][l] = d[0][l] - d[2][l];
+        r[1][l] = d[1][l] + d[2][l];
+        r[2][l] = d[2][l] - d[1][l];
+        r[3][l] = d[1][l] - d[3][l];
+    }
+    r
 }
 
 /// `A^T M A` of every tile, bias and leaky ReLU; then either the mean of
@@ -417,7 +425,7 @@ mod x86 {
         t: &InputTransform,
         input: &[f32],
         first: usize,
-        v: &mut [f32],
+        v: &mut [&mut [f32]],
     ) {
         t.transform(input, first, v)
     }
@@ -427,7 +435,7 @@ mod x86 {
         t: &InputTransform,
         input: &[f32],
         first: usize,
-        v: &mut [f32],
+        v: &mut [&mut [f32]],
     ) {
         t.transform(input, first, v)
     }
@@ -448,6 +456,29 @@ mod tests {
     use super::*;
     use crate::nn::cpu::direct::fill_blocked;
     use crate::nn::cpu::test_util::pseudo_random;
+
+    /// `B^T`: input patch to the transformed domain.
+    const BT: [[f32; 4]; 4] = [
+        [1.0, 0.0, -1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, -1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, -1.0],
+    ];
+
+    /// `apply_bt` multiplies by `B^T`, lane by lane.
+    #[test]
+    fn input_rows_are_bt() {
+        let d: Vec<[f32; LANES]> = (0..4)
+            .map(|i| pseudo_random(LANES, 20 + i).try_into().unwrap())
+            .collect();
+        let got = apply_bt([&d[0], &d[1], &d[2], &d[3]]);
+        for (row, bt) in got.iter().zip(BT) {
+            for l in 0..LANES {
+                let want: f32 = (0..4).map(|i| bt[i] * d[i][l]).sum();
+                assert_eq!(row[l], want);
+            }
+        }
+    }
 
     /// The filter transform is `G g G^T`, written out in f64.
     #[test]
