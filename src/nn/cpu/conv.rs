@@ -30,6 +30,7 @@ use super::gemm::{
 };
 use super::geometry::{ConvGeometry, Window};
 use super::im2col::{col2im, im2col};
+use super::plane;
 use super::pointwise::{bias_and_activation, bias_and_activation_par, channel_sums, sum};
 use super::winograd::{self, WinogradConv, WinogradScratch};
 use super::winograd_grad::{self, weight_gradient};
@@ -48,6 +49,8 @@ pub fn forward(
 ) -> Vec<f32> {
     if runs_direct(g) {
         forward_direct(g, a, w, bias, slope)
+    } else if plane::applies(g) {
+        plane::forward(g, a, w, bias, slope)
     } else {
         forward_gemm(g, a, w, bias, slope)
     }
@@ -218,6 +221,18 @@ pub fn backward(
     dz: &[f32],
     want_bias: bool,
 ) -> ConvGrads {
+    if plane::applies(g) {
+        // The input gradient is the plane convolution of dZ with the
+        // flipped, transposed filters (Cz -> Ca: few channels still).
+        return ConvGrads {
+            a: w.map(|w| {
+                let flipped = flip_transpose(w, g.cz, g.ca, g.kernel);
+                plane::forward(&reversed(g), dz, &flipped, None, 1.0)
+            }),
+            w: a.map(|a| plane::weight_gradient(g, a, dz)),
+            bias: want_bias.then(|| channel_sums(dz, g.batch, g.cz)),
+        };
+    }
     if !runs_direct(g) {
         return backward_gemm(g, a, w, dz, want_bias);
     }

@@ -475,8 +475,9 @@ unsafe fn run_tiles(isa: Isa, tile: (usize, usize), args: &TileArgs) {
     }
 }
 
-/// The vector operations the generic kernel needs, on one block of 16 lanes.
-trait Block16: Copy {
+/// The vector operations the generic kernels need, on one block of 16 lanes
+/// (this one's and [`super::plane`]'s).
+pub(super) trait Block16: Copy {
     unsafe fn zero() -> Self;
     unsafe fn load(p: *const f32) -> Self;
     unsafe fn splat(v: f32) -> Self;
@@ -533,7 +534,7 @@ unsafe fn tiles<V: Block16, const OB: usize, const PX: usize>(a: &TileArgs) {
 
 /// Portable lanes: the compiler vectorises what it can.
 #[derive(Clone, Copy)]
-struct Portable([f32; LANES]);
+pub(super) struct Portable([f32; LANES]);
 
 impl Block16 for Portable {
     #[inline(always)]
@@ -563,14 +564,14 @@ impl Block16 for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::{tiles, Block16, Pool, TileArgs};
 
     /// One `__m512`.
     #[derive(Clone, Copy)]
-    struct Z(__m512);
+    pub(in crate::nn::cpu) struct Z(__m512);
 
     impl Block16 for Z {
         #[inline(always)]
@@ -597,7 +598,7 @@ mod x86 {
 
     /// Two `__m256`.
     #[derive(Clone, Copy)]
-    struct Y([__m256; 2]);
+    pub(in crate::nn::cpu) struct Y([__m256; 2]);
 
     impl Block16 for Y {
         #[inline(always)]

@@ -22,6 +22,7 @@ pub mod gather;
 pub mod gemm;
 pub mod geometry;
 pub mod im2col;
+pub mod plane;
 pub mod pointwise;
 pub mod winograd;
 pub mod winograd_grad;
@@ -32,6 +33,39 @@ pub use geometry::{ConvGeometry, Window};
 #[cfg(test)]
 pub(crate) mod test_util {
     use super::geometry::{ConvGeometry, Window};
+
+    /// `dW [Co, Ci, 3, 3]` summed directly, in f64.
+    pub(crate) fn naive_weight_gradient(
+        a: &[f32],
+        dz: &[f32],
+        batch: usize,
+        (c_in, c_out): (usize, usize),
+        (h, w): (usize, usize),
+    ) -> Vec<f32> {
+        let mut dw = vec![0.0f64; c_out * c_in * 9];
+        for b in 0..batch {
+            for o in 0..c_out {
+                for i in 0..c_in {
+                    for tap in 0..9 {
+                        let (ky, kx) = (tap / 3, tap % 3);
+                        let mut acc = 0.0f64;
+                        for y in 0..h {
+                            for x in 0..w {
+                                let (iy, ix) = (y + ky, x + kx);
+                                if iy < 1 || ix < 1 || iy > h || ix > w {
+                                    continue;
+                                }
+                                let av = a[((b * c_in + i) * h + iy - 1) * w + ix - 1];
+                                acc += (dz[((b * c_out + o) * h + y) * w + x] * av) as f64;
+                            }
+                        }
+                        dw[(o * c_in + i) * 9 + tap] += acc;
+                    }
+                }
+            }
+        }
+        dw.into_iter().map(|v| v as f32).collect()
+    }
 
     /// Direct convolution, the reference.
     pub(crate) fn naive_forward(g: &ConvGeometry, a: &[f32], w: &[f32]) -> Vec<f32> {

@@ -308,40 +308,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::cpu::test_util::pseudo_random;
-
-    /// `dW [Co, Ci, 3, 3]` summed directly, in f64.
-    fn naive_weight_gradient(
-        a: &[f32],
-        dz: &[f32],
-        batch: usize,
-        (c_in, c_out): (usize, usize),
-        (h, w): (usize, usize),
-    ) -> Vec<f32> {
-        let mut dw = vec![0.0f64; c_out * c_in * 9];
-        for b in 0..batch {
-            for o in 0..c_out {
-                for i in 0..c_in {
-                    for tap in 0..9 {
-                        let (ky, kx) = (tap / 3, tap % 3);
-                        let mut acc = 0.0f64;
-                        for y in 0..h {
-                            for x in 0..w {
-                                let (iy, ix) = (y + ky, x + kx);
-                                if iy < 1 || ix < 1 || iy > h || ix > w {
-                                    continue;
-                                }
-                                let av = a[((b * c_in + i) * h + iy - 1) * w + ix - 1];
-                                acc += (dz[((b * c_out + o) * h + y) * w + x] * av) as f64;
-                            }
-                        }
-                        dw[(o * c_in + i) * 9 + tap] += acc;
-                    }
-                }
-            }
-        }
-        dw.into_iter().map(|v| v as f32).collect()
-    }
+    use crate::nn::cpu::test_util::{naive_weight_gradient, pseudo_random};
 
     /// The Winograd weight gradient equals the direct sum to rounding, on
     /// every instruction set, for several chunks of images, channel counts
