@@ -16,15 +16,21 @@
 //!    peak.
 //! 3. The whole D4 grid encoder (lift, stages, collapse) with either
 //!    kernel for the stages after the first, images/s.
+//! 4. What `eqae embed` runs per batch on the shipped D4 and D12 Gram
+//!    models (encoder, Gram head, tensors in and out), batches of 256,
+//!    images/s: the network's own rate, without files.
 //!
 //! Prints a table and writes it as CSV with `--out`.
 
 mod common;
 
 use common::{best_of, flag_value, gemm_peak, values};
+use eqae::eval::features::{Head, TrainedHead, BATCH};
 use eqae::nn::cpu::direct::{BlockedMaps, Isa, PackedConv};
 use eqae::nn::cpu::frozen::{ConvWeights, FrozenEncoder, StageKernel};
 use eqae::nn::cpu::winograd::{WinogradConv, WinogradScratch};
+use eqae::nn::transform::to_vec;
+use eqae::train::images_tensor;
 use rayon::prelude::*;
 
 /// GFLOP/s of one stage (conv + bias + leaky ReLU + pool) over `images`
@@ -149,6 +155,15 @@ fn main() {
             rate * flops / 1e9 / peak
         ));
     }
+    // What `eqae embed` runs per batch: the shipped models' Gram features
+    // (frozen encoder, Gram head, burn tensors in and out), 256 images at a
+    // time. The rate a whole `embed` command is measured against.
+    for model in ["mnist_d4_gram", "mnist_d12_gram"] {
+        let rate = shipped_feature_rate(model, 4096);
+        let name = format!("{model} Gram features, batches of 256");
+        println!("{name}: {rate:.0} images/s");
+        rows.push(format!("{name} ({rate:.0} images/s),1,,32,,"));
+    }
     if let Some(path) = out {
         let mut csv = String::from("operation,c_in,c_out,size,gflops,of_peak\n");
         for r in rows {
@@ -159,4 +174,24 @@ fn main() {
         std::fs::write(&path, csv).expect("write the CSV");
         println!("wrote {path}");
     }
+}
+
+/// Images/s of the shipped model `models/<model>`'s Gram features over
+/// `images` images in batches of [`BATCH`], best of 3.
+fn shipped_feature_rate(model: &str, images: usize) -> f64 {
+    let device = burn::tensor::Device::flex();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(model);
+    let trained = TrainedHead::load(&dir, Some(Head::Gram), &device).expect("a shipped model");
+    let reader = trained.reader;
+    let size = reader.size();
+    let pixels = values(images * size * size, 11);
+    let seconds = best_of(3, || {
+        for batch in pixels.chunks(BATCH * size * size) {
+            let x = images_tensor(batch.to_vec(), size, &device);
+            drop(to_vec(&reader.read(x).expect("features")));
+        }
+    });
+    images as f64 / seconds
 }

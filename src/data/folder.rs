@@ -389,11 +389,21 @@ pub fn load_image_folder(root: &Path, size: usize) -> Result<Dataset, DataError>
 pub struct ImageWalk {
     root: PathBuf,
     /// `(relative folder, its remaining entries)` from the root down.
-    stack: Vec<(String, std::vec::IntoIter<(std::ffi::OsString, bool)>)>,
+    stack: Vec<(String, std::vec::IntoIter<Entry>)>,
 }
 
-/// A folder's sorted entries: `(name, is a folder)`, hidden ones left out.
-fn sorted_entries(dir: &Path) -> Result<Vec<(std::ffi::OsString, bool)>, DataError> {
+/// A folder entry: its name, and what the folder's listing says it is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    name: std::ffi::OsString,
+    is_dir: bool,
+    /// A symbolic link, which may point at a folder (not followed).
+    is_link: bool,
+}
+
+/// A folder's sorted entries, hidden ones left out. Their kinds come with
+/// the listing (no system call per entry).
+fn sorted_entries(dir: &Path) -> Result<Vec<Entry>, DataError> {
     let io = |error| DataError::Io {
         path: dir.to_path_buf(),
         error,
@@ -405,7 +415,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(std::ffi::OsString, bool)>, DataErr
             continue;
         }
         let ft = e.file_type().map_err(io)?;
-        entries.push((e.file_name(), ft.is_dir()));
+        entries.push(Entry {
+            name: e.file_name(),
+            is_dir: ft.is_dir(),
+            is_link: ft.is_symlink(),
+        });
     }
     entries.sort();
     Ok(entries)
@@ -434,7 +448,12 @@ impl Iterator for ImageWalk {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let (rel, entries) = self.stack.last_mut()?;
-            let Some((name, is_dir)) = entries.next() else {
+            let Some(Entry {
+                name,
+                is_dir,
+                is_link,
+            }) = entries.next()
+            else {
                 self.stack.pop();
                 continue;
             };
@@ -461,7 +480,7 @@ impl Iterator for ImageWalk {
                 }
                 continue;
             }
-            if !is_image(&path) || path.is_dir() {
+            if !is_image(&path) || (is_link && path.is_dir()) {
                 continue; // other files, and links to folders (not followed)
             }
             return Some(match listed_name(Path::new(&name)) {
@@ -511,40 +530,90 @@ impl FolderSummary {
         use sha2::Digest;
         let (mut count, mut classes, mut at_top) = (0, Vec::<String>::new(), false);
         let mut digest = sha2::Sha256::new();
-        for item in ImageWalk::new(dir)? {
-            count += 1;
-            match &item {
-                Ok(rel) => {
-                    match rel.split_once('/') {
-                        Some((top, _)) => {
-                            if classes.last().map(String::as_str) != Some(top) {
-                                classes.push(top.to_string());
-                            }
-                        }
-                        None => at_top = true,
-                    }
-                    digest.update(file_stamp(&dir.join(rel), rel).as_bytes());
-                }
-                Err(e) if !skip_bad => {
-                    return Err(e
-                        .clone_text()
-                        .hinted("pass --skip-bad to leave such files out"))
-                }
-                Err(e) => digest.update(format!("!{e}\n").as_bytes()),
+        let mut walk = ImageWalk::new(dir)?;
+        // The files' stamps (a `stat` each) are taken in parallel, a block
+        // of items at a time, and used in order.
+        let blocks = std::iter::from_fn(|| {
+            let items: Vec<Listed> = walk.by_ref().take(STAMP_BLOCK).collect();
+            (!items.is_empty()).then_some(items)
+        });
+        for items in blocks {
+            let stamps: Vec<Option<String>> = items
+                .par_iter()
+                .map(|item| {
+                    item.as_ref()
+                        .ok()
+                        .map(|rel| file_stamp(&dir.join(rel), rel))
+                })
+                .collect();
+            for (item, stamp) in items.into_iter().zip(stamps) {
+                count += 1;
+                Self::take(
+                    &item,
+                    stamp,
+                    skip_bad,
+                    (&mut classes, &mut at_top),
+                    &mut digest,
+                )?;
+                keep(&item).map_err(|error| DataError::Io {
+                    path: dir.to_path_buf(),
+                    error,
+                })?;
             }
-            keep(&item).map_err(|error| DataError::Io {
-                path: dir.to_path_buf(),
-                error,
-            })?;
         }
+        Self::check_classes(dir, classes, at_top, digest, count)
+    }
+
+    /// One item of [`FolderSummary::walk`]: its class and stamp, or its
+    /// error (returned without `skip_bad`).
+    fn take(
+        item: &Listed,
+        stamp: Option<String>,
+        skip_bad: bool,
+        (classes, at_top): (&mut Vec<String>, &mut bool),
+        digest: &mut sha2::Sha256,
+    ) -> Result<(), DataError> {
+        use sha2::Digest;
+        match item {
+            Ok(rel) => {
+                match rel.split_once('/') {
+                    Some((top, _)) => {
+                        if classes.last().map(String::as_str) != Some(top) {
+                            classes.push(top.to_string());
+                        }
+                    }
+                    None => *at_top = true,
+                }
+                digest.update(stamp.unwrap_or_default().as_bytes());
+            }
+            Err(e) if !skip_bad => {
+                return Err(e
+                    .clone_text()
+                    .hinted("pass --skip-bad to leave such files out"))
+            }
+            Err(e) => digest.update(format!("!{e}\n").as_bytes()),
+        }
+        Ok(())
+    }
+
+    /// The summary, once every item is taken: the classes hold where
+    /// every top-level folder holds an image.
+    fn check_classes(
+        dir: &Path,
+        mut classes: Vec<String>,
+        at_top: bool,
+        digest: sha2::Sha256,
+        count: usize,
+    ) -> Result<Self, DataError> {
+        use sha2::Digest;
         if at_top {
             classes.clear();
         }
         if !classes.is_empty() {
             if let Some(empty) = sorted_entries(dir)?
                 .into_iter()
-                .filter(|(_, is_dir)| *is_dir)
-                .map(|(name, _)| name.to_string_lossy().into_owned())
+                .filter(|e| e.is_dir)
+                .map(|e| e.name.to_string_lossy().into_owned())
                 .find(|name| classes.binary_search(name).is_err())
             {
                 return Err(DataError::format(
@@ -573,6 +642,9 @@ impl FolderSummary {
             .unwrap_or(0)
     }
 }
+
+/// Items whose stamps [`FolderSummary::walk`] takes at once.
+const STAMP_BLOCK: usize = 4096;
 
 /// A file's name and what changes when its contents may have: size,
 /// modification time, change time (which no program can set back) and

@@ -324,19 +324,33 @@ impl Parts {
         })
     }
 
-    /// Write what is buffered and record in `state` how much is whole: a
-    /// point a resume can continue from (the files first, then the state).
-    fn checkpoint(&mut self, state: &mut State, state_path: &Path) -> Result<()> {
+    /// Hand what is buffered to the operating system and record in `state`
+    /// how much is written: a point a resume can continue from once
+    /// [`write_checkpoints`] has waited for the disk.
+    fn write_buffered(&mut self, state: &mut State) -> Result<()> {
         self.files_txt.flush()?;
         self.skipped_txt.flush()?;
         if let Some(l) = &mut self.labels {
-            l.flush()?;
+            l.write_buffered()?;
         }
-        self.features.flush()?;
+        self.features.write_buffered()?;
         state.rows = self.features.rows();
         state.files_bytes = self.files_txt.get_ref().metadata()?.len();
         state.skipped_bytes = self.skipped_txt.get_ref().metadata()?.len();
-        crate::atomic::write(state_path, serde_json::to_string(state)?.as_bytes())
+        Ok(())
+    }
+
+    /// Second handles on every part, for [`write_checkpoints`].
+    fn handles(&self) -> Result<Vec<File>> {
+        let mut handles = vec![
+            self.features.handle()?,
+            self.files_txt.get_ref().try_clone()?,
+            self.skipped_txt.get_ref().try_clone()?,
+        ];
+        if let Some(l) = &self.labels {
+            handles.push(l.handle()?);
+        }
+        Ok(handles)
     }
 
     /// Close every part with its final header, and the class names.
@@ -355,13 +369,37 @@ impl Parts {
     }
 }
 
+/// Record the states sent by the embedding loop in `state.json`, each
+/// only once the parts (`files`) have reached the disk, so that a state
+/// never describes rows a crash could still lose. Runs beside the loop,
+/// which does not wait for the disk; when it falls behind, the newest
+/// state is the one written.
+fn write_checkpoints(
+    states: std::sync::mpsc::Receiver<State>,
+    files: Vec<File>,
+    state_path: &Path,
+) -> Result<()> {
+    while let Ok(mut state) = states.recv() {
+        while let Ok(newer) = states.try_recv() {
+            state = newer;
+        }
+        for f in &files {
+            f.sync_data()
+                .with_context(|| format!("cannot write {}", state_path.display()))?;
+        }
+        crate::atomic::write(state_path, serde_json::to_string(&state)?.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// A partial file shorter than its state says.
 fn incomplete(e: anyhow::Error) -> anyhow::Error {
     e.context("the partial output is not as its state.json describes; run without --resume to start again")
 }
 
 /// Read, embed and append every batch of the shard's remaining items,
-/// checkpointing after each; returns the images embedded by this process.
+/// checkpointing after each (on a thread of its own,
+/// [`write_checkpoints`]); returns the images embedded by this process.
 fn run_batches(
     reader: &FeatureReader,
     source: &Source,
@@ -383,10 +421,14 @@ fn run_batches(
     };
     let (tx, rx) = sync_channel::<Batch>(2);
     let listing = partial.join(LISTING);
+    let handles = parts.handles()?;
     std::thread::scope(|scope| -> Result<()> {
         let labels = &labels;
         let listing = &listing;
         scope.spawn(move || produce(source, (listing, labels), (todo, batch), tx));
+        let (checkpoints, states) = std::sync::mpsc::channel::<State>();
+        let state_path = &state_path;
+        let checkpointer = scope.spawn(move || write_checkpoints(states, handles, state_path));
         for Batch { pixels, items } in rx.iter() {
             let n = items.len();
             let mut batch_labels = Vec::with_capacity(n);
@@ -426,12 +468,18 @@ fn run_batches(
                 embedded_now += (rows.len() / state.cols.max(1)) as u64;
             }
             state.done += n;
-            parts.checkpoint(state, &state_path)?;
+            parts.write_buffered(state)?;
+            if checkpoints.send(state.clone()).is_err() {
+                break; // the checkpoints stopped on an error, returned below
+            }
             bar.set_position(state.done as u64);
             let rate = embedded_now as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{rate:.0} images/s"));
         }
-        Ok(())
+        drop(checkpoints);
+        checkpointer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
     bar.finish_and_clear();
     Ok(embedded_now)

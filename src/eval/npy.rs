@@ -150,6 +150,23 @@ impl NpyRows {
         Ok(())
     }
 
+    /// Hand what is buffered to the operating system, without waiting
+    /// for the disk ([`Self::handle`] waits for it from elsewhere).
+    pub fn write_buffered(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    /// A second handle on the file: syncing it waits for every byte written
+    /// through this one.
+    pub fn handle(&self) -> Result<File> {
+        self.file
+            .get_ref()
+            .try_clone()
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
     /// Write what is buffered to the disk (a point a resume can continue from).
     pub fn flush(&mut self) -> Result<()> {
         self.file
