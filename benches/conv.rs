@@ -187,27 +187,35 @@ fn main() {
         };
         total_ours += ours;
         total_burn += burn;
+        let (burn_ms, speedup) = if eqae_only {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (format!("{burn:.2}"), format!("{:.1}x", burn / ours))
+        };
         println!(
-            "{:<26} {f_ms:>8.2} {b_ms:>8.2} {ours:>8.2} {rate:>9.1} {:>7.0}% {burn:>10.2} {:>8.1}x",
+            "{:<26} {f_ms:>8.2} {b_ms:>8.2} {ours:>8.2} {rate:>9.1} {:>7.0}% {burn_ms:>10} {speedup:>9}",
             layer.name,
             100.0 * rate / peak,
-            burn / ours
         );
         csv += &format!(
-            "{},{f_ms:.3},{b_ms:.3},{rate:.1},{:.3},{burn:.3},{peak:.1},{}\n",
+            "{},{f_ms:.3},{b_ms:.3},{rate:.1},{:.3},{},{peak:.1},{}\n",
             layer.name,
             rate / peak,
+            burn_ms.replace('-', ""),
             rayon::current_num_threads()
         );
     }
+    let (burn_ms, speedup) = if eqae_only {
+        ("-".to_string(), "-".to_string())
+    } else {
+        (
+            format!("{total_burn:.2}"),
+            format!("{:.1}x", total_burn / total_ours),
+        )
+    };
     println!(
-        "{:<26} {:>8} {:>8} {total_ours:>8.2} {:>9} {:>8} {total_burn:>10.2} {:>8.1}x",
-        "total",
-        "",
-        "",
-        "",
-        "",
-        total_burn / total_ours
+        "{:<26} {:>8} {:>8} {total_ours:>8.2} {:>9} {:>8} {burn_ms:>10} {speedup:>9}",
+        "total", "", "", "", ""
     );
     if let Some(path) = out {
         std::fs::write(&path, csv).expect("write the CSV");
