@@ -33,7 +33,7 @@ use super::im2col::{col2im, im2col};
 use super::plane;
 use super::pointwise::{bias_and_activation, bias_and_activation_par, channel_sums, sum};
 use super::winograd::{self, WinogradConv, WinogradScratch};
-use super::winograd_grad::{self, weight_gradient};
+use super::winograd_grad;
 
 /// Convolution forward: `Z = W * A + bias`, then leaky ReLU with `slope`
 /// (1 = none), applied to each chunk while it is still in cache.
@@ -243,10 +243,10 @@ pub fn backward(
         let flipped = flip_transpose(w, g.cz, g.ca, g.kernel);
         forward_direct(&reversed(g), dz, &flipped, None, 1.0)
     });
-    if runs_winograd(g) && winograd_grad::pays(g.ca, g.cz, g.ha, g.wa) {
+    if runs_winograd(g) && winograd_grad::pays(g) {
         ConvGrads {
             a: da,
-            w: a.map(|a| weight_gradient(a, dz, g.batch, (g.ca, g.cz), (g.ha, g.wa))),
+            w: a.map(|a| winograd_grad::weight_gradient(g, a, dz)),
             bias: want_bias.then(|| channel_sums(dz, g.batch, g.cz)),
         }
     } else {

@@ -240,6 +240,7 @@ pub fn forward(
     forward_on(Isa::detect(), g, a, w, bias, slope)
 }
 
+/// [`forward`] on the instruction set `isa`.
 fn forward_on(
     isa: Isa,
     g: &ConvGeometry,
@@ -400,6 +401,7 @@ pub fn weight_gradient(g: &ConvGeometry, a: &[f32], dz: &[f32]) -> Vec<f32> {
     weight_gradient_on(Isa::detect(), g, a, dz)
 }
 
+/// [`weight_gradient`] on the instruction set `isa`.
 fn weight_gradient_on(isa: Isa, g: &ConvGeometry, a: &[f32], dz: &[f32]) -> Vec<f32> {
     assert!(applies(g), "not a plane convolution: {g:?}");
     assert_eq!(a.len(), g.batch * g.a_len());

@@ -12,15 +12,17 @@
 //! - `dg = G^T dU G` for every filter.
 //!
 //! Per tile and channel pair that is 16 multiply-adds where the im2col form
-//! does 36, and the input is expanded 4 times instead of 9. The products
-//! run on the gemm crate, one position per task; images are taken a chunk
-//! at a time (the sums over chunks are added in chunk order, so the result
-//! does not depend on the number of threads).
+//! does 36, and the input is expanded 4 times instead of 9, but the output
+//! gradient 4 times where im2col reads it as it is. Each chunk of images is
+//! transformed and multiplied (the gemm crate) on one thread; the chunks'
+//! sums are added in chunk order, so the result does not depend on the
+//! number of threads. [`pays`] says where this beats im2col + GEMM.
 
 use rayon::prelude::*;
 
 use super::direct::{fill_blocked, BlockedMaps, Isa, LANES};
 use super::gemm::{matmul_strided, Operand};
+use super::geometry::ConvGeometry;
 use super::winograd::InputTransform;
 
 /// Tiles per chunk of images: long enough products for the microkernel,
@@ -28,31 +30,30 @@ use super::winograd::InputTransform;
 /// 4x4 maps of a batch of 64).
 const CHUNK_TILES: usize = 128;
 
-/// Whether the Winograd weight gradient beats im2col + GEMM for `c_in ->
-/// c_out` channels on `h x w` maps, by measurement (`cargo bench --bench
+/// Whether the Winograd weight gradient beats im2col + GEMM for the 3x3
+/// convolution `g`, by measurement (`cargo bench --bench
 /// conv` on the D4 model's layers, batch 64, 2 threads of a Zen 5 EPYC): on
 /// maps of 8x8 or less into at least as many channels (64 -> 128 at 8x8:
 /// 1.4 against 1.8 ms; 128 -> 128 at 4x4: 0.9 against 1.5 ms). Larger maps
 /// and fewer output channels (32 -> 64 at 16x16, 128 -> 64 at 8x8) came out
 /// even or slower: there the 16 transformed output gradients outweigh the
 /// saved multiply-adds.
-pub fn pays(c_in: usize, c_out: usize, h: usize, w: usize) -> bool {
-    (h / 2) * (w / 2) <= 16 && c_out >= c_in
+pub fn pays(g: &ConvGeometry) -> bool {
+    (g.ha / 2) * (g.wa / 2) <= 16 && g.cz >= g.ca
 }
 
-/// `dW [Co, Ci, 3, 3]` of the convolution of `a [B, Ci, H, W]` whose
-/// output gradient is `dz [B, Co, H, W]` (H and W even).
+/// `dW [Co, Ci, 3, 3]` of the 3x3, stride 1, padding 1 convolution `g` of
+/// `a` (H and W even) whose output gradient is `dz`.
 ///
 /// # Shapes
 /// `a [B, Ci, H, W]`, `dz [B, Co, H, W]` -> `[Co, Ci, 3, 3]`
-pub fn weight_gradient(
-    a: &[f32],
-    dz: &[f32],
-    batch: usize,
-    channels: (usize, usize),
-    size: (usize, usize),
-) -> Vec<f32> {
-    weight_gradient_on(Isa::detect(), a, dz, batch, channels, size)
+pub fn weight_gradient(g: &ConvGeometry, a: &[f32], dz: &[f32]) -> Vec<f32> {
+    assert!(
+        (g.kernel, g.stride, g.padding) == (3, 1, 1),
+        "not a Winograd convolution: {g:?}"
+    );
+    let (channels, size) = ((g.ca, g.cz), (g.ha, g.wa));
+    weight_gradient_on(Isa::detect(), a, dz, g.batch, channels, size)
 }
 
 /// [`weight_gradient`] on the instruction set `isa`.
