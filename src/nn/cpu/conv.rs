@@ -1,6 +1,15 @@
-//! 2-D convolution on raw `f32` buffers for the CPU: im2col plus GEMM (the
-//! `gemm` crate, which burn's flex backend also uses for matmul), forward
-//! and backward, parallel over chunks of the batch.
+//! 2-D convolution on raw `f32` buffers for the CPU, forward and backward,
+//! parallel over chunks of the batch. [`forward`] and [`backward`] choose
+//! the kernel by geometry:
+//! - 3x3 "same" convolutions with at least 16 channels on both sides: the
+//!   blocked direct kernel ([`super::direct`]) in Winograd form
+//!   ([`super::winograd`]; the weight gradient in [`super::winograd_grad`]
+//!   where that pays);
+//! - 3x3 "same" convolutions with fewer than 16 channels on one side: the
+//!   plane kernels ([`super::plane`]);
+//! - every other geometry, and the remaining weight gradients: im2col plus
+//!   GEMM (the `gemm` crate, which burn's flex backend also uses for
+//!   matmul), below.
 //!
 //! Why not burn's conv2d: on flex its backward is built from generic tensor
 //! operations (the weight gradient as a convolution whose kernel is the

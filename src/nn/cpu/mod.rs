@@ -1,12 +1,18 @@
 //! The CPU kernels behind [`crate::nn::ops`] on burn's flex backend:
-//! convolution and transposed convolution as im2col + GEMM with their own
-//! backward (activation fused in), the filter-bank gather, leaky ReLU and
-//! 2x2 pooling.
+//! convolution and transposed convolution with their own backward
+//! (activation fused in), the filter-bank gather, leaky ReLU and 2x2
+//! pooling; and the frozen encoder for inference.
 //!
 //! - [`geometry`]: the sizes of one convolution;
 //! - [`im2col`]: images to matrices and back;
 //! - [`gemm`]: the matrix products and scratch buffers;
-//! - [`conv`]: forward and backward of a convolution on raw buffers;
+//! - [`conv`]: forward and backward of a convolution on raw buffers, and
+//!   which kernel computes what;
+//! - [`direct`]: the blocked direct kernel (channels in blocks of 16);
+//! - [`winograd`], [`winograd_grad`]: 3x3 in Winograd F(2x2, 3x3) form on
+//!   it, and its weight gradient;
+//! - [`plane`]: 3x3 with fewer than 16 channels on one side, on plain maps;
+//! - [`frozen`]: the grid encoder with packed weights, for inference;
 //! - [`pointwise`]: bias + activation, leaky ReLU, pooling, channel sums;
 //! - [`gather`]: the filter-bank gather and its scatter-add backward;
 //! - [`flex`]: the flex backend's implementation of the extension.
