@@ -167,14 +167,6 @@ impl NpyRows {
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
-    /// Write what is buffered to the disk (a point a resume can continue from).
-    pub fn flush(&mut self) -> Result<()> {
-        self.file
-            .flush()
-            .and_then(|_| self.file.get_ref().sync_data())
-            .with_context(|| format!("cannot write {}", self.path.display()))
-    }
-
     /// Write the final row count into the header and close the file.
     pub fn finish(mut self) -> Result<()> {
         let header = header(self.rows, self.cols, self.descr, self.vector);
