@@ -144,6 +144,8 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    // As the binary does: large buffers stay in the heap between steps.
+    eqae::device::keep_large_allocations();
     let eqae_only = std::env::args().any(|a| a == "--eqae-only");
     let out = flag_value("--out");
     let only = flag_value("--layer");

@@ -85,6 +85,8 @@ fn stage_rate(c_in: usize, c_out: usize, size: usize, images: usize, kernel: Sta
 }
 
 fn main() {
+    // As the binary does: large buffers stay in the heap between steps.
+    eqae::device::keep_large_allocations();
     let out = flag_value("--out");
     let threads = rayon::current_num_threads();
     let peak = gemm_peak(2048);

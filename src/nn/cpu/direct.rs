@@ -484,6 +484,12 @@ pub(super) trait Block16: Copy {
     /// `a * b + c`.
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
     unsafe fn store(self, p: *mut f32);
+    /// Lane-wise maximum.
+    unsafe fn max(a: Self, b: Self) -> Self;
+    /// Ask for the cache line at `p` to be brought into the level-2 cache
+    /// (a hint: nothing happens where the instruction set has none).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
 }
 
 /// The microkernel, generic over the vector type. Always inlined into the
@@ -561,6 +567,14 @@ impl Block16 for Portable {
     unsafe fn store(self, p: *mut f32) {
         std::ptr::write_unaligned(p as *mut [f32; LANES], self.0)
     }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        let mut r = a.0;
+        for (r, b) in r.iter_mut().zip(b.0) {
+            *r = r.max(b);
+        }
+        Portable(r)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -594,6 +608,14 @@ pub(super) mod x86 {
         unsafe fn store(self, p: *mut f32) {
             _mm512_storeu_ps(p, self.0)
         }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            Z(_mm512_max_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
+        }
     }
 
     /// Two `__m256`.
@@ -624,6 +646,14 @@ pub(super) mod x86 {
         unsafe fn store(self, p: *mut f32) {
             _mm256_storeu_ps(p, self.0[0]);
             _mm256_storeu_ps(p.add(8), self.0[1]);
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            Y([_mm256_max_ps(a.0[0], b.0[0]), _mm256_max_ps(a.0[1], b.0[1])])
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
         }
     }
 

@@ -61,25 +61,48 @@ impl Planes {
         self.channels * self.plane_len()
     }
 
-    /// Copy the plain maps `x [C, H, W]` into `out` (borders left zero).
-    fn fill(&self, x: &[f32], out: &mut [f32]) {
+    /// Copy the plain maps `x [C, H, W]` into `out` (borders left zero),
+    /// with `isa`'s vector moves.
+    fn fill(&self, isa: Isa, x: &[f32], out: &mut [f32]) {
+        assert_eq!(x.len(), self.channels * self.height * self.width);
+        assert!(out.len() >= self.len());
+        // SAFETY: the sizes are checked above; the instruction set by
+        // `Isa::detect`.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => x86::fill_avx512(self, x, out),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => x86::fill_avx2(self, x, out),
+                _ => self.fill_with::<Portable>(x, out),
+            }
+        }
+    }
+
+    /// [`Self::fill`] on the vector type `V`: rows in vectors of 16, the
+    /// rest one value at a time. (A `memcpy` call per row costs more than
+    /// the copy: rows are short.)
+    ///
+    /// # Safety
+    /// `x` holds `[C, H, W]`, `out` at least [`Self::len`] values.
+    #[inline(always)]
+    unsafe fn fill_with<V: Block16>(&self, x: &[f32], out: &mut [f32]) {
         let (h, w, row) = (self.height, self.width, self.row());
-        for (c, plane) in x.chunks(h * w).enumerate() {
-            let dst = &mut out[c * self.plane_len()..];
-            for (y, src) in plane.chunks(w).enumerate() {
-                // In fixed blocks of 16, which compile to vector moves:
-                // rows are short, and a `memcpy` call per row cost more
-                // than the copy.
-                let dst = &mut dst[(y + 1) * row + 1..][..w];
-                let mut d = dst.chunks_exact_mut(LANES);
-                let mut s = src.chunks_exact(LANES);
-                for (d, s) in d.by_ref().zip(s.by_ref()) {
-                    let s: &[f32; LANES] = s.try_into().unwrap();
-                    let d: &mut [f32; LANES] = d.try_into().unwrap();
-                    *d = *s;
+        let whole = w - w % LANES;
+        for c in 0..self.channels {
+            for y in 0..h {
+                let src = x.as_ptr().add((c * h + y) * w);
+                let dst = out
+                    .as_mut_ptr()
+                    .add(c * self.plane_len() + (y + 1) * row + 1);
+                let mut i = 0;
+                while i < whole {
+                    V::load(src.add(i)).store(dst.add(i));
+                    i += LANES;
                 }
-                for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-                    *d = *s;
+                while i < w {
+                    *dst.add(i) = *src.add(i);
+                    i += 1;
                 }
             }
         }
@@ -130,21 +153,68 @@ struct ForwardArgs {
     /// `[groups * OT][positions][16]`.
     out: *mut f32,
     /// The image's output `[Co, H, W]`: the first `W` values of each row
-    /// of `out`, activated.
+    /// of `out`, activated. Written, never read (it may start unset).
     z: *mut f32,
     c_out: usize,
     height: usize,
     width: usize,
     slope: f32,
+    /// Whether the tiles write `z` themselves: rows of whole vectors and
+    /// a slope in [0, 1], where leaky ReLU is `max(v, slope * v)`.
+    /// Otherwise they write `out`, copied into `z` row by row.
+    direct: bool,
+    /// The next image's plain maps, brought towards the cache while this
+    /// one computes ([`Prefetch`]).
+    next: Prefetch,
+}
+
+/// Plain maps to bring into the level-2 cache a few lines at a time,
+/// spread over the work on the image before them: copying an image into
+/// its [`Planes`] then reads from the cache instead of waiting on memory
+/// in a pass of its own.
+#[derive(Clone, Copy)]
+struct Prefetch {
+    start: *const f32,
+    /// Cache lines of 16 floats.
+    lines: usize,
+}
+
+impl Prefetch {
+    /// The image after `index` in `maps` (images of `len` floats), if any.
+    fn after(maps: &[f32], index: usize, len: usize) -> Self {
+        let from = (index + 1) * len;
+        if len == 0 || from + len > maps.len() {
+            return Self {
+                start: std::ptr::null(),
+                lines: 0,
+            };
+        }
+        Self {
+            start: maps[from..].as_ptr(),
+            lines: len.div_ceil(LANES),
+        }
+    }
+
+    /// Hint lines `first..first + count` (those that exist).
+    #[inline(always)]
+    unsafe fn lines<V: Block16>(&self, first: usize, count: usize) {
+        for line in first..(first + count).min(self.lines) {
+            V::prefetch(self.start.add(line * LANES));
+        }
+    }
 }
 
 /// The forward kernel over every group and output vector of one image.
 /// Always inlined into the `#[target_feature]` entry points.
 #[inline(always)]
 unsafe fn forward_image<V: Block16, const OT: usize, const NV: usize>(a: &ForwardArgs) {
+    let per_tile = a.next.lines.div_ceil(a.groups * a.positions.div_ceil(NV));
+    let mut line = 0;
     for g in 0..a.groups {
         let mut p = 0;
         while p + NV <= a.positions {
+            a.next.lines::<V>(line, per_tile);
+            line += per_tile;
             forward_tile_at::<V, OT, NV>(a, g, p);
             p += NV;
         }
@@ -152,16 +222,19 @@ unsafe fn forward_image<V: Block16, const OT: usize, const NV: usize>(a: &Forwar
             forward_tile_at::<V, OT, 1>(a, g, p);
             p += 1;
         }
+        if a.direct {
+            continue;
+        }
         // # Shapes: [OT, H, vectors * 16] -> [OT, H, W], activated while
         // the group's rows are in cache
         let row = a.vectors * LANES;
         for o in g * OT..((g + 1) * OT).min(a.c_out) {
             for y in 0..a.height {
                 let src = std::slice::from_raw_parts(a.out.add((o * a.height + y) * row), a.width);
-                let dst =
-                    std::slice::from_raw_parts_mut(a.z.add((o * a.height + y) * a.width), a.width);
-                for (z, &v) in dst.iter_mut().zip(src) {
-                    *z = if v > 0.0 { v } else { a.slope * v };
+                // Raw writes: `z` may not be initialised yet.
+                let dst = a.z.add((o * a.height + y) * a.width);
+                for (x, &v) in src.iter().enumerate() {
+                    dst.add(x).write(if v > 0.0 { v } else { a.slope * v });
                 }
             }
         }
@@ -202,6 +275,18 @@ unsafe fn forward_tile_at<V: Block16, const OT: usize, const NV: usize>(
                 }
             }
         }
+    }
+    if a.direct {
+        // `acc * slope` as a multiply-add of -0, the sum that leaves
+        // every product as it is (signed zeros included).
+        let (slope, minus_zero) = (V::splat(a.slope), V::splat(-0.0));
+        for (v, acc) in acc.iter().enumerate() {
+            for (t, &acc) in acc.iter().enumerate().take(a.c_out - g * OT) {
+                let at = a.z.add(((g * OT + t) * a.positions + p + v) * LANES);
+                V::max(acc, V::mul_add(acc, slope, minus_zero)).store(at);
+            }
+        }
+        return;
     }
     for (v, acc) in acc.iter().enumerate() {
         for (t, acc) in acc.iter().enumerate() {
@@ -264,12 +349,17 @@ fn forward_on(
         width: wd,
     };
     let positions = h * planes.vectors();
-    let mut z = vec![0.0f32; g.batch * cz * h * wd];
-    if z.is_empty() {
-        return z;
+    let len = g.batch * cz * h * wd;
+    if len == 0 {
+        return Vec::new();
     }
-    z.par_chunks_mut(cz * h * wd)
+    // Left unset until the kernel writes it: zeroing 8 MB first costs a
+    // pass over memory of its own.
+    let mut z: Vec<f32> = Vec::with_capacity(len);
+    z.spare_capacity_mut()
+        .par_chunks_mut(cz * h * wd)
         .zip(a.par_chunks(g.a_len()))
+        .enumerate()
         .for_each_init(
             || {
                 (
@@ -277,8 +367,8 @@ fn forward_on(
                     vec![0.0f32; groups * ot * positions * LANES],
                 )
             },
-            |(input, out), (z, a)| {
-                planes.fill(a, input);
+            |(input, out), (b, (z, image))| {
+                planes.fill(isa, image, input);
                 let args = ForwardArgs {
                     input: input.as_ptr(),
                     c_in: g.ca,
@@ -290,11 +380,13 @@ fn forward_on(
                     bias: padded_bias.as_ptr(),
                     groups,
                     out: out.as_mut_ptr(),
-                    z: z.as_mut_ptr(),
+                    z: z.as_mut_ptr().cast::<f32>(),
                     c_out: cz,
                     height: h,
                     width: wd,
                     slope,
+                    direct: wd % LANES == 0 && (0.0..=1.0).contains(&slope),
+                    next: Prefetch::after(a, b, g.a_len()),
                 };
                 // SAFETY: every load is inside the planes (the rows have a
                 // vector of slack, `Planes::row`), every store inside `out`
@@ -303,6 +395,9 @@ fn forward_on(
                 unsafe { run_forward(isa, &args) };
             },
         );
+    // SAFETY: `forward_image` wrote every value of every image: each
+    // output channel, row and column.
+    unsafe { z.set_len(len) };
     z
 }
 
@@ -320,19 +415,25 @@ struct GradArgs {
     height: usize,
     /// Partial sums `[Co][Ci][9][16]`, added to.
     sums: *mut f32,
+    /// The next image's input maps ([`Prefetch`]).
+    next: Prefetch,
 }
 
 /// Add one image's products to the partial sums. Always inlined into the
 /// `#[target_feature]` entry points.
 #[inline(always)]
 unsafe fn grad_image<V: Block16, const OT: usize>(a: &GradArgs) {
+    // Hints spread over the (tile, input channel, tap row) steps.
+    let steps = (a.c_out / OT + a.c_out % OT) * a.c_in * 3;
+    let per_step = a.next.lines.div_ceil(steps.max(1));
+    let mut line = 0;
     let mut o = 0;
     while o + OT <= a.c_out {
-        grad_tile_at::<V, OT>(a, o);
+        grad_tile_at::<V, OT>(a, o, per_step, &mut line);
         o += OT;
     }
     while o < a.c_out {
-        grad_tile_at::<V, 1>(a, o);
+        grad_tile_at::<V, 1>(a, o, per_step, &mut line);
         o += 1;
     }
 }
@@ -341,11 +442,18 @@ unsafe fn grad_image<V: Block16, const OT: usize>(a: &GradArgs) {
 /// time: `OT x 3` accumulators, and per output vector three input loads
 /// and `OT` gradient loads for `3 OT` multiply-adds.
 #[inline(always)]
-unsafe fn grad_tile_at<V: Block16, const OT: usize>(a: &GradArgs, o: usize) {
+unsafe fn grad_tile_at<V: Block16, const OT: usize>(
+    a: &GradArgs,
+    o: usize,
+    per_step: usize,
+    line: &mut usize,
+) {
     let positions = a.height * a.vectors;
     for i in 0..a.c_in {
         let plane = a.input.add(i * a.plane_len);
         for ky in 0..3 {
+            a.next.lines::<V>(*line, per_step);
+            *line += per_step;
             let mut acc = [[V::zero(); 3]; OT];
             for y in 0..a.height {
                 for v in 0..a.vectors {
@@ -423,7 +531,7 @@ fn weight_gradient_on(isa: Isa, g: &ConvGeometry, a: &[f32], dz: &[f32]) -> Vec<
             |(input, grad), (part, &first)| {
                 part.fill(0.0);
                 for b in first..(first + CHUNK).min(g.batch) {
-                    planes.fill(&a[b * g.a_len()..][..g.a_len()], input);
+                    planes.fill(isa, &a[b * g.a_len()..][..g.a_len()], input);
                     let dz = &dz[b * cz * h * wd..][..cz * h * wd];
                     // Rows of whole vectors are read in place; others
                     // are copied into zero-padded ones.
@@ -446,6 +554,7 @@ fn weight_gradient_on(isa: Isa, g: &ConvGeometry, a: &[f32], dz: &[f32]) -> Vec<
                         vectors: planes.vectors(),
                         height: h,
                         sums: part.as_mut_ptr(),
+                        next: Prefetch::after(a, b, g.a_len()),
                     };
                     // SAFETY: loads inside the planes and `grad`, stores
                     // inside `part`; the instruction set was checked.
@@ -463,7 +572,17 @@ fn weight_gradient_on(isa: Isa, g: &ConvGeometry, a: &[f32], dz: &[f32]) -> Vec<
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::direct::x86::{Y, Z};
-    use super::{forward_image, grad_image, ForwardArgs, GradArgs};
+    use super::{forward_image, grad_image, ForwardArgs, GradArgs, Planes};
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fill_avx512(p: &Planes, x: &[f32], out: &mut [f32]) {
+        p.fill_with::<Z>(x, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fill_avx2(p: &Planes, x: &[f32], out: &mut [f32]) {
+        p.fill_with::<Y>(x, out)
+    }
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward_avx512(a: &ForwardArgs) {
@@ -496,8 +615,9 @@ mod tests {
 
     /// Forward and weight gradient equal the direct sums to rounding, on
     /// every instruction set: the lift and the decoder's last layer, odd
-    /// widths and heights, channel counts that fill no tile, batches that
-    /// end inside a chunk.
+    /// widths and heights, channel counts that fill no tile (with rows of
+    /// whole vectors, written by the tiles themselves, and without),
+    /// batches that end inside a chunk.
     #[test]
     fn plane_kernels_match_the_direct_sums() {
         for (batch, ca, cz, (h, w)) in [
@@ -505,6 +625,7 @@ mod tests {
             (2, 32, 8, (16, 16)),
             (9, 8, 32, (5, 7)),
             (5, 3, 5, (33, 17)),
+            (2, 3, 12, (4, 16)),
             (1, 1, 1, (1, 1)),
         ] {
             let g = ConvGeometry::conv([batch, ca, h, w], cz, Window::new(3, 1, 1));
