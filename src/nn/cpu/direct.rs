@@ -167,11 +167,20 @@ pub fn fill_blocked(plain: &[f32], shape: &BlockedMaps, blocked: &mut [f32]) {
     // the block 16 times).
     for block in 0..shape.blocks() {
         let lanes = (shape.channels - block * LANES).min(LANES);
-        let planes = &plain[block * LANES * h * w..];
+        let planes = &plain[block * LANES * h * w..][..lanes * h * w];
         for y in 0..h {
             let at = shape.index(block * LANES, y, 0);
-            for x in 0..w {
-                let dst = &mut blocked[at + x * LANES..][..lanes];
+            let row = &mut blocked[at..][..w * LANES];
+            let mut first = 0;
+            #[cfg(target_arch = "x86_64")]
+            if lanes % 4 == 0 {
+                first = w - w % 4;
+                // SAFETY: the slices' lengths are what the function reads
+                // and writes: `lanes` planes of `h * w`, `w` pixels of 16.
+                unsafe { x86::transpose_quads(planes, (h, w, y), lanes, first, row) };
+            }
+            for x in first..w {
+                let dst = &mut row[x * LANES..][..lanes];
                 for (l, d) in dst.iter_mut().enumerate() {
                     *d = planes[(l * h + y) * w + x];
                 }
@@ -581,7 +590,45 @@ impl Block16 for Portable {
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{tiles, Block16, Pool, TileArgs};
+    use super::{tiles, Block16, Pool, TileArgs, LANES};
+
+    /// Row `y` of `lanes` plain planes `[lanes, h, w]`, pixels `0..end`
+    /// (a multiple of 4), into `row [w][16]`: 4x4 transposes with SSE (in
+    /// every x86-64), 4 loads and 4 stores per 16 values instead of one
+    /// value at a time.
+    ///
+    /// # Safety
+    /// `planes` holds `lanes * h * w` values, `row` `w * 16`; `lanes` is a
+    /// multiple of 4 and at most 16; `end <= w`; `y < h`.
+    pub(super) unsafe fn transpose_quads(
+        planes: &[f32],
+        (h, w, y): (usize, usize, usize),
+        lanes: usize,
+        end: usize,
+        row: &mut [f32],
+    ) {
+        debug_assert!(planes.len() >= lanes * h * w && row.len() >= w * LANES);
+        debug_assert!(lanes % 4 == 0 && lanes <= LANES && end <= w && end % 4 == 0);
+        let (src, dst) = (planes.as_ptr(), row.as_mut_ptr());
+        for x in (0..end).step_by(4) {
+            for l in (0..lanes).step_by(4) {
+                let load = |i: usize| _mm_loadu_ps(src.add(((l + i) * h + y) * w + x));
+                let (r0, r1, r2, r3) = (load(0), load(1), load(2), load(3));
+                let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+                let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+                // # Shapes: 4 channels x 4 pixels -> 4 pixels x 4 channels
+                let columns = [
+                    _mm_movelh_ps(t0, t1),
+                    _mm_movehl_ps(t1, t0),
+                    _mm_movelh_ps(t2, t3),
+                    _mm_movehl_ps(t3, t2),
+                ];
+                for (j, c) in columns.into_iter().enumerate() {
+                    _mm_storeu_ps(dst.add((x + j) * LANES + l), c);
+                }
+            }
+        }
+    }
 
     /// One `__m512`.
     #[derive(Clone, Copy)]
@@ -698,9 +745,17 @@ mod tests {
         out
     }
 
+    /// Blocks of 4, 16 and other lane counts; widths that end inside a
+    /// group of 4 pixels.
     #[test]
     fn fill_blocked_places_every_channel_and_pixel() {
-        for (c, h, w, border) in [(1, 5, 4, 1), (20, 3, 6, 2), (48, 4, 4, 0)] {
+        for (c, h, w, border) in [
+            (1, 5, 4, 1),
+            (20, 3, 6, 2),
+            (48, 4, 4, 0),
+            (36, 3, 10, 1),
+            (16, 2, 16, 1),
+        ] {
             let shape = BlockedMaps {
                 channels: c,
                 height: h,

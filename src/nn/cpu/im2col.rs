@@ -1,7 +1,9 @@
 //! im2col and col2im: the rearrangements that turn a convolution into one
 //! matrix product per chunk of images, and back. Same-size stride-1
-//! convolutions (the 3x3 layers) move whole planes per kernel tap; every
-//! other geometry goes output row by output row.
+//! convolutions (the 3x3 layers) move whole planes per kernel tap; 2x2
+//! stride-2 windows (the collapse and the upsampling) split each input row
+//! into its even and odd columns; every other geometry goes output row by
+//! output row.
 
 use super::geometry::ConvGeometry;
 

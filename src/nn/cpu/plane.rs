@@ -19,7 +19,11 @@
 //!
 //! Each image is first copied into zero-bordered planes whose rows are a
 //! whole number of vectors plus a vector of slack (`Planes`), so that
-//! every load is in bounds and the border needs no test.
+//! every load is in bounds and the border needs no test. The kernels ask
+//! for the next image's lines while they compute (`Prefetch`), so that the
+//! copy reads from the cache; and where rows are whole vectors the forward
+//! tiles write their activated sums straight into the output, which is
+//! never zeroed first.
 
 use rayon::prelude::*;
 
@@ -110,9 +114,13 @@ impl Planes {
 }
 
 /// Output channels per register tile and vectors per tile of the forward
-/// kernel on `isa`: 16 accumulators on AVX-512, 4 (8 registers) on AVX2.
-fn forward_tile(isa: Isa) -> (usize, usize) {
+/// kernel on `isa` for `c_out` output channels: 16 accumulators on
+/// AVX-512 (4 channels by 4 vectors where there are no more than 4
+/// channels, so that no lane of the tile is padding), 4 (8 registers) on
+/// AVX2.
+fn forward_tile(isa: Isa, c_out: usize) -> (usize, usize) {
     match isa {
+        Isa::Avx512 if c_out <= 4 => (4, 4),
         Isa::Avx512 => (8, 2),
         _ => (4, 1),
     }
@@ -338,7 +346,7 @@ fn forward_on(
     assert_eq!(a.len(), g.batch * g.a_len());
     assert_eq!(w.len(), g.cz * g.ca * 9);
     let (h, wd, cz) = (g.ha, g.wa, g.cz);
-    let (ot, _) = forward_tile(isa);
+    let (ot, _) = forward_tile(isa, cz);
     let groups = cz.div_ceil(ot);
     let weights = pack_weights(w, g.ca, cz, ot);
     let mut padded_bias = bias.map_or_else(|| vec![0.0f32; cz], <[f32]>::to_vec);
@@ -424,13 +432,22 @@ struct GradArgs {
 #[inline(always)]
 unsafe fn grad_image<V: Block16, const OT: usize>(a: &GradArgs) {
     // Hints spread over the (tile, input channel, tap row) steps.
-    let steps = (a.c_out / OT + a.c_out % OT) * a.c_in * 3;
+    let rest = a.c_out % OT;
+    let fours = if OT > 4 { rest / 4 } else { 0 };
+    let tiles = a.c_out / OT + fours + rest - 4 * fours;
+    let steps = tiles * a.c_in * 3;
     let per_step = a.next.lines.div_ceil(steps.max(1));
     let mut line = 0;
     let mut o = 0;
     while o + OT <= a.c_out {
         grad_tile_at::<V, OT>(a, o, per_step, &mut line);
         o += OT;
+    }
+    // Fewer than `OT` left (the decoder's last layer of the D12 model has
+    // 4 channels in all): 4 at a time before 1 at a time.
+    while OT > 4 && o + 4 <= a.c_out {
+        grad_tile_at::<V, 4>(a, o, per_step, &mut line);
+        o += 4;
     }
     while o < a.c_out {
         grad_tile_at::<V, 1>(a, o, per_step, &mut line);
@@ -586,7 +603,12 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward_avx512(a: &ForwardArgs) {
-        forward_image::<Z, 8, 2>(a)
+        // As `forward_tile`.
+        if a.c_out <= 4 {
+            forward_image::<Z, 4, 4>(a)
+        } else {
+            forward_image::<Z, 8, 2>(a)
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -626,6 +648,7 @@ mod tests {
             (9, 8, 32, (5, 7)),
             (5, 3, 5, (33, 17)),
             (2, 3, 12, (4, 16)),
+            (3, 16, 4, (16, 16)),
             (1, 1, 1, (1, 1)),
         ] {
             let g = ConvGeometry::conv([batch, ca, h, w], cz, Window::new(3, 1, 1));
