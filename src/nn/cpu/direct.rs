@@ -173,7 +173,7 @@ pub fn fill_blocked(plain: &[f32], shape: &BlockedMaps, blocked: &mut [f32]) {
             let row = &mut blocked[at..][..w * LANES];
             let mut first = 0;
             #[cfg(target_arch = "x86_64")]
-            if lanes % 4 == 0 {
+            if lanes.is_multiple_of(4) {
                 first = w - w % 4;
                 // SAFETY: the slices' lengths are what the function reads
                 // and writes: `lanes` planes of `h * w`, `w` pixels of 16.
@@ -608,7 +608,9 @@ pub(super) mod x86 {
         row: &mut [f32],
     ) {
         debug_assert!(planes.len() >= lanes * h * w && row.len() >= w * LANES);
-        debug_assert!(lanes % 4 == 0 && lanes <= LANES && end <= w && end % 4 == 0);
+        debug_assert!(
+            lanes.is_multiple_of(4) && lanes <= LANES && end <= w && end.is_multiple_of(4)
+        );
         let (src, dst) = (planes.as_ptr(), row.as_mut_ptr());
         for x in (0..end).step_by(4) {
             for l in (0..lanes).step_by(4) {
