@@ -70,43 +70,36 @@ impl Planes {
     fn fill(&self, isa: Isa, x: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), self.channels * self.height * self.width);
         assert!(out.len() >= self.len());
-        // SAFETY: the sizes are checked above; the instruction set by
-        // `Isa::detect`.
-        unsafe {
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => x86::fill_avx512(self, x, out),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => x86::fill_avx2(self, x, out),
-                _ => self.fill_with::<Portable>(x, out),
-            }
+        match isa {
+            // SAFETY: the instruction set was checked by `Isa::detect`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::fill_avx512(self, x, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::fill_avx2(self, x, out) },
+            _ => self.fill_rows(x, out),
         }
     }
 
-    /// [`Self::fill`] on the vector type `V`: rows in vectors of 16, the
-    /// rest one value at a time. (A `memcpy` call per row costs more than
-    /// the copy: rows are short.)
-    ///
-    /// # Safety
-    /// `x` holds `[C, H, W]`, `out` at least [`Self::len`] values.
+    /// [`Self::fill`] compiled for the instruction set of its caller:
+    /// each row in blocks of 16 values, which compile to vector moves. (A
+    /// loop of loads and stores through pointers is turned into a `memcpy`
+    /// call per row, which costs more than the copy: rows are short.)
     #[inline(always)]
-    unsafe fn fill_with<V: Block16>(&self, x: &[f32], out: &mut [f32]) {
+    fn fill_rows(&self, x: &[f32], out: &mut [f32]) {
         let (h, w, row) = (self.height, self.width, self.row());
-        let whole = w - w % LANES;
-        for c in 0..self.channels {
-            for y in 0..h {
-                let src = x.as_ptr().add((c * h + y) * w);
-                let dst = out
-                    .as_mut_ptr()
-                    .add(c * self.plane_len() + (y + 1) * row + 1);
-                let mut i = 0;
-                while i < whole {
-                    V::load(src.add(i)).store(dst.add(i));
-                    i += LANES;
+        for (c, plane) in x.chunks(h * w).enumerate() {
+            let dst = &mut out[c * self.plane_len()..];
+            for (y, src) in plane.chunks(w).enumerate() {
+                let dst = &mut dst[(y + 1) * row + 1..][..w];
+                let mut d = dst.chunks_exact_mut(LANES);
+                let mut s = src.chunks_exact(LANES);
+                for (d, s) in d.by_ref().zip(s.by_ref()) {
+                    let s: &[f32; LANES] = s.try_into().unwrap();
+                    let d: &mut [f32; LANES] = d.try_into().unwrap();
+                    *d = *s;
                 }
-                while i < w {
-                    *dst.add(i) = *src.add(i);
-                    i += 1;
+                for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+                    *d = *s;
                 }
             }
         }
@@ -593,12 +586,12 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn fill_avx512(p: &Planes, x: &[f32], out: &mut [f32]) {
-        p.fill_with::<Z>(x, out)
+        p.fill_rows(x, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn fill_avx2(p: &Planes, x: &[f32], out: &mut [f32]) {
-        p.fill_with::<Y>(x, out)
+        p.fill_rows(x, out)
     }
 
     #[target_feature(enable = "avx512f")]
