@@ -354,6 +354,14 @@ fn forward_on(
     if len == 0 {
         return Vec::new();
     }
+    // The tiles write `z` themselves (see `ForwardArgs::direct`), or go
+    // through a per-thread `out` buffer.
+    let direct = wd.is_multiple_of(LANES) && (0.0..=1.0).contains(&slope);
+    let out_len = if direct {
+        0
+    } else {
+        groups * ot * positions * LANES
+    };
     // Left unset until the kernel writes it: zeroing 8 MB first costs a
     // pass over memory of its own.
     let mut z: Vec<f32> = Vec::with_capacity(len);
@@ -362,12 +370,7 @@ fn forward_on(
         .zip(a.par_chunks(g.a_len()))
         .enumerate()
         .for_each_init(
-            || {
-                (
-                    vec![0.0f32; planes.len()],
-                    vec![0.0f32; groups * ot * positions * LANES],
-                )
-            },
+            || (vec![0.0f32; planes.len()], vec![0.0f32; out_len]),
             |(input, out), (b, (z, image))| {
                 planes.fill(isa, image, input);
                 let args = ForwardArgs {
@@ -386,13 +389,13 @@ fn forward_on(
                     height: h,
                     width: wd,
                     slope,
-                    direct: wd % LANES == 0 && (0.0..=1.0).contains(&slope),
+                    direct,
                     next: Prefetch::after(a, b, g.a_len()),
                 };
                 // SAFETY: every load is inside the planes (the rows have a
-                // vector of slack, `Planes::row`), every store inside `out`
-                // and `z` (`[Co, H, W]`); the instruction set was checked by
-                // `Isa::detect`.
+                // vector of slack, `Planes::row`), every store inside `z`
+                // (`[Co, H, W]`) or, when not `direct`, `out`; the
+                // instruction set was checked by `Isa::detect`.
                 unsafe { run_forward(isa, &args) };
             },
         );
